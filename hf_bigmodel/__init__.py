@@ -1,0 +1,32 @@
+"""hf_bigmodel: GPT, BERT, the encoder-decoder Transformer and ResNet, written from scratch as Hugging Face-native
+models. `import hf_bigmodel` registers every architecture with transformers' Auto classes."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .models import ARCHITECTURES
+from .models.gpt import (
+    BigModelGPTConfig,
+    BigModelGPTForCausalLM,
+    BigModelGPTForSequenceClassification,
+    BigModelGPTForTokenClassification,
+    BigModelGPTModel,
+)
+from .registry import create_config, create_model, list_presets
+
+try:
+    __version__ = version("hf_bigmodel")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+local"
+
+__all__ = [
+    "ARCHITECTURES",
+    "BigModelGPTConfig",
+    "BigModelGPTModel",
+    "BigModelGPTForCausalLM",
+    "BigModelGPTForSequenceClassification",
+    "BigModelGPTForTokenClassification",
+    "create_config",
+    "create_model",
+    "list_presets",
+    "__version__",
+]

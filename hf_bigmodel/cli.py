@@ -1,0 +1,53 @@
+"""`hf-bigmodel`: one command line for the zoo.
+
+    hf-bigmodel demo                      train a tokenizer and a small GPT on a built-in corpus, then sample
+    hf-bigmodel train-tokenizer ...       train a byte-level BPE or character tokenizer
+    hf-bigmodel pretrain gpt ...          pretrain with Trainer (every TrainingArguments flag)
+    hf-bigmodel finetune ...              fine-tune a classification head
+    hf-bigmodel convert SRC DST           convert to and from stock transformers / nanoGPT checkpoints
+    hf-bigmodel generate MODEL PROMPT     sample from a saved model
+
+Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
+stays cheap and `hf-bigmodel --help` answers at once.
+"""
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("hf_bigmodel.demo", "train a tokenizer and a small GPT on a built-in corpus, report perplexity, sample"),
+    "train-tokenizer": ("hf_bigmodel.tokenization", "train a byte-level BPE or character-level tokenizer"),
+    "pretrain": ("hf_bigmodel.training.pretrain", "pretrain a model with Trainer: `hf-bigmodel pretrain gpt ...`"),
+    "finetune": ("hf_bigmodel.training.finetune", "fine-tune a sequence- or token-classification head"),
+    "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
+    "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: hf-bigmodel COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `hf-bigmodel COMMAND --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        import hf_bigmodel
+
+        print(hf_bigmodel.__version__)
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"hf-bigmodel: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

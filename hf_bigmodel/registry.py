@@ -1,0 +1,36 @@
+"""One API across the zoo, as timm has: list the named presets, build a config or a model from a preset name."""
+
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from .models import ARCHITECTURES
+
+
+def list_presets(arch: str | None = None) -> list[str]:
+    """Names of the config presets, e.g. `list_presets("gpt")` -> ["gpt-tiny", "nanogpt-cpu", ...]."""
+    archs = [arch] if arch else list(ARCHITECTURES)
+    for name in archs:
+        if name not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}.")
+    return [preset for name in archs for preset in ARCHITECTURES[name][1]]
+
+
+def _find_preset(preset: str) -> str:
+    for arch, (_, presets, _) in ARCHITECTURES.items():
+        if preset in presets:
+            return arch
+    raise ValueError(f"Unknown preset {preset!r}. Available presets: {', '.join(list_presets())}.")
+
+
+def create_config(preset: str, **overrides) -> PreTrainedConfig:
+    """The config of a named preset, with any field overridden: `create_config("gpt-tiny", vocab_size=512)`."""
+    config_class = ARCHITECTURES[_find_preset(preset)][0]
+    return config_class.from_preset(preset, **overrides)
+
+
+def create_model(preset: str, task: str = "base", **overrides) -> PreTrainedModel:
+    """A freshly initialised model: `create_model("gpt2-124m", task="causal-lm")`."""
+    arch = _find_preset(preset)
+    heads = ARCHITECTURES[arch][2]
+    if task not in heads:
+        raise ValueError(f"{arch} has no {task!r} head; choose from {', '.join(heads)}.")
+    return heads[task](create_config(preset, **overrides))
