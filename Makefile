@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then pretrain a small GPT on the built-in corpus and sample from it
+#   make test   set up, then run the test suite
+# torch is installed first and pinned: the CPU wheel of 2.13.0 is what this project is tested with, and an
+# unpinned torch pulls several GB of CUDA packages.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/hf-bigmodel demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_gpt_train.py
+	$(BIN)/python benchmarks/bench_gpt_generate.py
+	$(BIN)/python benchmarks/bench_nanogpt_recipe.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -1,0 +1,155 @@
+"""Text data for language-model training: checked loading of text files or `datasets` datasets, tokenization with
+`datasets.map`, and packing into fixed-length blocks (as nanoGPT's `train.bin` and transformers' `run_clm.py` do).
+
+Packing keeps the token stream in one flat numpy array, so a validation split can be "the last N% of the text",
+exactly nanoGPT's split, and a block is a slice rather than a Python list.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DataError",
+    "PackedBlocks",
+    "load_raw_text",
+    "pack_token_stream",
+    "tokenize_to_stream",
+    "validate_text_files",
+]
+
+
+class DataError(ValueError):
+    """A user's data cannot be used as given; the message says what is wrong and how to fix it."""
+
+
+def validate_text_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Check that each file exists, is not empty and is valid UTF-8, before any long job starts.
+
+    Raises `DataError` naming the file (and the byte offset of the first invalid byte) otherwise.
+    """
+    checked = []
+    for raw_path in paths:
+        path = Path(raw_path)
+        if not path.is_file():
+            raise DataError(f"Training file {path} does not exist or is not a file. Check the path.")
+        data = path.read_bytes()
+        if not data.strip():
+            raise DataError(
+                f"Training file {path} is empty (or only whitespace): there is no text to learn from. "
+                "Point --train_file / --validation_file at a file with text in it."
+            )
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"Training file {path} is not valid UTF-8: byte {err.start} is {data[err.start:err.start + 1]!r}. "
+                f"Convert it first, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`."
+            ) from None
+        checked.append(path)
+    return checked
+
+
+def load_raw_text(
+    train_files: Sequence[str] | None = None,
+    validation_files: Sequence[str] | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    text_column: str = "text",
+    cache_dir: str | None = None,
+):
+    """Load raw text as a `datasets.DatasetDict` with a "train" and possibly a "validation" split.
+
+    Text files are read line by line with their line breaks kept, so concatenating the rows gives back the file
+    exactly. A `dataset_name` is anything `datasets.load_dataset` accepts (a local folder or script, or a dataset
+    already in the cache); its `text_column` is renamed to "text".
+    """
+    import datasets
+
+    if (train_files is None) == (dataset_name is None):
+        raise DataError("Give either --train_file (text files) or --dataset_name (a `datasets` dataset), not both.")
+    if train_files is not None:
+        files = {"train": [str(p) for p in validate_text_files(train_files)]}
+        if validation_files:
+            files["validation"] = [str(p) for p in validate_text_files(validation_files)]
+        raw = datasets.load_dataset("text", data_files=files, keep_linebreaks=True, cache_dir=cache_dir)
+    else:
+        raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+        if not isinstance(raw, datasets.DatasetDict):
+            raw = datasets.DatasetDict({"train": raw})
+        if "train" not in raw:
+            raise DataError(f"Dataset {dataset_name} has no 'train' split (it has {', '.join(raw)}).")
+        if "validation" not in raw and "valid" in raw:
+            raw["validation"] = raw.pop("valid")
+        for split, ds in raw.items():
+            if text_column not in ds.column_names:
+                raise DataError(
+                    f"Dataset {dataset_name} split {split!r} has no column {text_column!r}; its columns are "
+                    f"{ds.column_names}. Pass --text_column with the name of the text column."
+                )
+        raw = datasets.DatasetDict(
+            {split: ds.select_columns([text_column]).rename_column(text_column, "text") if text_column != "text"
+             else ds.select_columns(["text"]) for split, ds in raw.items() if split in ("train", "validation")}
+        )
+    for split, ds in raw.items():
+        if len(ds) == 0:
+            raise DataError(f"The {split} split is empty: there is no text to learn from.")
+    return raw
+
+
+def tokenize_to_stream(
+    dataset, tokenizer, append_eos: bool, num_proc: int | None = None, desc: str = "Tokenizing"
+) -> np.ndarray:
+    """Tokenize every row of `dataset["text"]` and return the concatenated token ids as one 1-D array.
+
+    With `append_eos` each row is a separate document and gets the tokenizer's eos token after it (GPT-2's
+    `<|endoftext|>` convention); text-file lines are not documents and are joined as they are.
+    """
+    import pyarrow.compute as pc
+
+    eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
+
+    def tokenize(batch):
+        ids = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        return {"input_ids": [row + eos for row in ids]}
+
+    tokenized = dataset.map(
+        tokenize, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc=desc
+    )
+    flat = pc.list_flatten(tokenized.data.column("input_ids")).to_numpy()
+    dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32  # halves memory, as nanoGPT
+    return flat.astype(dtype, copy=False)
+
+
+def pack_token_stream(tokens: np.ndarray, block_size: int, split: str = "train") -> PackedBlocks:
+    """Cut the token stream into non-overlapping blocks of `block_size`; the tail shorter than a block is dropped."""
+    if len(tokens) < block_size:
+        raise DataError(
+            f"The {split} text has {len(tokens)} tokens, fewer than one block of {block_size}. Give more text or a "
+            f"smaller --block_size."
+        )
+    return PackedBlocks(tokens, block_size)
+
+
+class PackedBlocks(torch.utils.data.Dataset):
+    """Fixed-length blocks of a token stream, for causal LM training: `labels` are the `input_ids` (the model
+    shifts them to predict the next token)."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int):
+        self.tokens = tokens
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return len(self.tokens) // self.block_size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = index * self.block_size
+        block = torch.from_numpy(self.tokens[start : start + self.block_size].astype(np.int64))
+        return {"input_ids": block, "labels": block}

@@ -1,0 +1,1 @@
+"""Training entry points shared by every architecture: pretraining and fine-tuning with `Trainer`."""

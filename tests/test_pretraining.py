@@ -1,0 +1,184 @@
+"""Pretraining from raw text with `hf-bigmodel pretrain gpt`: data checks, packing, Trainer integration (resume,
+gradient accumulation, activation checkpointing, bf16, TensorBoard) and multi-process training."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from hf_bigmodel.cli import main as cli_main
+from hf_bigmodel.corpus import builtin_corpus_text, write_builtin_corpus
+from hf_bigmodel.data import DataError, PackedBlocks, pack_token_stream, validate_text_files
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    """A small slice of the built-in corpus (no download, no third-party file)."""
+    text = builtin_corpus_text()[:60_000]
+    directory = tmp_path_factory.mktemp("corpus")
+    (directory / "train.txt").write_text(text[:54_000], encoding="utf-8")
+    (directory / "valid.txt").write_text(text[54_000:], encoding="utf-8")
+    return directory / "train.txt", directory / "valid.txt"
+
+
+def pretrain_args(corpus, output_dir, *extra: str) -> list[str]:
+    train, valid = corpus
+    return [
+        "pretrain", "gpt", "--preset", "gpt-tiny", "--tokenizer_kind", "char",
+        "--train_file", str(train), "--validation_file", str(valid), "--output_dir", str(output_dir),
+        "--block_size", "32", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+        "--learning_rate", "1e-3", "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true",
+        "--seed", "7", "--sample_max_new_tokens", "8", "--dataloader_num_workers", "0",
+        "--train_sampling_strategy", "sequential", *extra,
+    ]  # fmt: skip
+
+
+def logged_losses(output_dir: Path) -> list[float]:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+# ----------------------------------------------------------------------------------------------- data checks
+
+
+def test_validate_text_files_errors(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    with pytest.raises(DataError, match=r"empty.txt is empty"):
+        validate_text_files([empty])
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.txt is not valid UTF-8: byte 3 .*iconv"):
+        validate_text_files([latin])
+    with pytest.raises(DataError, match="does not exist"):
+        validate_text_files([tmp_path / "missing.txt"])
+
+
+def test_pretrain_cli_reports_bad_training_file(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00binary")
+    assert cli_main(pretrain_args((bad, bad), tmp_path / "out")) == 2
+    assert "bad.txt is not valid UTF-8" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_packing_is_a_lossless_slicing_of_the_stream():
+    tokens = np.arange(103, dtype=np.uint16)
+    blocks = pack_token_stream(tokens, 10)
+    assert isinstance(blocks, PackedBlocks) and len(blocks) == 10  # the 3-token tail is dropped
+    assert torch.equal(blocks[4]["input_ids"], torch.arange(40, 50))
+    assert torch.equal(blocks[4]["labels"], blocks[4]["input_ids"])  # the model shifts labels itself
+    with pytest.raises(IndexError):
+        blocks[10]
+    with pytest.raises(DataError, match="fewer than one block of 200"):
+        pack_token_stream(tokens, 200)
+
+
+def test_builtin_corpus_is_deterministic_and_split_at_a_line(tmp_path):
+    train, valid = write_builtin_corpus(tmp_path)
+    text = builtin_corpus_text()
+    assert len(text) > 300_000
+    assert train.read_text() + valid.read_text() == text
+    assert train.read_text().endswith("\n")
+    assert 0.03 < len(valid.read_text()) / len(text) < 0.07
+
+
+# --------------------------------------------------------------------------------------------- pretraining
+
+
+def test_pretrain_end_to_end_saves_a_loadable_model(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(pretrain_args(corpus, out, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2")) == 0
+    captured = capsys.readouterr().out
+    assert "----- sample -----" in captured
+
+    metrics = json.loads((out / "all_results.json").read_text())
+    assert math.isclose(metrics["eval_perplexity"], math.exp(metrics["eval_loss"]), rel_tol=1e-6)
+    losses = logged_losses(out)
+    assert len(losses) == 4 and all(math.isfinite(loss) for loss in losses)
+
+    # The folder carries the modeling code, a full auto_map and the tokenizer; the model reloads exactly.
+    for name in ("configuration_gpt.py", "modeling_gpt.py", "tokenizer.json", "model.safetensors"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "bigmodel_gpt" and config["use_cache"] is True
+    assert "AutoModelForCausalLM" in config["auto_map"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert len(tokenizer) <= config["vocab_size"]
+    assert config["pad_token_id"] == tokenizer.pad_token_id and config["eos_token_id"] == tokenizer.eos_token_id
+    model = AutoModelForCausalLM.from_pretrained(out)
+    saved = load_file(out / "model.safetensors")
+    assert torch.equal(model.model.embed_tokens.weight, saved["model.embed_tokens.weight"])
+
+
+def test_resume_from_checkpoint_continues_exactly(corpus, tmp_path):
+    common = ("--lr_scheduler_type", "constant", "--save_steps", "3", "--save_strategy", "steps")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli_main(pretrain_args(corpus, straight, "--max_steps", "6", *common)) == 0
+    # "Interrupt" after 3 steps (a checkpoint is written), then run again with the same output dir.
+    assert cli_main(pretrain_args(corpus, resumed, "--max_steps", "3", *common)) == 0
+    assert (resumed / "checkpoint-3" / "optimizer.pt").is_file()
+    assert cli_main(pretrain_args(corpus, resumed, "--max_steps", "6", "--resume_from_checkpoint", "last", *common)) == 0
+
+    state = json.loads((resumed / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    assert logged_losses(resumed)[-3:] == pytest.approx(logged_losses(straight)[-3:], abs=1e-6)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_gradient_accumulation_and_activation_checkpointing_give_the_same_loss(corpus, tmp_path):
+    """Same global batch of 4: one step of 4, two accumulated steps of 2, and with activation checkpointing. Trainer
+    passes `num_items_in_batch` and stops dividing by the accumulation steps, so the model must normalise by it."""
+    base = ("--max_steps", "3", "--lr_scheduler_type", "constant")
+    runs = {
+        "batch4": ("--per_device_train_batch_size", "4"),
+        "ga2": ("--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2"),
+        "ckpt": ("--per_device_train_batch_size", "4", "--activation_checkpointing", "true"),
+    }
+    losses = {}
+    for name, extra in runs.items():
+        assert cli_main(pretrain_args(corpus, tmp_path / name, *base, *extra)) == 0
+        losses[name] = logged_losses(tmp_path / name)
+    assert len(losses["batch4"]) == 3
+    assert losses["ga2"] == pytest.approx(losses["batch4"], rel=1e-5)
+    assert losses["ckpt"] == pytest.approx(losses["batch4"], rel=1e-5)
+
+
+def test_bf16_and_tensorboard(corpus, tmp_path):
+    out = tmp_path / "bf16"
+    args = pretrain_args(corpus, out, "--max_steps", "2", "--bf16", "true", "--report_to", "tensorboard")
+    assert cli_main(args) == 0
+    assert all(math.isfinite(loss) for loss in logged_losses(out))
+    events = list((out / "runs").rglob("events.out.tfevents.*"))  # transformers 5: OUTPUT_DIR/runs/<date>
+    assert events and events[0].stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_two_processes_on_gloo_match_one_process(corpus, tmp_path):
+    """torchrun with 2 CPU processes (gloo) and 2 sequences each equals 1 process with 4 sequences: the same global
+    batches (sequential sampling), gradients averaged across processes, loss normalised by the global token count."""
+    extra = ("--max_steps", "3", "--lr_scheduler_type", "constant", "--sample_max_new_tokens", "0")
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert cli_main(pretrain_args(corpus, single, "--per_device_train_batch_size", "4", *extra)) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "hf_bigmodel.cli", *pretrain_args(corpus, double, "--per_device_train_batch_size", "2", *extra)]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert logged_losses(double) == pytest.approx(logged_losses(single), rel=1e-4)
+    a, b = load_file(single / "model.safetensors"), load_file(double / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
