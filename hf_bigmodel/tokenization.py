@@ -1,0 +1,530 @@
+"""Train tokenizers that `AutoTokenizer.from_pretrained` loads: `hf-bigmodel train-tokenizer` and `train_tokenizer`.
+
+Kinds (a small dispatch table, `KINDS`, so that later kinds only add an entry):
+
+* ``"bpe"``: byte-level BPE as in GPT-2. Text is split into bytes first, so every string encodes without an unknown
+  token; merges are learned on top of the 256 byte symbols.
+* ``"char"``: one token per character seen in training (sorted by code point, as nanoGPT's character model),
+  followed by the 256 byte tokens ``<0x00>`` ... ``<0xFF>``. A character never seen in training is encoded as its
+  UTF-8 bytes (byte fallback), so it still decodes back exactly.
+
+Special tokens and ids (the same for both kinds, always at the start of the vocabulary)::
+
+    0  <|pad|>        pad_token
+    1  <|endoftext|>  bos_token and eos_token (one document separator, as GPT-2's <|endoftext|>)
+
+GPT-2 has no pad token, and reusing eos as pad is a trap: `DataCollatorForLanguageModeling` masks the labels of
+every pad id, so the model would never learn to emit eos. Hence a dedicated pad token that never appears in
+training text.
+
+The tokenizer inserts no special tokens by itself (GPT-2 behaviour): ``tokenizer(text)`` returns the text's tokens
+only. Pretraining packs documents as ``doc_1 <|endoftext|> doc_2 <|endoftext|> ...`` by appending ``eos_token_id``
+after each document; to generate "from the start of a document", prepend ``bos_token_id`` (the same token).
+``padding_side="left"`` (a decoder-only model continues from the last position of each row) and
+``clean_up_tokenization_spaces=False``, so ``tokenizer.decode(tokenizer(text)["input_ids"]) == text`` for any text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import itertools
+import math
+import os
+import shutil
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedConfig, PreTrainedTokenizerFast
+
+PAD_TOKEN = "<|pad|>"
+ENDOFTEXT_TOKEN = "<|endoftext|>"
+# Order = ids: pad is 0, the document separator is 1.
+SPECIAL_TOKENS = {"pad_token": PAD_TOKEN, "bos_token": ENDOFTEXT_TOKEN, "eos_token": ENDOFTEXT_TOKEN}
+
+_BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
+_TEXT_BATCH_SIZE = 1000  # texts (lines or dataset rows) handed to the trainer at once
+_MAX_LINE_CHARS = 1 << 20  # a file without newlines is still read in bounded pieces
+_READ_CHUNK_BYTES = 1 << 20
+
+
+class TokenizerTrainingError(ValueError):
+    """Bad training input or settings: the message says what is wrong and how to fix it (the CLI prints it)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kinds
+
+
+def _special_token_list(special_tokens: dict[str, str]) -> list[str]:
+    return list(dict.fromkeys(special_tokens.values()))
+
+
+def _build_bpe(texts: Iterable[list[str]], vocab_size: int, min_frequency: int, show_progress: bool) -> Tokenizer:
+    specials = _special_token_list(SPECIAL_TOKENS)
+    smallest = len(specials) + 256
+    if vocab_size < smallest:
+        raise TokenizerTrainingError(
+            f"vocab_size={vocab_size} is too small for a byte-level BPE tokenizer: it needs {len(specials)} special "
+            f"tokens + 256 byte tokens = {smallest} before learning any merge. Use vocab_size >= {smallest} "
+            f"(a few thousand for small corpora, 32000-50000 for large ones), or --kind char."
+        )
+    tokenizer = Tokenizer(models.BPE())
+    # add_prefix_space=False: a prefix space would change the text, breaking exact round trips.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=specials,
+        # All 256 bytes, seen or not, so that any text encodes.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def _build_char(texts: Iterable[list[str]], vocab_size: int, min_frequency: int, show_progress: bool) -> Tokenizer:
+    del vocab_size, min_frequency  # the vocabulary is every character seen
+    counts: Counter[str] = Counter()
+    progress = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(desc="Counting characters", unit=" texts")
+    for batch in texts:
+        for text in batch:
+            counts.update(text)
+        if progress is not None:
+            progress.update(len(batch))
+    if progress is not None:
+        progress.close()
+
+    vocab: dict[str, int] = {}
+    for token in [*_special_token_list(SPECIAL_TOKENS), *sorted(counts), *_BYTE_TOKENS]:
+        vocab.setdefault(token, len(vocab))
+    # BPE without merges is a character lookup; byte_fallback maps a missing character to its <0xNN> byte tokens.
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True))
+    tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    tokenizer.add_special_tokens(_special_token_list(SPECIAL_TOKENS))
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class _Kind:
+    build: Callable[[Iterable[list[str]], int, int, bool], Tokenizer]
+    special_tokens: dict[str, str]
+    padding_side: str
+    help: str
+
+
+# WordPiece (BERT, right padding, [CLS]/[SEP]/[MASK]) and Unigram (seq2seq) will be added here.
+KINDS: dict[str, _Kind] = {
+    "bpe": _Kind(_build_bpe, SPECIAL_TOKENS, "left", "byte-level BPE (GPT-2)"),
+    "char": _Kind(_build_char, SPECIAL_TOKENS, "left", "one token per character, byte fallback for unseen ones"),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training input
+
+
+def _check_training_file(path: Path) -> None:
+    """Decode `path` strictly as UTF-8 and require some non-whitespace text, without holding the file in memory."""
+    if not path.exists():
+        raise FileNotFoundError(f"Training file not found: {path}. Check the path (and the current directory).")
+    if path.is_dir():
+        raise TokenizerTrainingError(
+            f"{path} is a directory, not a text file. Pass the files inside it, e.g. --files {path}/*.txt, "
+            f"or load it with --dataset {path}."
+        )
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    position = 0  # bytes read so far
+    has_text = False
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_READ_CHUNK_BYTES)
+            pending = decoder.getstate()[0]  # bytes of a character split across chunks
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                offset = position - len(pending) + e.start
+                raise TokenizerTrainingError(_not_utf8_message(path, offset, e)) from None
+            has_text = has_text or bool(text.strip())
+            position += len(chunk)
+            if not chunk:
+                break
+    if position == 0:
+        raise TokenizerTrainingError(
+            f"Training file {path} is empty (0 bytes). Remove it from the training files or put text in it."
+        )
+    if not has_text:
+        raise TokenizerTrainingError(
+            f"Training file {path} contains only whitespace ({position} bytes). Remove it from the training files "
+            f"or put text in it."
+        )
+
+
+def _not_utf8_message(path: Path, offset: int, error: UnicodeDecodeError) -> str:
+    with open(path, "rb") as f:
+        line = f.read(offset).count(b"\n") + 1
+        bad = f.read(min(4, error.end - error.start) or 1)
+    return (
+        f"Training file {path} is not valid UTF-8: byte {bad!r} at byte offset {offset} (line {line}) "
+        f"({error.reason}). Convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8 {path} > {path}.utf8` "
+        f"(replace latin1 with the file's real encoding; `file -i {path}` often tells it)."
+    )
+
+
+def _batched(texts: Iterable[str], size: int = _TEXT_BATCH_SIZE) -> Iterator[list[str]]:
+    iterator = iter(texts)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _file_texts(paths: Sequence[Path]) -> Iterator[str]:
+    for path in paths:
+        # newline="" keeps "\r\n" as written; utf-8-sig drops a byte-order mark instead of learning it as text.
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            yield from iter(lambda f=f: f.readline(_MAX_LINE_CHARS), "")
+
+
+def _dataset_texts(dataset: Any, text_column: str) -> Iterator[str]:
+    columns = getattr(dataset, "column_names", None)
+    if columns is not None and text_column not in columns:
+        raise TokenizerTrainingError(
+            f"The dataset has no column {text_column!r}; its columns are {columns}. "
+            f"Pass text_column= (--text_column) naming the column that holds the text."
+        )
+    # Only the text column is read, batch by batch (Arrow-backed: nothing else is loaded into memory).
+    return _column_texts(dataset.select_columns([text_column]), text_column)
+
+
+def _column_texts(dataset: Any, text_column: str) -> Iterator[str]:
+    for batch in dataset.iter(batch_size=_TEXT_BATCH_SIZE):
+        for text in batch[text_column]:
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                raise TokenizerTrainingError(
+                    f"Column {text_column!r} holds {type(text).__name__} values, not text. "
+                    f"Pass text_column= (--text_column) naming a string column."
+                )
+            yield text
+
+
+class _TextWatcher:
+    """Passes batches through and remembers whether any of them held non-whitespace text."""
+
+    def __init__(self, batches: Iterable[list[str]]):
+        self.batches = batches
+        self.has_text = False
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for batch in self.batches:
+            if not self.has_text:
+                self.has_text = any(text.strip() for text in batch)
+            yield batch
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public API
+
+
+def train_tokenizer(
+    kind: str = "bpe",
+    files: Sequence[str | Path] | None = None,
+    dataset: datasets.Dataset | None = None,
+    text_column: str = "text",
+    vocab_size: int = 8192,
+    min_frequency: int = 2,
+    model_max_length: int | None = None,
+    output_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> PreTrainedTokenizerFast:
+    """Train a `kind` tokenizer ("bpe" or "char") on text files or a `datasets` dataset and wrap it for transformers.
+
+    Args:
+        kind: "bpe" (byte-level BPE) or "char" (characters with byte fallback); see the module docstring.
+        files: UTF-8 text files. Each is checked up front (exists, valid UTF-8, not empty or whitespace only),
+            then streamed line by line.
+        dataset: a `datasets.Dataset` (or `IterableDataset`) whose `text_column` holds strings; read in batches.
+            Pass exactly one of `files` and `dataset`.
+        vocab_size: total tokens for "bpe", special and byte tokens included (a small corpus may yield fewer).
+            Ignored for "char", whose vocabulary is every character seen + 256 byte tokens + the special tokens.
+        min_frequency: "bpe" only: a pair must occur at least this often to be merged.
+        model_max_length: longest input the model accepts (its `max_position_embeddings`); unset means no limit.
+        output_dir: if given, `save_pretrained` there atomically (see `save_tokenizer`).
+        show_progress: show the trainer's progress bars.
+
+    Returns:
+        A `PreTrainedTokenizerFast` with pad id 0 and bos = eos id 1, left padding, no special tokens added by
+        `__call__`, and exact `decode(encode(text)) == text`.
+    """
+    if kind not in KINDS:
+        raise TokenizerTrainingError(f"Unknown tokenizer kind {kind!r}. Available kinds: {', '.join(KINDS)}.")
+    if (files is None) == (dataset is None):
+        raise TokenizerTrainingError("Pass exactly one of `files` (text files) and `dataset` (a datasets.Dataset).")
+    if min_frequency < 0:
+        raise TokenizerTrainingError(f"min_frequency must be >= 0, got {min_frequency}.")
+    if model_max_length is not None and model_max_length <= 0:
+        raise TokenizerTrainingError(f"model_max_length must be a positive integer, got {model_max_length}.")
+    spec = KINDS[kind]
+
+    if files is not None:
+        paths = [Path(files)] if isinstance(files, (str, os.PathLike)) else [Path(f) for f in files]
+        if not paths:
+            raise TokenizerTrainingError("`files` is empty: pass at least one text file.")
+        paths = [p.expanduser() for p in paths]
+        for path in paths:
+            _check_training_file(path)
+        texts: Iterable[str] = _file_texts(paths)
+        source = f"{len(paths)} file(s)"
+    else:
+        texts = _dataset_texts(dataset, text_column)
+        source = f"column {text_column!r} of the dataset"
+
+    watcher = _TextWatcher(_batched(texts))
+    backend = spec.build(watcher, vocab_size, min_frequency, show_progress)
+    if not watcher.has_text:
+        raise TokenizerTrainingError(
+            f"No training text found in {source}: every entry is empty or whitespace. Check the data "
+            f"(and text_column / --text_column)."
+        )
+
+    from transformers import PreTrainedTokenizerFast
+
+    kwargs: dict[str, Any] = {}
+    if model_max_length is not None:
+        kwargs["model_max_length"] = model_max_length
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        **spec.special_tokens,
+        padding_side=spec.padding_side,
+        clean_up_tokenization_spaces=False,
+        # Explicit False: transformers then installs a pass-through post-processor (no bos/eos insertion).
+        add_bos_token=False,
+        add_eos_token=False,
+        model_input_names=["input_ids", "attention_mask"],
+        **kwargs,
+    )
+    if output_dir is not None:
+        save_tokenizer(tokenizer, output_dir)
+    return tokenizer
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, output_dir: str | Path) -> Path:
+    """`save_pretrained(output_dir)` without ever leaving a half-written tokenizer behind.
+
+    The files are written to a temporary folder next to `output_dir`, then moved with `os.replace` (atomic on one
+    filesystem): the whole folder when `output_dir` does not exist yet, else file by file, so that the weights and
+    config of a model folder that already holds them are kept.
+    """
+    output_dir = Path(output_dir).expanduser().absolute()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TokenizerTrainingError(f"output_dir {output_dir} exists and is not a directory. Pick another path.")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp_dir.mkdir()
+    try:
+        tokenizer.save_pretrained(tmp_dir)
+        if output_dir.is_dir():
+            for file in sorted(tmp_dir.iterdir()):
+                os.replace(file, output_dir / file.name)
+        else:
+            os.replace(tmp_dir, output_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return output_dir
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int | None]:
+    return {name: getattr(tokenizer, name) for name in ("pad_token_id", "bos_token_id", "eos_token_id")}
+
+
+def check_tokenizer_matches_config(tokenizer: PreTrainedTokenizerFast, config: PreTrainedConfig) -> None:
+    """Raise `ValueError` if the model cannot use `tokenizer`: a token id past the embedding matrix, or
+    pad/bos/eos ids in the config (where set) that differ from the tokenizer's."""
+    problems = []
+    if len(tokenizer) > config.vocab_size:
+        problems.append(
+            f"The tokenizer has {len(tokenizer)} tokens but config.vocab_size is {config.vocab_size}, so token ids "
+            f">= {config.vocab_size} would index past the embedding matrix. Set vocab_size >= {len(tokenizer)} in "
+            f"the config (sync_config_with_tokenizer(config, tokenizer) does it) or retrain the tokenizer with "
+            f"vocab_size <= {config.vocab_size}."
+        )
+    for name, token_id in _special_ids(tokenizer).items():
+        config_id = getattr(config, name, None)
+        if config_id is None:
+            continue
+        matches = token_id in config_id if isinstance(config_id, (list, tuple)) else token_id == config_id
+        if not matches:
+            token = getattr(tokenizer, name.removesuffix("_id"))
+            has = f"has {token!r} = {token_id}" if token_id is not None else "has none"
+            problems.append(
+                f"config.{name} is {config_id} but the tokenizer {has}. Copy the tokenizer's ids into the config "
+                f"(sync_config_with_tokenizer(config, tokenizer))."
+            )
+    if problems:
+        raise ValueError("The tokenizer does not match the model config:\n- " + "\n- ".join(problems))
+
+
+def sync_config_with_tokenizer(
+    config: PreTrainedConfig, tokenizer: PreTrainedTokenizerFast, *, pad_to_multiple_of: int = 1
+) -> PreTrainedConfig:
+    """Set `config.vocab_size` to `len(tokenizer)` and the config's pad/bos/eos ids to the tokenizer's; return it.
+
+    `pad_to_multiple_of` rounds `vocab_size` up, e.g. 64: the embedding and output-projection matmuls then have a
+    dimension that splits evenly into GPU tensor-core tiles, which is measurably faster (nanoGPT pads GPT-2's 50257
+    to 50304 for this). The extra rows are never produced by the tokenizer; the model learns to give them
+    near-zero probability.
+    """
+    if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+        raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}.")
+    config.vocab_size = math.ceil(len(tokenizer) / pad_to_multiple_of) * pad_to_multiple_of
+    for name, token_id in _special_ids(tokenizer).items():
+        setattr(config, name, token_id)
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+# Plain-text files given as --dataset are read as --files (exact bytes, nothing written to the datasets cache).
+_TEXT_SUFFIXES = (".txt", ".text")
+_DATA_BUILDERS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+}
+
+
+def _load_dataset(name_or_path: str, config_name: str | None, split: str) -> Any:
+    import datasets
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        builder = _DATA_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise TokenizerTrainingError(
+                f"Cannot tell the format of {path} from its extension (known: {', '.join(_DATA_BUILDERS)}). "
+                f"For plain text use --files {path}."
+            )
+        kwargs: dict[str, Any] = {"data_files": {split: str(path)}}
+        if path.suffix.lower() == ".tsv":
+            kwargs["sep"] = "\t"
+        return datasets.load_dataset(builder, split=split, **kwargs)
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():  # written by save_to_disk
+            loaded = datasets.load_from_disk(str(path))
+            return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        kwargs = {}
+        if datasets.load_dataset_builder(str(path), config_name).name == "text":
+            # The default drops "\n", which the tokenizer must learn. (The text loader still turns "\r\n" into
+            # "\n"; --files keeps the bytes exactly.)
+            kwargs["keep_linebreaks"] = True
+        return datasets.load_dataset(str(path), config_name, split=split, **kwargs)
+    if name_or_path.startswith((".", "/", "~")) or path.suffix.lower() in (*_DATA_BUILDERS, *_TEXT_SUFFIXES):
+        raise FileNotFoundError(f"Dataset path not found: {name_or_path}. Check the path.")
+    # A Hub name: works offline once cached (set HF_DATASETS_OFFLINE=1 to skip the network lookups).
+    return datasets.load_dataset(name_or_path, config_name, split=split)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-bigmodel train-tokenizer",
+        description="Train a tokenizer that AutoTokenizer.from_pretrained(OUTPUT_DIR) loads. Special tokens: "
+        f"{PAD_TOKEN} = 0 (padding), {ENDOFTEXT_TOKEN} = 1 (bos and eos); no bos/eos is added when encoding.",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=list(KINDS),
+        default="bpe",
+        help="; ".join(f"{name}: {kind.help}" for name, kind in KINDS.items()) + " (default: bpe)",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--files", nargs="+", metavar="FILE", help="UTF-8 text files to train on")
+    source.add_argument(
+        "--dataset",
+        metavar="NAME_OR_PATH",
+        help="datasets.load_dataset name (cached) or local file/folder (also save_to_disk folders)",
+    )
+    parser.add_argument("--dataset_config", default=None, help="dataset configuration name")
+    parser.add_argument("--dataset_split", default="train", help="dataset split (default: train)")
+    parser.add_argument("--text_column", default="text", help="dataset column holding the text (default: text)")
+    parser.add_argument(
+        "--vocab_size",
+        type=int,
+        default=None,
+        help="bpe: total vocabulary size, special and byte tokens included (default: 8192); "
+        "char: ignored, the vocabulary is every character seen",
+    )
+    parser.add_argument(
+        "--min_frequency", type=int, default=2, help="bpe: minimum count of a merged pair (default: 2)"
+    )
+    parser.add_argument(
+        "--model_max_length",
+        type=int,
+        default=None,
+        help="longest input the model accepts, usually its max_position_embeddings",
+    )
+    parser.add_argument("--output_dir", required=True, help="folder to save the tokenizer in (created if needed)")
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hf-bigmodel train-tokenizer`: returns 0 on success, 2 with a one-paragraph message on bad input."""
+    args = _parser().parse_args(argv)
+    if args.kind == "char" and args.vocab_size is not None:
+        print(f"note: --vocab_size is ignored for --kind char (got {args.vocab_size}).", file=sys.stderr)
+    try:
+        files, dataset = args.files, None
+        if args.dataset is not None and Path(args.dataset).suffix.lower() in _TEXT_SUFFIXES:
+            files = [args.dataset]
+        elif args.dataset is not None:
+            dataset = _load_dataset(args.dataset, args.dataset_config, args.dataset_split)
+        tokenizer = train_tokenizer(
+            kind=args.kind,
+            files=files,
+            dataset=dataset,
+            text_column=args.text_column,
+            vocab_size=8192 if args.vocab_size is None else args.vocab_size,
+            min_frequency=args.min_frequency,
+            model_max_length=args.model_max_length,
+            output_dir=args.output_dir,
+            show_progress=not args.no_progress,
+        )
+    except (TokenizerTrainingError, FileNotFoundError, ConnectionError) as e:
+        print(f"hf-bigmodel train-tokenizer: error: {e}", file=sys.stderr)
+        return 2
+    print(f"Saved a {args.kind} tokenizer with {len(tokenizer)} tokens to {Path(args.output_dir).absolute()}")
+    for name, token_id in _special_ids(tokenizer).items():
+        print(f"  {name} = {token_id} ({getattr(tokenizer, name.removesuffix('_id'))!r})")
+    print(f"Load it with AutoTokenizer.from_pretrained({str(args.output_dir)!r}).")
+    return 0
+
+
+__all__ = [
+    "KINDS",
+    "SPECIAL_TOKENS",
+    "TokenizerTrainingError",
+    "check_tokenizer_matches_config",
+    "main",
+    "save_tokenizer",
+    "sync_config_with_tokenizer",
+    "train_tokenizer",
+]
