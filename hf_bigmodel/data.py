@@ -7,6 +7,7 @@ exactly nanoGPT's split, and a block is a slice rather than a Python list.
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+_READ_CHUNK_BYTES = 1 << 20  # validate files in 1 MiB pieces, never holding a whole corpus in memory
+
 __all__ = [
     "DataError",
     "PackedBlocks",
+    "check_text_file",
     "load_raw_text",
     "pack_token_stream",
     "tokenize_to_stream",
@@ -29,30 +33,61 @@ class DataError(ValueError):
 
 
 def validate_text_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Check that each file exists, is not empty and is valid UTF-8, before any long job starts.
+    """Check every file before any long job starts: it exists, is not empty and is valid UTF-8.
 
-    Raises `DataError` naming the file (and the byte offset of the first invalid byte) otherwise.
+    Raises `FileNotFoundError` or `DataError` naming the file (and the offset of the first invalid byte).
     """
-    checked = []
-    for raw_path in paths:
-        path = Path(raw_path)
-        if not path.is_file():
-            raise DataError(f"Training file {path} does not exist or is not a file. Check the path.")
-        data = path.read_bytes()
-        if not data.strip():
-            raise DataError(
-                f"Training file {path} is empty (or only whitespace): there is no text to learn from. "
-                "Point --train_file / --validation_file at a file with text in it."
-            )
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"Training file {path} is not valid UTF-8: byte {err.start} is {data[err.start:err.start + 1]!r}. "
-                f"Convert it first, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`."
-            ) from None
-        checked.append(path)
+    checked = [Path(path) for path in paths]
+    for path in checked:
+        check_text_file(path)
     return checked
+
+
+def check_text_file(path: Path) -> None:
+    """Decode `path` strictly as UTF-8 and require some non-whitespace text, without holding the file in memory."""
+    if not path.exists():
+        raise FileNotFoundError(f"Training file not found: {path}. Check the path (and the current directory).")
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a directory, not a text file. Pass the files inside it, e.g. --files {path}/*.txt, "
+            f"or load it with --dataset {path}."
+        )
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    position = 0  # bytes read so far
+    has_text = False
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_READ_CHUNK_BYTES)
+            pending = decoder.getstate()[0]  # bytes of a character split across chunks
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                offset = position - len(pending) + e.start
+                raise DataError(_not_utf8_message(path, offset, e)) from None
+            has_text = has_text or bool(text.strip())
+            position += len(chunk)
+            if not chunk:
+                break
+    if position == 0:
+        raise DataError(
+            f"Training file {path} is empty (0 bytes). Remove it from the training files or put text in it."
+        )
+    if not has_text:
+        raise DataError(
+            f"Training file {path} contains only whitespace ({position} bytes). Remove it from the training files "
+            f"or put text in it."
+        )
+
+
+def _not_utf8_message(path: Path, offset: int, error: UnicodeDecodeError) -> str:
+    with open(path, "rb") as f:
+        line = f.read(offset).count(b"\n") + 1
+        bad = f.read(min(4, error.end - error.start) or 1)
+    return (
+        f"Training file {path} is not valid UTF-8: byte {bad!r} at byte offset {offset} (line {line}) "
+        f"({error.reason}). Convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8 {path} > {path}.utf8` "
+        f"(replace latin1 with the file's real encoding; `file -i {path}` often tells it)."
+    )
 
 
 def load_raw_text(
@@ -93,8 +128,13 @@ def load_raw_text(
                     f"{ds.column_names}. Pass --text_column with the name of the text column."
                 )
         raw = datasets.DatasetDict(
-            {split: ds.select_columns([text_column]).rename_column(text_column, "text") if text_column != "text"
-             else ds.select_columns(["text"]) for split, ds in raw.items() if split in ("train", "validation")}
+            {
+                split: ds.select_columns([text_column]).rename_column(text_column, "text")
+                if text_column != "text"
+                else ds.select_columns(["text"])
+                for split, ds in raw.items()
+                if split in ("train", "validation")
+            }
         )
     for split, ds in raw.items():
         if len(ds) == 0:
@@ -118,9 +158,7 @@ def tokenize_to_stream(
         ids = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False)["input_ids"]
         return {"input_ids": [row + eos for row in ids]}
 
-    tokenized = dataset.map(
-        tokenize, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc=desc
-    )
+    tokenized = dataset.map(tokenize, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc=desc)
     flat = pc.list_flatten(tokenized.data.column("input_ids")).to_numpy()
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32  # halves memory, as nanoGPT
     return flat.astype(dtype, copy=False)

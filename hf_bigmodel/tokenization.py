@@ -27,7 +27,6 @@ after each document; to generate "from the start of a document", prepend ``bos_t
 from __future__ import annotations
 
 import argparse
-import codecs
 import itertools
 import math
 import os
@@ -42,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .data import DataError, check_text_file
+
 if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedConfig, PreTrainedTokenizerFast
@@ -54,10 +55,9 @@ SPECIAL_TOKENS = {"pad_token": PAD_TOKEN, "bos_token": ENDOFTEXT_TOKEN, "eos_tok
 _BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 _TEXT_BATCH_SIZE = 1000  # texts (lines or dataset rows) handed to the trainer at once
 _MAX_LINE_CHARS = 1 << 20  # a file without newlines is still read in bounded pieces
-_READ_CHUNK_BYTES = 1 << 20
 
 
-class TokenizerTrainingError(ValueError):
+class TokenizerTrainingError(DataError):
     """Bad training input or settings: the message says what is wrong and how to fix it (the CLI prints it)."""
 
 
@@ -137,53 +137,6 @@ KINDS: dict[str, _Kind] = {
 
 # ----------------------------------------------------------------------------------------------------------------
 # Training input
-
-
-def _check_training_file(path: Path) -> None:
-    """Decode `path` strictly as UTF-8 and require some non-whitespace text, without holding the file in memory."""
-    if not path.exists():
-        raise FileNotFoundError(f"Training file not found: {path}. Check the path (and the current directory).")
-    if path.is_dir():
-        raise TokenizerTrainingError(
-            f"{path} is a directory, not a text file. Pass the files inside it, e.g. --files {path}/*.txt, "
-            f"or load it with --dataset {path}."
-        )
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    position = 0  # bytes read so far
-    has_text = False
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(_READ_CHUNK_BYTES)
-            pending = decoder.getstate()[0]  # bytes of a character split across chunks
-            try:
-                text = decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as e:
-                offset = position - len(pending) + e.start
-                raise TokenizerTrainingError(_not_utf8_message(path, offset, e)) from None
-            has_text = has_text or bool(text.strip())
-            position += len(chunk)
-            if not chunk:
-                break
-    if position == 0:
-        raise TokenizerTrainingError(
-            f"Training file {path} is empty (0 bytes). Remove it from the training files or put text in it."
-        )
-    if not has_text:
-        raise TokenizerTrainingError(
-            f"Training file {path} contains only whitespace ({position} bytes). Remove it from the training files "
-            f"or put text in it."
-        )
-
-
-def _not_utf8_message(path: Path, offset: int, error: UnicodeDecodeError) -> str:
-    with open(path, "rb") as f:
-        line = f.read(offset).count(b"\n") + 1
-        bad = f.read(min(4, error.end - error.start) or 1)
-    return (
-        f"Training file {path} is not valid UTF-8: byte {bad!r} at byte offset {offset} (line {line}) "
-        f"({error.reason}). Convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8 {path} > {path}.utf8` "
-        f"(replace latin1 with the file's real encoding; `file -i {path}` often tells it)."
-    )
 
 
 def _batched(texts: Iterable[str], size: int = _TEXT_BATCH_SIZE) -> Iterator[list[str]]:
@@ -287,7 +240,7 @@ def train_tokenizer(
             raise TokenizerTrainingError("`files` is empty: pass at least one text file.")
         paths = [p.expanduser() for p in paths]
         for path in paths:
-            _check_training_file(path)
+            check_text_file(path)
         texts: Iterable[str] = _file_texts(paths)
         source = f"{len(paths)} file(s)"
     else:

@@ -54,13 +54,13 @@ def logged_losses(output_dir: Path) -> list[float]:
 def test_validate_text_files_errors(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
-    with pytest.raises(DataError, match=r"empty.txt is empty"):
+    with pytest.raises(DataError, match=r"empty.txt contains only whitespace"):
         validate_text_files([empty])
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\xe9 au lait".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin.txt is not valid UTF-8: byte 3 .*iconv"):
+    with pytest.raises(DataError, match=r"latin.txt is not valid UTF-8: byte b'\\xe9' at byte offset 3 .*iconv"):
         validate_text_files([latin])
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="Training file not found"):
         validate_text_files([tmp_path / "missing.txt"])
 
 

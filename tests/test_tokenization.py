@@ -8,10 +8,10 @@ import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from hf_bigmodel import cli
+from hf_bigmodel.data import DataError
 from hf_bigmodel.models.gpt import BigModelGPTConfig
 from hf_bigmodel.tokenization import (
     KINDS,
-    TokenizerTrainingError,
     check_tokenizer_matches_config,
     save_tokenizer,
     sync_config_with_tokenizer,
@@ -234,7 +234,7 @@ def test_empty_missing_and_non_utf8_files_are_rejected_before_training(tmp_path,
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("first line\nun caf\u00e9 cr\u00e8me\n".encode("latin-1"))
     offset = len(b"first line\nun caf")
-    with pytest.raises(TokenizerTrainingError) as error:
+    with pytest.raises(DataError) as error:
         train_tokenizer("bpe", files=[latin1], show_progress=False)
     message = str(error.value)
     assert "latin1.txt is not valid UTF-8" in message

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     try:
         run_finetuning(args, training_args)
-    except DataError as err:
+    except (DataError, FileNotFoundError) as err:
         print(f"hf-bigmodel finetune: error: {err}", file=sys.stderr)
         return 2
     return 0

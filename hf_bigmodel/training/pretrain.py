@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     try:
         run_pretraining(arch, model_args, data_args, training_args)
-    except DataError as err:
+    except (DataError, FileNotFoundError) as err:
         print(f"hf-bigmodel pretrain: error: {err}", file=sys.stderr)
         return 2
     return 0
