@@ -27,24 +27,61 @@ AUTO_MAP = {
 # tokenizer you train decides them (`hf-bigmodel pretrain` copies its ids into the config).
 PRESETS: dict[str, dict] = {
     # For unit tests: a few thousand parameters, still exercising GQA-capable shapes.
-    "gpt-tiny": dict(vocab_size=256, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128, embedding_dropout=0.0, hidden_dropout=0.0,
-                     attention_dropout=0.0, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    "gpt-tiny": dict(
+        vocab_size=256,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        embedding_dropout=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    ),
     # nanoGPT's CPU recipe (README "I only have a macbook"): 4 layers, 4 heads, 128 wide, context 64, no dropout,
     # no biases.
-    "nanogpt-cpu": dict(vocab_size=65, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                        max_position_embeddings=64, embedding_dropout=0.0, hidden_dropout=0.0, attention_dropout=0.0,
-                        bias=False, bos_token_id=None, eos_token_id=None),
+    "nanogpt-cpu": dict(
+        vocab_size=65,
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        embedding_dropout=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        bias=False,
+        bos_token_id=None,
+        eos_token_id=None,
+    ),
     # The default job of `hf-bigmodel demo`: a small model that learns something useful in a few CPU minutes.
-    "gpt-small-cpu": dict(vocab_size=4096, hidden_size=192, num_hidden_layers=4, num_attention_heads=6,
-                          max_position_embeddings=128, embedding_dropout=0.0, hidden_dropout=0.0,
-                          attention_dropout=0.0),
+    "gpt-small-cpu": dict(
+        vocab_size=4096,
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=6,
+        max_position_embeddings=128,
+        embedding_dropout=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+    ),
     # OpenAI GPT-2 small, 124M parameters: exactly the shapes of the `gpt2` checkpoint.
     "gpt2-124m": dict(),
     # GPT-2 width and depth with the Llama recipe: rotary positions, RMSNorm, SwiGLU, GQA, no biases, untied.
-    "llama-style-124m": dict(position_embedding_type="rope", norm_type="rmsnorm", mlp_type="swiglu",
-                             num_key_value_heads=4, bias=False, tie_word_embeddings=False, embedding_dropout=0.0,
-                             hidden_dropout=0.0, attention_dropout=0.0, max_position_embeddings=2048),
+    "llama-style-124m": dict(
+        position_embedding_type="rope",
+        norm_type="rmsnorm",
+        mlp_type="swiglu",
+        num_key_value_heads=4,
+        bias=False,
+        tie_word_embeddings=False,
+        embedding_dropout=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        max_position_embeddings=2048,
+    ),
 }
 
 
@@ -134,8 +171,15 @@ class BigModelGPTConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         """Part of `@strict` validation: runs at init and again before `save_pretrained`."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                     "intermediate_size", "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
         if self.hidden_size % self.num_attention_heads != 0:
@@ -149,8 +193,11 @@ class BigModelGPTConfig(PreTrainedConfig):
                 f"`num_attention_heads` ({self.num_attention_heads}) must be a multiple of `num_key_value_heads` "
                 f"({self.num_key_value_heads}): each key/value head serves a whole group of query heads."
             )
-        for name, allowed in (("position_embedding_type", POSITION_EMBEDDING_TYPES), ("norm_type", NORM_TYPES),
-                              ("mlp_type", MLP_TYPES)):
+        for name, allowed in (
+            ("position_embedding_type", POSITION_EMBEDDING_TYPES),
+            ("norm_type", NORM_TYPES),
+            ("mlp_type", MLP_TYPES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.position_embedding_type == "rope" and self.head_dim % 2 != 0:

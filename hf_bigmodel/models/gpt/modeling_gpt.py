@@ -10,10 +10,14 @@ conversion to GPT-2 or Llama checkpoints is a plain key map (plus a transpose fo
 fused qkv projection for Llama).
 """
 
+import json
 import math
+import os
 from collections.abc import Callable
 
 import torch
+from huggingface_hub import try_to_load_from_cache
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -222,6 +226,45 @@ class BigModelGPTBlock(GradientCheckpointingLayer):
         return hidden_states  # (batch, seq, hidden)
 
 
+def _unreadable_safetensors_files(name_or_path: str | os.PathLike, kwargs: dict) -> list[str]:
+    """The safetensors files of a local folder or of a cached Hub repo whose header safetensors cannot read."""
+    subfolder = kwargs.get("subfolder") or ""
+    folder = os.path.join(str(name_or_path), subfolder)
+    if os.path.isdir(folder):
+        candidates = sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".safetensors"))
+    else:
+
+        def cached(filename: str) -> str | None:
+            try:
+                path = try_to_load_from_cache(
+                    str(name_or_path),
+                    f"{subfolder}/{filename}" if subfolder else filename,
+                    cache_dir=kwargs.get("cache_dir"),
+                    revision=kwargs.get("revision"),
+                )
+            except Exception:  # not a valid repo id: nothing to point at
+                return None
+            return path if isinstance(path, str) else None
+
+        names = ["model.safetensors"]
+        index = cached("model.safetensors.index.json")
+        if index is not None:
+            try:
+                with open(index, encoding="utf-8") as f:
+                    names += sorted(set(json.load(f).get("weight_map", {}).values()))
+            except (OSError, ValueError):  # a damaged index: fall back to the single-file name
+                pass
+        candidates = [path for path in map(cached, names) if path is not None]
+    bad_files = []
+    for path in candidates:
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            bad_files.append(path)
+    return bad_files
+
+
 class BigModelGPTPreTrainedModel(PreTrainedModel):
     config: BigModelGPTConfig
     base_model_prefix = "model"
@@ -233,6 +276,25 @@ class BigModelGPTPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": BigModelGPTBlock, "attentions": BigModelGPTAttention}
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, except that a damaged safetensors file gives an error that names the
+        file and says what to do (safetensors alone says e.g. "Error while deserializing header: header too large")."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            bad_files = _unreadable_safetensors_files(pretrained_model_name_or_path, kwargs)
+            if len(bad_files) == 1:
+                what = f"The checkpoint file {bad_files[0]} is"
+            elif bad_files:
+                what = f"The checkpoint files {', '.join(bad_files)} are"
+            else:
+                what = f"A safetensors file of {pretrained_model_name_or_path} is"
+            raise OSError(
+                f"{what} corrupt or truncated ({error}), probably by an interrupted save or download. Re-save the "
+                f"model with `save_pretrained`, or re-download it, e.g. `from_pretrained(..., force_download=True)`."
+            ) from error
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -289,6 +351,13 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
                 f"max_position_embeddings={self.config.max_position_embeddings}. Truncate the input, e.g. "
                 f"tokenizer(..., truncation=True, max_length={self.config.max_position_embeddings}), or generate "
                 f"fewer new tokens."
+            )
+        if not isinstance(past_seen_tokens, int) and cache.get_max_length() > self.config.max_position_embeddings:
+            # A static cache counts tokens on the device (no sync here); its fixed capacity bounds the positions.
+            raise ValueError(
+                f"The static cache holds up to {cache.get_max_length()} tokens, more than "
+                f"max_position_embeddings={self.config.max_position_embeddings}. Generate fewer new tokens (prompt "
+                f"length + max_new_tokens <= {self.config.max_position_embeddings}) or shorten the prompt."
             )
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 2:
@@ -383,6 +452,10 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
 class BigModelGPTForSequenceClassification(BigModelGPTPreTrainedModel):
     """Classifies a sequence from the hidden state of its last non-padding token (the only one that has seen the
     whole text in a causal model). Works with left and right padding."""
+
+    # The loss is a mean per micro-batch (MSE/BCE cannot take `num_items_in_batch`): tell Trainer, so that it divides
+    # by gradient_accumulation_steps itself instead of passing the count and logging/training on GA x the loss.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: BigModelGPTConfig):
         super().__init__(config)

@@ -1,0 +1,499 @@
+"""The GPT family as transformers sees it: registration, configs, presets, save/load, tying, classification heads,
+corrupt checkpoints, PEFT and activation checkpointing. Every test loops over the registered heads and/or the two
+model variants (GPT-2 style and Llama style) with tiny configs."""
+
+import json
+import re
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors.torch import load_file
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+import hf_bigmodel
+from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.models.gpt import BigModelGPTConfig
+from hf_bigmodel.models.gpt.configuration_gpt import AUTO_MAP
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
+# The Auto class that serves each task name of ARCHITECTURES. A new head without an entry here fails the tests.
+TASK_AUTO_CLASS = {
+    "base": AutoModel,
+    "causal-lm": AutoModelForCausalLM,
+    "sequence-classification": AutoModelForSequenceClassification,
+    "token-classification": AutoModelForTokenClassification,
+}
+GPT_HEADS = ARCHITECTURES["gpt"][2]
+GPT_PRESETS = ARCHITECTURES["gpt"][1]
+
+
+def _output(out) -> torch.Tensor:
+    """The tensor a head is compared on: logits, or the last hidden state for the body."""
+    return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
+
+
+def _random_ids(config, batch: int = 2, seq: int = 9) -> torch.Tensor:
+    # Ids >= 3 keep clear of the pad/bos/eos ids of the tiny preset.
+    return torch.randint(3, config.vocab_size, (batch, seq))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Registration, config, presets
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_every_task_has_an_auto_class():
+    assert set(GPT_HEADS) == set(TASK_AUTO_CLASS)
+
+
+@pytest.mark.parametrize("task", list(GPT_HEADS))
+def test_import_registers_auto_classes(task, make_gpt_config):
+    config = make_gpt_config()
+    assert AutoConfig.for_model("bigmodel_gpt").__class__ is BigModelGPTConfig
+    model = TASK_AUTO_CLASS[task].from_config(config)
+    assert type(model) is GPT_HEADS[task]
+    # register_for_auto_class makes save_pretrained copy the code next to the weights.
+    assert GPT_HEADS[task]._auto_class == TASK_AUTO_CLASS[task].__name__
+
+
+def test_auto_config_for_model_with_standard_names():
+    config = AutoConfig.for_model(
+        "bigmodel_gpt",
+        vocab_size=100,
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=6,
+        intermediate_size=96,
+        max_position_embeddings=40,
+    )
+    assert isinstance(config, BigModelGPTConfig)
+    assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (100, 48, 3)
+    assert (config.num_attention_heads, config.intermediate_size, config.max_position_embeddings) == (6, 96, 40)
+    assert config.num_key_value_heads == 6 and config.head_dim == 8
+    model = AutoModelForCausalLM.from_config(config)
+    assert model.model.layers[0].mlp.up_proj.weight.shape == (96, 48)
+    assert model.model.embed_positions.weight.shape == (40, 48)
+    assert len(model.model.layers) == 3
+
+
+@pytest.mark.parametrize("task", list(GPT_HEADS))
+@pytest.mark.parametrize("preset", list(GPT_PRESETS))
+def test_every_preset_builds(preset, task):
+    config = hf_bigmodel.create_config(preset, num_labels=3)
+    with torch.device("meta"):  # no memory or init time for the 124M presets
+        model = GPT_HEADS[task](config)
+    body = model if task == "base" else model.model
+    attn = body.layers[0].self_attn
+    q_rows, kv_rows = config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim
+    assert attn.qkv_proj.weight.shape == (q_rows + 2 * kv_rows, config.hidden_size)
+    assert body.layers[-1].mlp.down_proj.weight.shape == (config.hidden_size, config.intermediate_size)
+    assert len(body.layers) == config.num_hidden_layers
+    assert body.embed_tokens.weight.shape == (config.vocab_size, config.hidden_size)
+    if task == "causal-lm":
+        assert (model.lm_head.weight is model.model.embed_tokens.weight) == config.tie_word_embeddings
+    elif task != "base":
+        assert model.score.weight.shape == (3, config.hidden_size)
+
+
+def test_gpt2_preset_has_gpt2_small_parameter_count():
+    with torch.device("meta"):
+        model = GPT_HEADS["causal-lm"](BigModelGPTConfig.from_preset("gpt2-124m"))
+    # The parameter count of OpenAI's `gpt2` checkpoint (lm_head tied, so counted once).
+    assert model.num_parameters() == 124_439_808
+
+
+def test_llama_preset_shapes():
+    config = BigModelGPTConfig.from_preset("llama-style-124m")
+    with torch.device("meta"):
+        model = GPT_HEADS["causal-lm"](config)
+    assert not hasattr(model.model, "embed_positions")
+    assert model.model.rotary_emb.inv_freq.shape == (config.head_dim // 2,)
+    assert config.intermediate_size == 2048  # 8/3 * 768 rounded up to a multiple of 64
+    assert model.model.layers[0].self_attn.qkv_proj.bias is None
+    assert isinstance(model.model.norm, torch.nn.RMSNorm)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(ValueError, match=r"Unknown GPT preset 'gpt-huge'.*gpt-tiny"):
+        BigModelGPTConfig.from_preset("gpt-huge")
+
+
+def test_config_round_trip(tmp_path, gpt_variant, make_gpt_config):
+    config = make_gpt_config(gpt_variant, num_labels=3)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "bigmodel_gpt"
+    assert saved["auto_map"] == AUTO_MAP
+    assert saved["tie_word_embeddings"] == config.tie_word_embeddings
+    assert not {"max_length", "num_beams", "do_sample", "temperature"} & set(saved)  # generation params stay out
+    for loaded in (BigModelGPTConfig.from_pretrained(tmp_path), AutoConfig.from_pretrained(tmp_path)):
+        assert type(loaded) is BigModelGPTConfig
+        assert loaded.to_diff_dict() == config.to_diff_dict()
+        assert loaded.head_dim == config.head_dim and loaded.num_labels == 3
+    assert BigModelGPTConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+
+
+def test_generation_params_are_not_config_fields(make_gpt_config):
+    config = make_gpt_config(num_beams=4, do_sample=True)
+    assert not hasattr(config, "num_beams")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(hidden_size=30), r"`hidden_size` \(30\) must be divisible by `num_attention_heads` \(4\).*e\.g\. 3"),
+        (
+            dict(num_key_value_heads=3),
+            r"`num_attention_heads` \(4\) must be a multiple of `num_key_value_heads` \(3\)",
+        ),
+        (dict(norm_type="batchnorm"), r"`norm_type` must be one of \('layernorm', 'rmsnorm'\), got 'batchnorm'"),
+        (dict(mlp_type="relu"), r"`mlp_type` must be one of \('gelu', 'swiglu'\), got 'relu'"),
+        (dict(position_embedding_type="alibi"), r"`position_embedding_type` must be one of \('learned', 'rope'\)"),
+        (dict(position_embedding_type="rope", hidden_size=36), r"Rotary positions need an even head size.*= 9"),
+        (dict(hidden_dropout=1.0), r"`hidden_dropout` must be in \[0, 1\), got 1.0"),
+        (dict(vocab_size=0), r"`vocab_size` must be a positive integer, got 0"),
+        (dict(hidden_size="32"), r"Field 'hidden_size' expected int"),
+    ],
+    ids=["heads", "kv-heads", "norm", "mlp", "positions", "rope-odd", "dropout", "vocab", "type"],
+)
+def test_invalid_config_raises(overrides, message, make_gpt_config):
+    with pytest.raises(StrictDataclassError, match=message):
+        make_gpt_config(**overrides)
+
+
+def test_invalid_config_is_caught_again_at_save(tmp_path, make_gpt_config):
+    config = make_gpt_config()
+    config.norm_type = "groupnorm"
+    with pytest.raises(StrictDataclassError, match=r"`norm_type` must be one of"):
+        config.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Save / load
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", list(GPT_HEADS))
+def test_save_load_round_trip(tmp_path, task, gpt_variant, make_gpt_config):
+    model = GPT_HEADS[task](make_gpt_config(gpt_variant, num_labels=3)).eval()
+    ids = _random_ids(model.config)
+    model.save_pretrained(tmp_path)
+
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "configuration_gpt.py", "modeling_gpt.py"} <= files
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == AUTO_MAP
+    for reference in auto_map.values():
+        assert (tmp_path / f"{reference.split('.')[0]}.py").is_file()
+
+    loaded, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True)
+    assert type(loaded) is GPT_HEADS[task]
+    assert info == {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
+    with torch.no_grad():
+        torch.testing.assert_close(_output(loaded(ids)), _output(model(ids)), rtol=0, atol=0)
+
+
+def test_sharded_save_reloads_identically(tmp_path, gpt_variant, make_gpt_config):
+    model = GPT_HEADS["causal-lm"](make_gpt_config(gpt_variant)).eval()
+    model.save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and not (tmp_path / "model.safetensors").exists()
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {s.name for s in shards}
+
+    loaded, info = AutoModelForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert not any(info.values())
+    ids = _random_ids(model.config)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
+def test_tied_embeddings(tmp_path, make_gpt_config):
+    model = GPT_HEADS["causal-lm"](make_gpt_config("gpt2"))
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    model.save_pretrained(tmp_path)
+    # The tied copy is not stored twice.
+    assert "lm_head.weight" not in load_file(tmp_path / "model.safetensors")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    torch.testing.assert_close(loaded.lm_head.weight, model.lm_head.weight, rtol=0, atol=0)
+
+    loaded.resize_token_embeddings(300)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    assert loaded.lm_head.weight.shape == (300, loaded.config.hidden_size) and loaded.config.vocab_size == 300
+
+
+def test_untied_embeddings(tmp_path, make_gpt_config):
+    model = GPT_HEADS["causal-lm"](make_gpt_config("gpt2", tie_word_embeddings=False))
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    model.save_pretrained(tmp_path)
+    assert "lm_head.weight" in load_file(tmp_path / "model.safetensors")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is not loaded.model.embed_tokens.weight
+    torch.testing.assert_close(loaded.lm_head.weight, model.lm_head.weight, rtol=0, atol=0)
+    assert not torch.equal(loaded.lm_head.weight, loaded.model.embed_tokens.weight)
+
+
+@pytest.mark.parametrize("scaling", [1.0, 4.0], ids=["default", "linear"])
+def test_rope_buffers_are_rebuilt_after_meta_loading(tmp_path, scaling, make_gpt_config):
+    rope = {"rope_type": "default", "rope_theta": 500.0}
+    if scaling != 1.0:
+        rope = {"rope_type": "linear", "factor": scaling, "rope_theta": 500.0}
+    config = make_gpt_config("llama", rope_parameters=rope)
+    model = GPT_HEADS["causal-lm"](config).eval()
+    model.save_pretrained(tmp_path)
+    # Non-persistent buffers are not in the file: on the meta device they come back as empty memory unless
+    # _init_weights rebuilds them.
+    assert not any("inv_freq" in key for key in load_file(tmp_path / "model.safetensors"))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    head_dim = config.head_dim
+    expected = 1.0 / (500.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim)) / scaling
+    torch.testing.assert_close(loaded.model.rotary_emb.inv_freq, expected)
+    torch.testing.assert_close(loaded.model.rotary_emb.original_inv_freq, expected)
+    ids = _random_ids(config)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
+def test_bf16_checkpoint_loads_as_bf16(tmp_path, gpt_variant, make_gpt_config):
+    # _from_config(dtype=...) keeps the rotary inv_freq buffer in float32 as from_pretrained does (`.to(bf16)` would
+    # round it, and positions with it).
+    model = GPT_HEADS["causal-lm"]._from_config(make_gpt_config(gpt_variant), dtype=torch.bfloat16).eval()
+    assert model.dtype == torch.bfloat16
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)  # dtype="auto" is the v5 default
+    assert loaded.dtype == torch.bfloat16
+    ids = _random_ids(model.config)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).dtype == torch.float32
+
+
+@pytest.mark.parametrize("task", ["sequence-classification", "token-classification", "causal-lm"])
+def test_head_from_base_checkpoint_reports_only_head_params_missing(tmp_path, task, gpt_variant, make_gpt_config):
+    config = make_gpt_config(gpt_variant, num_labels=3)
+    base = GPT_HEADS["base"](config)
+    base.save_pretrained(tmp_path)
+    head, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True)
+    head_params = {name for name, _ in head.named_parameters(remove_duplicate=False)}
+    expected_missing = {name for name in head_params if not name.startswith("model.")}
+    if config.tie_word_embeddings:
+        expected_missing.discard("lm_head.weight")  # tied to the loaded embedding
+    assert info["missing_keys"] == expected_missing
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    for name, param in base.state_dict().items():
+        torch.testing.assert_close(head.state_dict()[f"model.{name}"], param, rtol=0, atol=0)
+
+
+def test_base_from_head_checkpoint_drops_only_head_params(tmp_path, make_gpt_config):
+    head = GPT_HEADS["sequence-classification"](make_gpt_config("llama", num_labels=2))
+    head.save_pretrained(tmp_path)
+    base, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["unexpected_keys"] == {"score.weight"} and not info["missing_keys"]
+    ids = _random_ids(head.config)
+    with torch.no_grad():
+        torch.testing.assert_close(base(ids).last_hidden_state, head.model(ids).last_hidden_state, rtol=0, atol=0)
+
+
+def test_size_mismatch_raises_unless_ignored(tmp_path, make_gpt_config):
+    GPT_HEADS["sequence-classification"](make_gpt_config(num_labels=2)).save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
+    )
+    assert model.score.weight.shape[0] == 5
+    assert [key for key, *_ in info["mismatched_keys"]] == ["score.weight"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Corrupt checkpoints
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _corrupt(path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else b"\x93garbage" * 64)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+@pytest.mark.parametrize("sharded", [False, True], ids=["single", "sharded"])
+def test_corrupt_checkpoint_gives_clear_error(tmp_path, how, sharded, make_gpt_config):
+    GPT_HEADS["causal-lm"](make_gpt_config()).save_pretrained(tmp_path, max_shard_size="20KB" if sharded else "1GB")
+    files = sorted(tmp_path.glob("*.safetensors"))
+    bad = files[1] if sharded else files[0]
+    _corrupt(bad, how)
+    message = rf"{re.escape(str(bad))} is corrupt or truncated.*[Rr]e-save.*re-download"
+    with pytest.raises(OSError, match=message) as excinfo:
+        AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert excinfo.value.__cause__ is not None  # the safetensors error stays visible
+    # Only the damaged shard is named.
+    for other in files:
+        if other != bad:
+            assert str(other) not in str(excinfo.value)
+
+
+def test_valid_checkpoint_with_other_errors_is_not_called_corrupt(tmp_path, make_gpt_config):
+    GPT_HEADS["sequence-classification"](make_gpt_config(num_labels=2)).save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError) as excinfo:
+        AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    assert "corrupt" not in str(excinfo.value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Classification heads
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_sequence_classification_pools_last_real_token(padding_side, gpt_variant, make_gpt_config):
+    config = make_gpt_config(gpt_variant, num_labels=3)
+    model = GPT_HEADS["sequence-classification"](config).eval()
+    rows = [torch.randint(3, config.vocab_size, (n,)) for n in (7, 4, 1)]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), config.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if padding_side == "left" else slice(0, len(row))
+        ids[i, span], mask[i, span] = row, 1
+    with torch.no_grad():
+        batched = model(ids, attention_mask=mask).logits
+        by_pad_id = model(ids).logits  # no mask: the last non-pad token is found from config.pad_token_id
+        alone = torch.cat([model(row[None]).logits for row in rows])
+    assert batched.shape == (3, 3)
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
+    if padding_side == "right":  # without a mask, left padding changes the positions: only right padding matches
+        torch.testing.assert_close(by_pad_id, alone, rtol=1e-5, atol=1e-5)
+
+    labels = torch.tensor([0, 2, 1])
+    loss = model(ids, attention_mask=mask, labels=labels).loss
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(batched, labels))
+
+
+def test_sequence_classification_without_pad_id_or_mask_raises(make_gpt_config):
+    model = GPT_HEADS["sequence-classification"](make_gpt_config(pad_token_id=None, num_labels=2))
+    with pytest.raises(ValueError, match=r"attention_mask.*pad_token_id"):
+        model(_random_ids(model.config, batch=2))
+    assert model(_random_ids(model.config, batch=1)).logits.shape == (1, 2)
+
+
+def test_token_classification_shapes_and_loss(gpt_variant, make_gpt_config):
+    config = make_gpt_config(gpt_variant, num_labels=5)
+    model = GPT_HEADS["token-classification"](config).eval()
+    ids = _random_ids(config, batch=3, seq=6)
+    labels = torch.randint(0, 5, (3, 6))
+    labels[0, :2] = -100  # ignored positions (e.g. sub-word continuations)
+    out = model(ids, labels=labels)
+    assert out.logits.shape == (3, 6, 5)
+    expected = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 5), labels.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# PEFT and activation checkpointing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_lora_trains_and_merges(gpt_variant, make_gpt_config):
+    peft = pytest.importorskip("peft")
+    model = GPT_HEADS["causal-lm"](make_gpt_config(gpt_variant))
+    ids = _random_ids(model.config)
+    with torch.no_grad():
+        base_logits = model(ids).logits
+    lora = peft.get_peft_model(
+        model, peft.LoraConfig(target_modules=["qkv_proj", "o_proj"], task_type="CAUSAL_LM", r=4, lora_alpha=8)
+    )
+    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    assert any("qkv_proj.lora_A" in name for name in trainable) and any("o_proj.lora_B" in name for name in trainable)
+
+    optimizer = torch.optim.SGD([p for p in lora.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(2):  # lora_B starts at zero: step so the adapter changes the output
+        lora(ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    lora.eval()
+    with torch.no_grad():
+        adapted = lora(ids).logits
+        merged_model = lora.merge_and_unload()
+        merged = merged_model(ids).logits
+    assert type(merged_model) is GPT_HEADS["causal-lm"]
+    assert not (adapted - base_logits).abs().max() < 1e-4  # the adapter did something
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)
+
+
+def test_activation_checkpointing_gives_same_loss_and_grads(gpt_variant, make_gpt_config):
+    config = make_gpt_config(gpt_variant)
+    reference = GPT_HEADS["causal-lm"](config).train()
+    checkpointed = GPT_HEADS["causal-lm"](make_gpt_config(gpt_variant)).train()
+    checkpointed.load_state_dict(reference.state_dict())
+    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    assert checkpointed.is_activation_checkpointing
+
+    block_calls = []
+    checkpointed.model.layers[0].self_attn.qkv_proj.register_forward_hook(lambda *args: block_calls.append(1))
+    ids = _random_ids(config)
+    results = []
+    for model in (reference, checkpointed):
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert len(block_calls) == 2  # forward, then recomputed in backward: checkpointing is really on
+    torch.testing.assert_close(results[1][0], results[0][0])
+    assert results[1][1].keys() == results[0][1].keys()
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, msg=name)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Trainer: gradient accumulation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _labelled_batch(task: str, config) -> list[dict]:
+    ids = torch.randint(3, config.vocab_size, (4, 8))
+    if task == "sequence-classification":
+        labels = torch.tensor([0, 2, 1, 2])
+    else:
+        labels = torch.randint(0, config.num_labels, (4, 8)) if task == "token-classification" else ids.clone()
+        labels[0, :5] = -100  # rows with different numbers of labelled tokens
+        labels[3, :2] = -100
+    return [{"input_ids": i, "labels": lab} for i, lab in zip(ids, labels)]
+
+
+@pytest.mark.parametrize("task", ["causal-lm", "sequence-classification", "token-classification"])
+def test_trainer_gradient_accumulation_logs_the_full_batch_loss(tmp_path, task, make_gpt_config):
+    from transformers import Trainer, TrainingArguments
+
+    model = GPT_HEADS[task](make_gpt_config("llama", num_labels=3))
+    data = _labelled_batch(task, model.config)
+    with torch.no_grad():
+        batch = {key: torch.stack([row[key] for row in data]) for key in data[0]}
+        expected = model(**batch).loss.item()
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        learning_rate=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    trainer.train()
+    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    # Two micro-batches of 2 must log the loss of the whole batch of 4, not gradient_accumulation_steps times it.
+    assert logged == [pytest.approx(expected, rel=1e-3)]
