@@ -12,7 +12,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("prompt", help="text to continue")
     parser.add_argument("--max_new_tokens", type=int, default=100)
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    parser.add_argument("--num_beams", type=int, default=1, help="beam search with this many beams (implies no sampling)")
+    parser.add_argument(
+        "--num_beams", type=int, default=1, help="beam search with this many beams (implies no sampling)"
+    )
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top_k", type=int, default=50)
     parser.add_argument("--seed", type=int, default=None)

@@ -98,7 +98,9 @@ def test_builtin_corpus_is_deterministic_and_split_at_a_line(tmp_path):
 
 def test_pretrain_end_to_end_saves_a_loadable_model(corpus, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli_main(pretrain_args(corpus, out, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2")) == 0
+    assert (
+        cli_main(pretrain_args(corpus, out, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2")) == 0
+    )
     captured = capsys.readouterr().out
     assert "----- sample -----" in captured
 
@@ -128,7 +130,9 @@ def test_resume_from_checkpoint_continues_exactly(corpus, tmp_path):
     # "Interrupt" after 3 steps (a checkpoint is written), then run again with the same output dir.
     assert cli_main(pretrain_args(corpus, resumed, "--max_steps", "3", *common)) == 0
     assert (resumed / "checkpoint-3" / "optimizer.pt").is_file()
-    assert cli_main(pretrain_args(corpus, resumed, "--max_steps", "6", "--resume_from_checkpoint", "last", *common)) == 0
+    assert (
+        cli_main(pretrain_args(corpus, resumed, "--max_steps", "6", "--resume_from_checkpoint", "last", *common)) == 0
+    )
 
     state = json.loads((resumed / "trainer_state.json").read_text())
     assert state["global_step"] == 6

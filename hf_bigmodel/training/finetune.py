@@ -47,7 +47,9 @@ TASKS = {
 class FinetuneArguments:
     model_name_or_path: str = field(metadata={"help": "Saved model folder (e.g. the output of `pretrain`)."})
     task: str = field(default="sequence-classification", metadata={"help": f"One of {', '.join(TASKS)}."})
-    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Tokenizer, if not in the model folder."})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer, if not in the model folder."}
+    )
     train_file: str | None = field(default=None, metadata={"help": "csv / tsv / json / jsonl training file."})
     validation_file: str | None = field(default=None, metadata={"help": "csv / tsv / json / jsonl validation file."})
     dataset_name: str | None = field(default=None, metadata={"help": "A `datasets` dataset instead of files."})
@@ -140,7 +142,9 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
 
     def preprocess(batch):
         if per_token:
-            encoded = tokenizer(batch[args.text_column], is_split_into_words=True, truncation=True, max_length=max_length)
+            encoded = tokenizer(
+                batch[args.text_column], is_split_into_words=True, truncation=True, max_length=max_length
+            )
             encoded["labels"] = []
             for row, tags in enumerate(batch[args.label_column]):
                 previous, row_labels = None, []

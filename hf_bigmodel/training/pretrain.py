@@ -36,8 +36,8 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
-from ..models import ARCHITECTURES
 from ..data import DataError, load_raw_text, pack_token_stream, tokenize_to_stream
+from ..models import ARCHITECTURES
 from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
 
 logger = logging.getLogger("hf_bigmodel.pretrain")
@@ -54,7 +54,9 @@ class ModelArguments:
     )
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": "Override preset fields, e.g. 'hidden_size=256,num_hidden_layers=6,position_embedding_type=rope'."},
+        metadata={
+            "help": "Override preset fields, e.g. 'hidden_size=256,num_hidden_layers=6,position_embedding_type=rope'."
+        },
     )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Continue pretraining a saved model folder instead of starting from a preset."}
@@ -167,7 +169,10 @@ def run_pretraining(
     set_seed(training_args.seed)
 
     raw = load_raw_text(
-        data_args.train_file, data_args.validation_file, data_args.dataset_name, data_args.dataset_config_name,
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.dataset_name,
+        data_args.dataset_config_name,
         data_args.text_column,
     )
     tokenizer = build_tokenizer(model_args, raw["train"], training_args)
@@ -187,7 +192,9 @@ def run_pretraining(
         num_proc = data_args.preprocessing_num_workers
         train_tokens = tokenize_to_stream(raw["train"], tokenizer, documents, num_proc, "Tokenizing train")
         if "validation" in raw:
-            eval_tokens = tokenize_to_stream(raw["validation"], tokenizer, documents, num_proc, "Tokenizing validation")
+            eval_tokens = tokenize_to_stream(
+                raw["validation"], tokenizer, documents, num_proc, "Tokenizing validation"
+            )
         else:
             cut = int(len(train_tokens) * (1 - data_args.validation_split_percentage / 100))
             train_tokens, eval_tokens = train_tokens[:cut], train_tokens[cut:]
@@ -195,7 +202,10 @@ def run_pretraining(
     eval_dataset = pack_token_stream(eval_tokens, block_size, "validation") if len(eval_tokens) else None
     logger.info(
         "%d train blocks, %s validation blocks of %d tokens; model has %.2fM parameters",
-        len(train_dataset), len(eval_dataset) if eval_dataset else 0, block_size, model.num_parameters() / 1e6,
+        len(train_dataset),
+        len(eval_dataset) if eval_dataset else 0,
+        block_size,
+        model.num_parameters() / 1e6,
     )
 
     trainer = PerplexityTrainer(
@@ -237,7 +247,11 @@ def print_sample(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     max_new_tokens = min(max_new_tokens, model.config.max_position_embeddings - inputs["input_ids"].shape[1])
     output = model.generate(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=True, top_k=50, temperature=0.8,
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=True,
+        top_k=50,
+        temperature=0.8,
         pad_token_id=tokenizer.pad_token_id,
     )
     text = tokenizer.decode(output[0], skip_special_tokens=True)
