@@ -101,8 +101,8 @@ def load_raw_text(
     """Load raw text as a `datasets.DatasetDict` with a "train" and possibly a "validation" split.
 
     Text files are read line by line with their line breaks kept, so concatenating the rows gives back the file
-    exactly. A `dataset_name` is anything `datasets.load_dataset` accepts (a local folder or script, or a dataset
-    already in the cache); its `text_column` is renamed to "text".
+    exactly. A `dataset_name` is a `save_to_disk` folder or anything `datasets.load_dataset` accepts (a folder of
+    text/json/csv/parquet files, or a dataset already in the cache); its `text_column` is renamed to "text".
     """
     import datasets
 
@@ -114,7 +114,11 @@ def load_raw_text(
             files["validation"] = [str(p) for p in validate_text_files(validation_files)]
         raw = datasets.load_dataset("text", data_files=files, keep_linebreaks=True, cache_dir=cache_dir)
     else:
-        raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+        saved = Path(dataset_name)
+        if (saved / "dataset_dict.json").is_file() or (saved / "state.json").is_file():  # from save_to_disk
+            raw = datasets.load_from_disk(str(saved))
+        else:
+            raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
         if not isinstance(raw, datasets.DatasetDict):
             raw = datasets.DatasetDict({"train": raw})
         if "train" not in raw:

@@ -329,7 +329,7 @@ def check_tokenizer_matches_config(tokenizer: PreTrainedTokenizerFast, config: P
                 f"(sync_config_with_tokenizer(config, tokenizer))."
             )
     if problems:
-        raise ValueError("The tokenizer does not match the model config:\n- " + "\n- ".join(problems))
+        raise DataError("The tokenizer does not match the model config:\n- " + "\n- ".join(problems))
 
 
 def sync_config_with_tokenizer(

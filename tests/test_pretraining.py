@@ -123,6 +123,44 @@ def test_pretrain_end_to_end_saves_a_loadable_model(corpus, tmp_path, capsys):
     assert torch.equal(model.model.embed_tokens.weight, saved["model.embed_tokens.weight"])
 
 
+def test_pretrain_from_a_datasets_dataset(corpus, tmp_path):
+    """Rows of a `datasets` dataset are documents: each gets <|endoftext|> after it in the packed stream."""
+    import datasets
+
+    paragraphs = [p for p in corpus[0].read_text().split("\n\n") if p.strip()]
+    data = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"body": paragraphs[:-20]}),
+         "validation": datasets.Dataset.from_dict({"body": paragraphs[-20:]})}
+    )  # fmt: skip
+    data.save_to_disk(tmp_path / "data")
+    out = tmp_path / "run"
+    args = pretrain_args(corpus, out, "--max_steps", "2")
+    train_at = args.index("--train_file")
+    del args[train_at : train_at + 4]  # drop --train_file/--validation_file
+    assert cli_main([*args, "--dataset_name", str(tmp_path / "data"), "--text_column", "body"]) == 0
+    assert len(logged_losses(out)) == 2
+
+    from hf_bigmodel.data import tokenize_to_stream
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    stream = tokenize_to_stream(data["validation"].rename_column("body", "text"), tokenizer, append_eos=True)
+    assert (stream == tokenizer.eos_token_id).sum() == 20
+    assert tokenizer.decode(stream[: stream.tolist().index(tokenizer.eos_token_id)]) == paragraphs[-20]
+
+
+def test_pretrain_refuses_a_tokenizer_bigger_than_the_model(corpus, tmp_path, capsys):
+    from hf_bigmodel import create_model
+    from hf_bigmodel.tokenization import train_tokenizer
+
+    small = create_model("gpt-tiny", "causal-lm", vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=1)
+    small.save_pretrained(tmp_path / "small")
+    train_tokenizer(kind="char", files=[corpus[0]], output_dir=tmp_path / "tok", show_progress=False)
+    args = pretrain_args(corpus, tmp_path / "out", "--max_steps", "1", "--model_name_or_path", str(tmp_path / "small"),
+                         "--tokenizer_name_or_path", str(tmp_path / "tok"))  # fmt: skip
+    assert cli_main(args) == 2
+    assert "vocab_size" in capsys.readouterr().err
+
+
 def test_resume_from_checkpoint_continues_exactly(corpus, tmp_path):
     common = ("--lr_scheduler_type", "constant", "--save_steps", "3", "--save_strategy", "steps")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
