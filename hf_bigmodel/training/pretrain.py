@@ -143,8 +143,12 @@ def build_model(arch: str, model_args: ModelArguments, tokenizer):
         raise DataError(
             f"--preset {model_args.preset!r} is not a {arch} preset; choose from {', '.join(registry.list_presets(arch))}."
         )
-    config = registry.create_config(model_args.preset, **_parse_overrides(model_args.config_overrides))
-    config = sync_config_with_tokenizer(config, tokenizer, pad_to_multiple_of=64)
+    # Start from the tokenizer's vocabulary and ids (a preset's defaults may not fit it), then the user's overrides.
+    token_ids = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("pad", "bos", "eos")}
+    overrides = {"vocab_size": len(tokenizer), **token_ids, **_parse_overrides(model_args.config_overrides)}
+    config = sync_config_with_tokenizer(
+        registry.create_config(model_args.preset, **overrides), tokenizer, pad_to_multiple_of=64
+    )
     return AutoModelForCausalLM.from_config(config, **extra)
 
 
