@@ -21,6 +21,7 @@ COMMANDS = {
     "finetune": ("hf_bigmodel.training.finetune", "fine-tune a sequence- or token-classification head"),
     "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
+    "push": ("hf_bigmodel.hub", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),
 }
 
 

@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=args.output_dir,
             show_progress=not args.no_progress,
         )
-    except (TokenizerTrainingError, FileNotFoundError, ConnectionError) as e:
+    except (DataError, FileNotFoundError, ConnectionError) as e:
         print(f"hf-bigmodel train-tokenizer: error: {e}", file=sys.stderr)
         return 2
     print(f"Saved a {args.kind} tokenizer with {len(tokenizer)} tokens to {Path(args.output_dir).absolute()}")

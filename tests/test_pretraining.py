@@ -118,6 +118,15 @@ def test_pretrain_end_to_end_saves_a_loadable_model(corpus, tmp_path, capsys):
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert len(tokenizer) <= config["vocab_size"]
     assert config["pad_token_id"] == tokenizer.pad_token_id and config["eos_token_id"] == tokenizer.eos_token_id
+    # The run leaves a model card whose metadata carries the evaluation result, and a loss curve.
+    import yaml
+
+    card = (out / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    results = metadata["model-index"][0]["results"][0]["metrics"]
+    assert any(m["value"] == pytest.approx(metrics["eval_loss"], rel=1e-3) for m in results), results
+    assert (out / "loss_curve.png").read_bytes().startswith(b"\x89PNG")
+
     model = AutoModelForCausalLM.from_pretrained(out)
     saved = load_file(out / "model.safetensors")
     assert torch.equal(model.model.embed_tokens.weight, saved["model.embed_tokens.weight"])

@@ -33,6 +33,7 @@ from transformers import (
 )
 
 from ..data import DataError, validate_text_files
+from ..model_card import write_model_card
 from ..tokenization import check_tokenizer_matches_config
 
 logger = logging.getLogger("hf_bigmodel.finetune")
@@ -182,6 +183,8 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
         metrics.update(trainer.evaluate())
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
+    if trainer.is_world_process_zero():
+        write_model_card(training_args.output_dir, args, training_args)
     return metrics
 
 

@@ -37,6 +37,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
 from ..data import DataError, load_raw_text, pack_token_stream, tokenize_to_stream
+from ..hub import push_folder
+from ..model_card import write_model_card
 from ..models import ARCHITECTURES
 from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
 
@@ -239,6 +241,13 @@ def run_pretraining(
         metrics.update(trainer.evaluate())
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
+    if trainer.is_world_process_zero():
+        write_model_card(training_args.output_dir, model_args, data_args, training_args,
+                         extra={"train_tokens": int(len(train_tokens))})  # fmt: skip
+        if training_args.push_to_hub:  # replaces the card Trainer pushed with ours, with the code and tokenizer
+            push_folder(training_args.output_dir, trainer.hub_model_id, token=training_args.hub_token,
+                        revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
+                        commit_message="End of training: model, tokenizer, code and model card")  # fmt: skip
 
     if trainer.is_world_process_zero() and data_args.sample_max_new_tokens > 0:
         print_sample(model, tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens)
