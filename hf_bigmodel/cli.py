@@ -6,6 +6,7 @@
     hf-bigmodel finetune ...              fine-tune a classification head
     hf-bigmodel convert SRC DST           convert to and from stock transformers / nanoGPT checkpoints
     hf-bigmodel generate MODEL PROMPT     sample from a saved model
+    hf-bigmodel push FOLDER REPO_ID       publish a folder (weights, tokenizer, code, model card) to a Hub repo
 
 Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
 stays cheap and `hf-bigmodel --help` answers at once.
