@@ -121,6 +121,59 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def dropout_training(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Training-mode dropout: zero each element with probability `p` and scale the rest by 1 / (1 - p), as
+    `nn.functional.dropout` does. On CPU the keep mask comes from `torch.rand` (one float32 per element, so `p` is
+    exact to 2**-24) and a multiply, about 40% cheaper forward + backward than the `bernoulli_`-based kernel."""
+    if p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return nn.functional.dropout(x, p=p)
+    keep = torch.rand(x.shape, device=x.device).ge_(p).mul_(1.0 / (1.0 - p))  # 0 or 1 / (1 - p)
+    return x * keep.to(x.dtype)
+
+
+class BigModelGPTDropout(nn.Dropout):
+    """`nn.Dropout` computed by `dropout_training` (same distribution, cheaper on CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout_training(x, self.p) if self.training else x
+
+
+# Query rows per block of `blockwise_causal_attention`: big enough for efficient matmuls, small enough to skip most
+# of the masked upper triangle (at 256 tokens, 2 blocks do 3/4 of the full work; at 1024, 8 blocks do 9/16).
+CAUSAL_BLOCK_SIZE = 128
+
+
+def blockwise_causal_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, dropout: float
+) -> torch.Tensor:
+    """Exact causal attention over a whole sequence (no cache, no padding), for training on CPU.
+
+    PyTorch has no fused CPU attention kernel with dropout: sdpa then falls back to its math path, which computes
+    the full seq x seq scores (half of them masked) and upcasts bfloat16 inputs to float32 everywhere. Here each
+    block of query rows only multiplies the keys it may see; scores and softmax are float32 (as in sdpa's kernels),
+    the probabilities are cast to the value dtype for dropout and the second matmul. Returns
+    (batch, seq, heads, head_dim) like the attention interfaces.
+    """
+    batch, heads, seq_len, head_dim = query.shape
+    n_rep = heads // key.shape[1]
+    value = repeat_kv(value, n_rep).flatten(0, 1)  # (batch * heads, seq, head_dim)
+    with torch.autocast(query.device.type, enabled=False):
+        query = query.float().flatten(0, 1)
+        key_t = repeat_kv(key.float(), n_rep).flatten(0, 1).transpose(1, 2)  # (batch * heads, head_dim, seq)
+        mask = torch.full((seq_len, seq_len), float("-inf"), device=query.device).triu_(1)
+        blocks = []
+        for start in range(0, seq_len, CAUSAL_BLOCK_SIZE):
+            end = min(start + CAUSAL_BLOCK_SIZE, seq_len)
+            scores = torch.baddbmm(mask[start:end, :end], query[:, start:end], key_t[:, :, :end], alpha=scaling)
+            probs = scores.softmax(dim=-1).to(value.dtype)
+            probs = dropout_training(probs, dropout)
+            blocks.append(torch.bmm(probs, value[:, :end]))  # (batch * heads, block, head_dim)
+    attn_output = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+    return attn_output.view(batch, heads, seq_len, head_dim).transpose(1, 2)
+
+
 class BigModelGPTAttention(nn.Module):
     """Causal self-attention with one fused q/k/v projection (GPT-2's `c_attn`), grouped-query when
     `num_key_value_heads < num_attention_heads`."""
@@ -139,6 +192,19 @@ class BigModelGPTAttention(nn.Module):
         self.qkv_split = [self.num_heads * self.head_dim, *[self.num_key_value_heads * self.head_dim] * 2]
         self.qkv_proj = nn.Linear(config.hidden_size, sum(self.qkv_split), bias=config.bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=config.bias)
+
+    def _use_blockwise_causal(self, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> bool:
+        """Whether `sdpa` is better served by `blockwise_causal_attention`: only where that computes exactly sdpa's
+        plain causal attention (training on whole sequences: no padding mask, no cached prefix) and where sdpa's CPU
+        kernels are slower, i.e. with attention dropout or bfloat16/float16 inputs."""
+        return (
+            self.training
+            and self.config._attn_implementation == "sdpa"
+            and mask is None
+            and query.device.type == "cpu"
+            and query.shape[2] == key.shape[2]
+            and (self.attention_dropout > 0.0 or query.dtype != torch.float32)
+        )
 
     def forward(
         self,
@@ -159,19 +225,23 @@ class BigModelGPTAttention(nn.Module):
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)  # (batch, kv_heads, past + seq, head_dim)
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        attn_output, attn_weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
+        if self._use_blockwise_causal(query, key, attention_mask):
+            attn_output = blockwise_causal_attention(query, key, value, self.scaling, self.attention_dropout)
+            attn_weights = None  # sdpa returns no weights either
+        else:
+            attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
+            attn_output, attn_weights = attention_interface(
+                self,
+                query,
+                key,
+                value,
+                attention_mask,
+                dropout=self.attention_dropout if self.training else 0.0,
+                scaling=self.scaling,
+                **kwargs,
+            )
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()  # (batch, seq, hidden)
         return self.o_proj(attn_output), attn_weights
 
@@ -203,7 +273,7 @@ class BigModelGPTBlock(GradientCheckpointingLayer):
         self.self_attn = BigModelGPTAttention(config, layer_idx)
         self.post_attention_layernorm = make_norm(config)
         self.mlp = BigModelGPTMLP(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = BigModelGPTDropout(config.hidden_dropout)
 
     def forward(
         self,
@@ -318,7 +388,7 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
             self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         else:
             self.rotary_emb = BigModelGPTRotaryEmbedding(config)
-        self.dropout = nn.Dropout(config.embedding_dropout)
+        self.dropout = BigModelGPTDropout(config.embedding_dropout)
         self.layers = nn.ModuleList([BigModelGPTBlock(config, i) for i in range(config.num_hidden_layers)])
         self.norm = make_norm(config)
         self.gradient_checkpointing = False
@@ -395,6 +465,68 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
 
 
+# Logits per chunk of the loss (8 MiB in float32): the softmax, the gradient and its cast then run on data that is
+# still in the CPU caches, instead of as several passes over the whole (tokens, vocab) matrix.
+LOSS_CHUNK_ELEMENTS = 2**21
+
+
+class ChunkedCrossEntropySum(torch.autograd.Function):
+    """Summed cross-entropy of `logits` (rows, vocab) against `targets` (rows,), skipping `ignore_index`, in float32
+    whatever the logits dtype. Forward and backward work through row chunks and the backward writes
+    `softmax - one_hot` straight into the gradient, so no (rows, vocab) log-probabilities are stored in between."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        ctx.save_for_backward(logits, targets)
+        ctx.ignore_index = ignore_index
+        ctx.chunk_rows = max(1, LOSS_CHUNK_ELEMENTS // logits.shape[1])
+        total = logits.new_zeros((), dtype=torch.float32)
+        for start in range(0, logits.shape[0], ctx.chunk_rows):
+            rows = slice(start, start + ctx.chunk_rows)
+            total += nn.functional.cross_entropy(
+                logits[rows].float(), targets[rows], ignore_index=ignore_index, reduction="sum"
+            )
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        logits, targets = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        for start in range(0, logits.shape[0], ctx.chunk_rows):
+            rows = slice(start, start + ctx.chunk_rows)
+            keep = targets[rows] != ctx.ignore_index
+            weight = (keep * grad_total).unsqueeze(1)  # (chunk, 1): 0 on ignored rows
+            target = torch.where(keep, targets[rows], 0).unsqueeze(1)
+            if logits.dtype == torch.float32:  # compute in place in the gradient, no copy
+                torch.softmax(logits[rows], dim=-1, out=grad[rows]).mul_(weight).scatter_add_(1, target, -weight)
+            else:
+                grad[rows] = torch.softmax(logits[rows].float(), dim=-1).mul_(weight).scatter_add_(1, target, -weight)
+        return grad, None, None
+
+
+def causal_lm_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    vocab_size: int,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    ignore_index: int = -100,
+    shift_labels: torch.Tensor | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """transformers' `ForCausalLMLoss` (same arguments and value: labels shifted left, `ignore_index` skipped, the
+    sum divided by `num_items_in_batch` when given, else the mean), computed by `ChunkedCrossEntropySum`, which
+    is faster and keeps no float32 copy of the logits."""
+    if shift_labels is None:
+        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+    shift_labels = shift_labels.reshape(-1).to(logits.device)
+    total = ChunkedCrossEntropySum.apply(logits.reshape(-1, vocab_size), shift_labels, ignore_index)
+    if num_items_in_batch is None:
+        return total / (shift_labels != ignore_index).sum()
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
+
+
 class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _tp_plan = {"lm_head": "colwise_gather_output"}
@@ -405,6 +537,17 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
         self.model = BigModelGPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+
+    @property
+    def loss_function(self) -> Callable:
+        """`causal_lm_loss`, unless replaced (`model.loss_function = fn`) or `loss_type` names another loss."""
+        if hasattr(self, "_loss_function") or self.loss_type != "ForCausalLM":
+            return super().loss_function
+        return causal_lm_loss
+
+    @loss_function.setter
+    def loss_function(self, value: Callable) -> None:
+        self._loss_function = value
 
     @can_return_tuple
     def forward(
@@ -523,7 +666,7 @@ class BigModelGPTForTokenClassification(BigModelGPTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = BigModelGPTModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = BigModelGPTDropout(config.hidden_dropout)
         self.score = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 

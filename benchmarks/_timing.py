@@ -1,0 +1,111 @@
+"""Timing helpers shared by the benchmarks: one worker process per model, interleaved rounds, medians, peak memory.
+
+Each model runs in its own worker process, as it would in a real training or generation job: two models in one
+process share the memory allocator, and whichever ran before changes how the other's large tensors are served
+(fresh zeroed pages or reused ones), which moved step times by 10% or more in either direction. The parent tells
+the workers to run in alternating rounds (the order flipped every round), so a burst of load from another process
+hits both sides instead of skewing the ratio, and compares medians. Each worker also reports its own peak RSS.
+"""
+
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import torch
+
+# A runner factory: (model name, benchmark settings) -> a zero-argument callable doing one timed unit of work.
+# It must be a module-level function so that the spawned workers can import it.
+RunnerFactory = Callable[[str, dict[str, Any]], Callable[[], None]]
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (`ru_maxrss` is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def environment_line(threads: int | None) -> str:
+    """One line describing what the numbers were measured on (the load average tells how busy the CPUs were)."""
+    import transformers
+
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (
+        f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"{threads or torch.get_num_threads()} torch threads on {os.cpu_count()} CPUs, load average {load}"
+    )
+
+
+def _worker(conn: Connection, factory: RunnerFactory, name: str, settings: dict[str, Any]) -> None:
+    """Worker loop: build the runner, then answer ("run", n) with n call times and ("stop", None) with peak RSS."""
+    if settings.get("threads"):
+        torch.set_num_threads(settings["threads"])
+    run = factory(name, settings)
+    conn.send("ready")
+    while True:
+        command, count = conn.recv()
+        if command == "stop":
+            conn.send(peak_rss_mib())
+            return
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        conn.send(times)
+
+
+def compare_in_workers(
+    factory: RunnerFactory,
+    names: list[str],
+    settings: dict[str, Any],
+    rounds: int,
+    calls_per_round: int,
+    warmup: int,
+) -> dict[str, tuple[float, float]]:
+    """Run `factory(name, settings)` for each name in its own process and time it in interleaved rounds.
+
+    Each worker first makes `warmup` untimed calls. Returns {name: (median seconds per call, peak RSS in MiB)}.
+    """
+    context = multiprocessing.get_context("spawn")  # a clean process per model, whatever the parent has done
+    workers = {}
+    for name in names:
+        parent_end, child_end = context.Pipe()
+        process = context.Process(target=_worker, args=(child_end, factory, name, settings), daemon=True)
+        process.start()
+        workers[name] = (process, parent_end)
+    try:
+        for _, conn in workers.values():
+            if conn.recv() != "ready":
+                raise RuntimeError("A benchmark worker failed to start.")
+        for name in names:
+            workers[name][1].send(("run", warmup))
+            workers[name][1].recv()
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for round_index in range(rounds):
+            for name in names if round_index % 2 == 0 else names[::-1]:
+                workers[name][1].send(("run", calls_per_round))
+                times[name].extend(workers[name][1].recv())
+        results = {}
+        for name in names:
+            workers[name][1].send(("stop", None))
+            results[name] = (statistics.median(times[name]), workers[name][1].recv())
+        return results
+    finally:
+        for process, _ in workers.values():
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+def verdict(ratio: float, target: float, quick: bool = False) -> str:
+    """PASS/FAIL against the target; `--quick` sizes are too small for the targets to mean anything."""
+    if quick:
+        return f"not judged (--quick smoke test; target >= {target:.2f}x applies to the default sizes)"
+    return f"{'PASS' if ratio >= target else 'FAIL'} (target >= {target:.2f}x)"
