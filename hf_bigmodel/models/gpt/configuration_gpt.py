@@ -67,6 +67,9 @@ PRESETS: dict[str, dict] = {
         embedding_dropout=0.1,
         hidden_dropout=0.1,
         attention_dropout=0.1,
+        pad_token_id=0,  # the ids of `hf-bigmodel train-tokenizer`: <|pad|> = 0, <|endoftext|> = 1
+        bos_token_id=1,
+        eos_token_id=1,
     ),
     # OpenAI GPT-2 small, 124M parameters: exactly the shapes of the `gpt2` checkpoint.
     "gpt2-124m": dict(),
