@@ -109,3 +109,40 @@ def verdict(ratio: float, target: float, quick: bool = False) -> str:
     if quick:
         return f"not judged (--quick smoke test; target >= {target:.2f}x applies to the default sizes)"
     return f"{'PASS' if ratio >= target else 'FAIL'} (target >= {target:.2f}x)"
+
+
+def build_gpt_pair_model(name: str, settings: dict[str, Any], dropout: float = 0.0, eos_token_id: int | None = None):
+    """GPT2LMHeadModel ("reference") or our model ("ours") with the same sizes (`settings`: vocab, max_positions,
+    hidden, layers, heads), dropout and bos/eos id: the identical-config pair every GPT benchmark compares."""
+    torch.manual_seed(0)
+    if name == "reference":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(
+            vocab_size=settings["vocab"],
+            n_positions=settings["max_positions"],
+            n_embd=settings["hidden"],
+            n_layer=settings["layers"],
+            n_head=settings["heads"],
+            embd_pdrop=dropout,
+            resid_pdrop=dropout,
+            attn_pdrop=dropout,
+            bos_token_id=eos_token_id,
+            eos_token_id=eos_token_id,
+        )
+        return GPT2LMHeadModel(config)
+    from hf_bigmodel.models.gpt import BigModelGPTConfig, BigModelGPTForCausalLM
+
+    config = BigModelGPTConfig(
+        vocab_size=settings["vocab"],
+        max_position_embeddings=settings["max_positions"],
+        hidden_size=settings["hidden"],
+        num_hidden_layers=settings["layers"],
+        num_attention_heads=settings["heads"],
+        embedding_dropout=dropout,
+        hidden_dropout=dropout,
+        attention_dropout=dropout,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+    )
+    return BigModelGPTForCausalLM(config)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare_in_workers, environment_line, verdict  # noqa: E402
+from _timing import build_gpt_pair_model, compare_in_workers, environment_line, verdict  # noqa: E402
 
 TARGET = 1.5
 MODELS = {"reference": "GPT2LMHead", "ours": "ours"}
@@ -25,34 +25,7 @@ MODELS = {"reference": "GPT2LMHead", "ours": "ours"}
 
 def build_model(name: str, settings: dict[str, Any]) -> torch.nn.Module:
     """GPT2LMHeadModel ("reference") or our model ("ours") with the sizes in `settings`, without an EOS token."""
-    torch.manual_seed(0)
-    if name == "reference":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        return GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=settings["vocab"],
-                n_positions=settings["max_positions"],
-                n_embd=settings["hidden"],
-                n_layer=settings["layers"],
-                n_head=settings["heads"],
-                bos_token_id=None,
-                eos_token_id=None,
-            )
-        )
-    from hf_bigmodel.models.gpt import BigModelGPTConfig, BigModelGPTForCausalLM
-
-    return BigModelGPTForCausalLM(
-        BigModelGPTConfig(
-            vocab_size=settings["vocab"],
-            max_position_embeddings=settings["max_positions"],
-            hidden_size=settings["hidden"],
-            num_hidden_layers=settings["layers"],
-            num_attention_heads=settings["heads"],
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-    )
+    return build_gpt_pair_model(name, settings, dropout=0.0, eos_token_id=None)
 
 
 def make_generate(name: str, settings: dict[str, Any]):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare_in_workers, environment_line, verdict  # noqa: E402
+from _timing import build_gpt_pair_model, compare_in_workers, environment_line, verdict  # noqa: E402
 
 TARGET = 1.2
 MODELS = {"reference": "GPT2LMHead", "ours": "ours"}
@@ -29,41 +29,7 @@ MODELS = {"reference": "GPT2LMHead", "ours": "ours"}
 
 def build_model(name: str, settings: dict[str, Any]) -> torch.nn.Module:
     """GPT2LMHeadModel ("reference") or our model ("ours") with the sizes and dropout in `settings`."""
-    torch.manual_seed(0)
-    dropout = settings["dropout"]
-    if name == "reference":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        return GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=settings["vocab"],
-                n_positions=settings["max_positions"],
-                n_embd=settings["hidden"],
-                n_layer=settings["layers"],
-                n_head=settings["heads"],
-                embd_pdrop=dropout,
-                resid_pdrop=dropout,
-                attn_pdrop=dropout,
-                bos_token_id=settings["vocab"] - 1,
-                eos_token_id=settings["vocab"] - 1,
-            )
-        )
-    from hf_bigmodel.models.gpt import BigModelGPTConfig, BigModelGPTForCausalLM
-
-    return BigModelGPTForCausalLM(
-        BigModelGPTConfig(
-            vocab_size=settings["vocab"],
-            max_position_embeddings=settings["max_positions"],
-            hidden_size=settings["hidden"],
-            num_hidden_layers=settings["layers"],
-            num_attention_heads=settings["heads"],
-            embedding_dropout=dropout,
-            hidden_dropout=dropout,
-            attention_dropout=dropout,
-            bos_token_id=settings["vocab"] - 1,
-            eos_token_id=settings["vocab"] - 1,
-        )
-    )
+    return build_gpt_pair_model(name, settings, dropout=settings["dropout"], eos_token_id=settings["vocab"] - 1)
 
 
 def make_train_step(name: str, settings: dict[str, Any]):

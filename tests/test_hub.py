@@ -44,7 +44,7 @@ from hf_bigmodel.hub import (
     push_folder,
 )
 from hf_bigmodel.model_card import GENERATED_MARKER, LOSS_CURVE, record_training_run
-from hf_bigmodel.testing import HubServer
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer
 from hf_bigmodel.tokenization import train_tokenizer
 from hf_bigmodel.training.pretrain import parse_args
 
@@ -53,16 +53,6 @@ WRITE_TOKEN, READ_TOKEN, OTHER_TOKEN = "hf_test_write", "hf_test_read", "hf_some
 SAMPLE = "the quick brown fox jumps over the lazy dog"
 MODELING_SOURCE = Path(hf_bigmodel.__file__).parent / "models" / "gpt" / "modeling_gpt.py"
 
-# Runs first in the loading child: `import hf_bigmodel` fails there although the package is installed.
-BLOCK_HF_BIGMODEL = """
-import importlib.abc, sys
-class _BlockHfBigmodel(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "hf_bigmodel":
-            raise ImportError(f"{name} is blocked: this process must work without hf_bigmodel")
-        return None
-sys.meta_path.insert(0, _BlockHfBigmodel())
-"""
 
 # Shared by both children: run a call, record (exception class names, message) or None.
 ATTEMPT = """
@@ -210,7 +200,7 @@ print("RESULTS" + json.dumps(out))
 )
 
 LOAD_SCRIPT = (
-    BLOCK_HF_BIGMODEL
+    WITHOUT_HF_BIGMODEL
     + ATTEMPT
     + """
 import json, sys

@@ -14,6 +14,7 @@ from transformers import Trainer, TrainingArguments
 
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt.configuration_gpt import AUTO_MAP
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
 
 pytestmark = pytest.mark.usefixtures("seeded")
 
@@ -28,20 +29,16 @@ CODE_FILES = {"configuration_gpt.py", "modeling_gpt.py"}
 
 # Runs in the child before anything else: makes `import hf_bigmodel` fail although the package is installed
 # (editable), as on a machine that only has transformers.
-BLOCK_HF_BIGMODEL = """
-import importlib.abc, sys
-class _BlockHfBigmodel(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "hf_bigmodel":
-            raise ImportError(f"{name} is blocked: this process must work without hf_bigmodel")
-        return None
-sys.meta_path.insert(0, _BlockHfBigmodel())
+BLOCK_HF_BIGMODEL = (
+    WITHOUT_HF_BIGMODEL
+    + """
 try:
     import hf_bigmodel
     raise SystemExit("hf_bigmodel is still importable")
 except ImportError:
     pass
 """
+)
 
 # For each saved folder: load it with its Auto class, compare outputs with the reference the parent saved, and for
 # causal LMs compare a greedy continuation too. Prints one JSON line of results.
