@@ -111,6 +111,15 @@ def verdict(ratio: float, target: float, quick: bool = False) -> str:
     return f"{'PASS' if ratio >= target else 'FAIL'} (target >= {target:.2f}x)"
 
 
+def add_model_size_args(parser) -> None:
+    """The model-size flags every GPT benchmark shares; defaults are the issue's GPT-2 architecture (6 x 384)."""
+    parser.add_argument("--layers", type=int, default=6, help="transformer blocks")
+    parser.add_argument("--hidden", type=int, default=384, help="hidden size")
+    parser.add_argument("--heads", type=int, default=6, help="attention heads")
+    parser.add_argument("--vocab", type=int, default=8192, help="vocabulary size")
+    parser.add_argument("--max-positions", type=int, default=1024, help="position table size (GPT-2: 1024)")
+
+
 def build_gpt_pair_model(name: str, settings: dict[str, Any], dropout: float = 0.0, eos_token_id: int | None = None):
     """GPT2LMHeadModel ("reference") or our model ("ours") with the same sizes (`settings`: vocab, max_positions,
     hidden, layers, heads), dropout and bos/eos id: the identical-config pair every GPT benchmark compares."""

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import build_gpt_pair_model, compare_in_workers, environment_line, verdict  # noqa: E402
+from _timing import add_model_size_args, build_gpt_pair_model, compare_in_workers, environment_line, verdict  # noqa: E402
 
 TARGET = 1.2
 MODELS = {"reference": "GPT2LMHead", "ours": "ours"}
@@ -58,11 +58,7 @@ def make_train_step(name: str, settings: dict[str, Any]):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=6, help="transformer blocks")
-    parser.add_argument("--hidden", type=int, default=384, help="hidden size")
-    parser.add_argument("--heads", type=int, default=6, help="attention heads")
-    parser.add_argument("--vocab", type=int, default=8192, help="vocabulary size")
-    parser.add_argument("--max-positions", type=int, default=1024, help="position table size (GPT-2: 1024)")
+    add_model_size_args(parser)
     parser.add_argument("--batch", type=int, default=8, help="sequences per step")
     parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
     parser.add_argument(
