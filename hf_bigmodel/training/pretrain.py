@@ -14,6 +14,7 @@ checkpoint (or a given one).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -46,6 +47,10 @@ logger = logging.getLogger("hf_bigmodel.pretrain")
 
 # Architectures this command pretrains, with the task head that carries the pretraining objective.
 PRETRAINING_HEADS = {"gpt": "causal-lm"}
+
+# Architectures whose pretraining lives in a module of its own (its objective needs other data and arguments):
+# arch -> module exposing `main(argv: list[str]) -> int`, imported only when asked for.
+OTHER_PRETRAINERS: dict[str, str] = {}
 
 
 @dataclass
@@ -166,6 +171,22 @@ class PerplexityTrainer(Trainer):
         return output
 
 
+def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, the last checkpoint-* of `output_dir` for
+    `--resume_from_checkpoint last` (or True), and also without the flag when `output_dir` holds one, so that an
+    interrupted run continues where it stopped when it is started again with the same command."""
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None:
+            logger.info("Resuming from the last checkpoint in the output directory: %s", checkpoint)
+    elif checkpoint in ("True", "true", "last"):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is None:
+            raise DataError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}.")
+    return checkpoint
+
+
 def run_pretraining(
     arch: str, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
 ) -> dict:
@@ -223,16 +244,7 @@ def run_pretraining(
         processing_class=tokenizer,
     )
 
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is not None:
-            logger.info("Resuming from the last checkpoint in the output directory: %s", checkpoint)
-    elif checkpoint in ("True", "true", "last"):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is None:
-            raise DataError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}.")
-
+    checkpoint = resolve_checkpoint(training_args)
     metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
     model.config.use_cache = True  # Trainer turned it off for training; generation wants it on.
     trainer.save_model()
@@ -274,11 +286,19 @@ def print_sample(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    archs = [*PRETRAINING_HEADS, *OTHER_PRETRAINERS]
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: hf-bigmodel pretrain ARCH [options]   (ARCH: {', '.join(PRETRAINING_HEADS)})\n")
+        print(f"usage: hf-bigmodel pretrain ARCH [options]   (ARCH: {', '.join(archs)}; options of ARCH: ARCH --help)")
+        print("\nOptions of `pretrain gpt`:")
         HfArgumentParser((ModelArguments, DataArguments, TrainingArguments)).print_help()
         return 0
     arch, rest = argv[0], argv[1:]
+    if arch in OTHER_PRETRAINERS:
+        return importlib.import_module(OTHER_PRETRAINERS[arch]).main(rest)
+    if arch not in PRETRAINING_HEADS:
+        print(f"hf-bigmodel pretrain: error: unknown architecture {arch!r}; choose from {', '.join(archs)}.",
+              file=sys.stderr)  # fmt: skip
+        return 2
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_args(rest)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
