@@ -1,0 +1,86 @@
+"""One API across the zoo, as timm tests it: every architecture x preset x head of `ARCHITECTURES`.
+
+Architecture-specific behaviour is tested in the per-architecture files; this file proves that a row added to
+`ARCHITECTURES` works through the same entry points as every other row: the registry, the Auto classes, the config
+round trip, `save_pretrained` with the modeling code, and a forward pass on the model's own `dummy_inputs`.
+"""
+
+import json
+
+import pytest
+import torch
+import transformers
+from transformers import AutoConfig
+
+import hf_bigmodel
+from hf_bigmodel.models import ARCHITECTURES
+
+PRESETS = [(arch, preset) for arch, (_, presets, _) in ARCHITECTURES.items() for preset in presets]
+HEADS = [(arch, task) for arch, (_, _, heads) in ARCHITECTURES.items() for task in heads]
+
+
+def tiny_preset(arch: str) -> str:
+    """Every architecture has a `<arch>-tiny` test preset: it is what the tests and the docs build first."""
+    return f"{arch}-tiny"
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_every_architecture_has_a_tiny_preset(arch):
+    assert tiny_preset(arch) in hf_bigmodel.list_presets(arch)
+
+
+@pytest.mark.parametrize(("arch", "preset"), PRESETS)
+def test_preset_config_round_trips_through_auto_config(arch, preset, tmp_path):
+    config = hf_bigmodel.create_config(preset)
+    assert isinstance(config, ARCHITECTURES[arch][0])
+    config.save_pretrained(tmp_path)
+    reloaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(reloaded) is type(config)
+    ignore = {"_name_or_path"}  # where it was loaded from
+    assert {k: v for k, v in reloaded.to_dict().items() if k not in ignore} == {
+        k: v for k, v in config.to_dict().items() if k not in ignore
+    }
+    # config.json names the code files, so the folder also loads with trust_remote_code where hf_bigmodel is absent.
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert "AutoConfig" in auto_map
+
+
+@pytest.mark.parametrize(("arch", "preset"), PRESETS)
+def test_every_preset_builds_every_head(arch, preset):
+    # On the meta device: the big presets (GPT-2 124M, BERT-base, ResNet-152, Transformer-big) build in
+    # milliseconds without allocating their weights.
+    with torch.device("meta"):
+        for task, model_class in ARCHITECTURES[arch][2].items():
+            model = hf_bigmodel.create_model(preset, task=task)
+            assert isinstance(model, model_class)
+            assert model.num_parameters() > 0
+
+
+def test_unknown_names_are_rejected_with_the_choices():
+    with pytest.raises(ValueError, match=r"Unknown preset 'gpt-huge'\. Available presets: .*gpt-tiny"):
+        hf_bigmodel.create_config("gpt-huge")
+    with pytest.raises(ValueError, match=r"Unknown architecture 'lstm'; choose from gpt"):
+        hf_bigmodel.list_presets("lstm")
+    with pytest.raises(ValueError, match=r"gpt has no 'fill-mask' head; choose from base, causal-lm"):
+        hf_bigmodel.create_model("gpt-tiny", task="fill-mask")
+
+
+@pytest.mark.parametrize(("arch", "task"), HEADS)
+def test_every_head_saves_and_reloads_through_its_auto_class(arch, task, tmp_path):
+    torch.manual_seed(0)
+    model = hf_bigmodel.create_model(tiny_preset(arch), task=task).eval()
+    inputs = model.dummy_inputs
+    with torch.no_grad():
+        expected = model(**inputs)
+
+    model.save_pretrained(tmp_path)
+    # register_for_auto_class told save_pretrained which Auto class serves this head, and to copy the code.
+    auto_class = getattr(transformers, type(model)._auto_class)
+    reloaded = auto_class.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is type(model)
+    assert sorted(p.name for p in tmp_path.glob("*.py")), "no modeling code was saved next to the weights"
+    with torch.no_grad():
+        actual = reloaded(**inputs)
+
+    first = next(key for key in expected if key != "loss")
+    torch.testing.assert_close(actual[first], expected[first], rtol=0, atol=0)
