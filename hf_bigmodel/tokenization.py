@@ -179,10 +179,14 @@ def _wrap_wordpiece(backend: Tokenizer, options: dict[str, Any], kwargs: dict[st
     # "tokenizer_class": "BertTokenizer", so AutoTokenizer (and anything expecting a BERT tokenizer) loads it.
     from transformers import BertTokenizer
 
-    vocab = backend.get_vocab()
+    # The trainer numbers tokens that tie in frequency in no fixed order (hash-map iteration), so the same text
+    # would give other ids on every run. WordPiece only needs the set of pieces (longest match first), so ids
+    # are reassigned: special tokens 0..4, then whole-word pieces, then "##" pieces, each sorted.
+    specials = list(WORDPIECE_SPECIAL_TOKENS.values())
+    pieces = sorted((t for t in backend.get_vocab() if t not in specials), key=lambda t: (t.startswith("##"), t))
     lowercase = options.get("lowercase", True)
     return BertTokenizer(
-        vocab=dict(sorted(vocab.items(), key=lambda item: item[1])),
+        vocab={token: index for index, token in enumerate([*specials, *pieces])},
         do_lower_case=lowercase,
         strip_accents=options.get("strip_accents"),
         tokenize_chinese_chars=True,
