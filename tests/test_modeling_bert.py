@@ -582,6 +582,10 @@ for folder, auto_name in cases.items():
         out = model(**inputs)
     diffs = [(out[k[4:]] - v).abs().max().item() for k, v in ref.items() if k.startswith("out.")]
     results[folder] = {"module": type(model).__module__, "max_diff": max(diffs), "outputs": len(diffs)}
+if len(sys.argv) > 3:  # a fill-mask folder (model + tokenizer) for the pipeline
+    fill = transformers.pipeline("fill-mask", model=sys.argv[3], trust_remote_code=trust, top_k=2)
+    out = fill("the [MASK] sat on the mat")
+    results["fill-mask"] = {"n": len(out), "module": type(fill.model).__module__, "token": out[0]["token_str"]}
 print("\\nRESULTS" + json.dumps(results))
 """
 
@@ -623,15 +627,23 @@ def saved_heads(tmp_path_factory) -> dict:
     return cases
 
 
-def test_remote_code_without_hf_bigmodel(saved_heads, tmp_path):
+def test_remote_code_without_hf_bigmodel(saved_heads, pipeline_folders, tmp_path):
     block = (
         WITHOUT_HF_BIGMODEL
         + "\ntry:\n    import hf_bigmodel\n    raise SystemExit('importable')\nexcept ImportError:\n    pass\n"
     )
-    results = _run_child(block + CHECK_FOLDERS, [json.dumps(saved_heads), "true"], tmp_path, with_repo=False)
+    fill_mask = str(pipeline_folders["fill-mask"])
+    results = _run_child(block + CHECK_FOLDERS, [json.dumps(saved_heads), "true", fill_mask], tmp_path, False)
     for folder in saved_heads:
         assert results[folder]["module"].startswith("transformers_modules."), folder
         assert results[folder]["max_diff"] == 0.0 and results[folder]["outputs"] >= 1, folder
+    # The fill-mask pipeline runs on the remote code alone and predicts what the registered classes predict.
+    remote = results["fill-mask"]
+    assert remote["n"] == 2 and remote["module"].startswith("transformers_modules.")
+    from transformers import pipeline
+
+    local = pipeline("fill-mask", model=fill_mask, trust_remote_code=False, top_k=2)
+    assert local("the [MASK] sat on the mat")[0]["token_str"] == remote["token"]
 
 
 def test_import_hf_bigmodel_loads_without_trust_flag(saved_heads, tmp_path):
@@ -730,22 +742,3 @@ def test_pipelines(pipeline_folders):
     )
     features = extract("the cat sat on the mat")
     assert torch.tensor(features).shape == (1, 8, 32)  # [CLS] + 6 words + [SEP], hidden 32
-
-
-def test_fill_mask_pipeline_with_remote_code_only(pipeline_folders, tmp_path):
-    code = (
-        WITHOUT_HF_BIGMODEL
-        + """
-import json, sys
-from transformers import pipeline
-fill = pipeline("fill-mask", model=sys.argv[1], trust_remote_code=True, top_k=2)
-out = fill("the [MASK] sat on the mat")
-print("\\nRESULTS" + json.dumps({"n": len(out), "module": type(fill.model).__module__, "token": out[0]["token_str"]}))
-"""
-    )
-    result = _run_child(code, [str(pipeline_folders["fill-mask"])], tmp_path, with_repo=False)
-    assert result["n"] == 2 and result["module"].startswith("transformers_modules.")
-    from transformers import pipeline
-
-    local = pipeline("fill-mask", model=str(pipeline_folders["fill-mask"]), trust_remote_code=False, top_k=2)
-    assert local("the [MASK] sat on the mat")[0]["token_str"] == result["token"]
