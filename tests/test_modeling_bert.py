@@ -742,3 +742,25 @@ def test_pipelines(pipeline_folders):
     )
     features = extract("the cat sat on the mat")
     assert torch.tensor(features).shape == (1, 8, 32)  # [CLS] + 6 words + [SEP], hidden 32
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model card
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head, pipeline_tag",
+    [("masked-lm", "fill-mask"), ("pretraining", "fill-mask"), ("question-answering", "question-answering")],
+)
+def test_model_card(tmp_path, head, pipeline_tag):
+    from hf_bigmodel.model_card import build_model_card
+
+    BERT_HEADS[head](make_config()).save_pretrained(tmp_path)
+    wordpiece_tokenizer().save_pretrained(tmp_path)
+    card = build_model_card(tmp_path, repo_id="me/tiny-bert")
+    assert f"pipeline_tag: {pipeline_tag}" in card.text
+    assert "| Attention | 4 heads of 8, bidirectional |" in card.text
+    assert "configuration_bert.py" in card.text and "hf-bigmodel convert tiny-bert/ tiny-bert-bert/" in card.text
+    assert f'{TASK_AUTO_CLASS[head].__name__}.from_pretrained("me/tiny-bert", trust_remote_code=True)' in card.text
+    assert "Devlin" in card.text
