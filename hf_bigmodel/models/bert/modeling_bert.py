@@ -315,6 +315,9 @@ class BigModelBertForPreTrainingOutput(ModelOutput):
 
 
 class BigModelBertPreTrainedModel(PreTrainedModel):
+    """Base class of the BERT family. Initialisation is transformers' default, which is BERT's: normal(0,
+    initializer_range) weights, zero biases (the MLM decoder bias included), unit LayerNorm weights, zero pad row."""
+
     config: BigModelBertConfig
     base_model_prefix = "bert"
     supports_gradient_checkpointing = True
@@ -335,11 +338,6 @@ class BigModelBertPreTrainedModel(PreTrainedModel):
             "token_type_ids": torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]) % self.config.type_vocab_size,
             "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]),
         }
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # nn.Linear / nn.Embedding (pad row zeroed) / nn.LayerNorm as in BERT: normal(0, initializer_range), zero
-        # biases, unit LayerNorm weights. The MLM decoder bias is an nn.Linear bias, so it starts at zero too.
-        super()._init_weights(module)
 
 
 class BigModelBertModel(BigModelBertPreTrainedModel):
