@@ -3,6 +3,7 @@ models. `import hf_bigmodel` registers every architecture with transformers' Aut
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import pipelines  # noqa: F401  (registers the question-answering pipeline)
 from .models import ARCHITECTURES
 from .models.bert import (
     BigModelBertConfig,
