@@ -764,3 +764,31 @@ def test_model_card(tmp_path, head, pipeline_tag):
     assert "configuration_bert.py" in card.text and "hf-bigmodel convert tiny-bert/ tiny-bert-bert/" in card.text
     assert f'{TASK_AUTO_CLASS[head].__name__}.from_pretrained("me/tiny-bert", trust_remote_code=True)' in card.text
     assert "Devlin" in card.text
+
+
+def test_lora_trains_and_merges():
+    peft = pytest.importorskip("peft")
+    model = BERT_HEADS["sequence-classification"](make_config(initializer_range=0.2))
+    inputs = make_inputs("sequence-classification")
+    with torch.no_grad():
+        base_logits = model.eval()(**inputs).logits
+    lora = peft.get_peft_model(
+        model, peft.LoraConfig(target_modules=["qkv_proj", "o_proj"], task_type="SEQ_CLS", r=4, lora_alpha=8)
+    )
+    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
+    assert any("qkv_proj.lora_A" in name for name in trainable) and any("o_proj.lora_B" in name for name in trainable)
+    assert all("lora_" in name or "classifier" in name for name in trainable)  # SEQ_CLS also trains the head
+    optimizer = torch.optim.SGD([p for p in lora.parameters() if p.requires_grad], lr=0.5)
+    lora.train()
+    for _ in range(2):  # lora_B starts at zero: step so the adapter changes the output
+        lora(**inputs, labels=torch.tensor([0, 2, 1])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    lora.eval()
+    with torch.no_grad():
+        adapted = lora(**inputs).logits
+        merged_model = lora.merge_and_unload()
+        merged = merged_model(**inputs).logits
+    assert type(merged_model) is BERT_HEADS["sequence-classification"]
+    assert not torch.allclose(adapted, base_logits, atol=1e-4)
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)
