@@ -246,10 +246,7 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
     trainer.save_state()
     if "validation" in processed:
         metrics.update(trainer.evaluate())
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if trainer.is_world_process_zero():
-        write_model_card(training_args.output_dir, args, training_args)
+    _finish(trainer, args, training_args, metrics)
     return metrics
 
 
