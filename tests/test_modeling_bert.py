@@ -792,3 +792,16 @@ def test_lora_trains_and_merges():
     assert type(merged_model) is BERT_HEADS["sequence-classification"]
     assert not torch.allclose(adapted, base_logits, atol=1e-4)
     torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compile_fullgraph_and_export_of_the_inference_forward():
+    # The input checks are skipped while tracing (they read tensor values); everything else traces as one graph.
+    model = BERT_HEADS["masked-lm"](make_config(initializer_range=0.3)).eval()
+    inputs = make_inputs("masked-lm")
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        compiled = torch.compile(model, fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(**inputs).logits, expected, rtol=1e-5, atol=1e-5)
+        exported = torch.export.export(model, (), kwargs=inputs)
+        torch.testing.assert_close(exported.module()(**inputs).logits, expected, rtol=1e-5, atol=1e-5)
