@@ -171,6 +171,9 @@ METRICS = {
     "eval_loss": ("loss", "Loss (cross-entropy, nats per token)"),
     "eval_accuracy": ("accuracy", "Accuracy"),
     "eval_f1": ("f1", "F1"),
+    "eval_exact_match": ("exact_match", "Exact match (%)"),
+    "eval_mlm_accuracy": ("accuracy", "Masked-token accuracy (MLM)"),
+    "eval_nsp_accuracy": ("accuracy", "Next-sentence accuracy (NSP)"),
 }
 # TrainingArguments shown in the hyperparameter table (when set), in this order.
 HYPERPARAMETERS = (

@@ -299,9 +299,14 @@ def test_pretrain_mlm_nsp_end_to_end(corpus, model_args, tmp_path):
     if "bert" in ARCHITECTURES:
         assert json.loads((out / "config.json").read_text())["model_type"] == "bigmodel_bert"
         assert (out / "tokenizer" / "tokenizer.json").is_file()  # trained by the run, kept for a resume
+        import yaml
+
         card = (out / "README.md").read_text()
-        assert "eval_mlm_accuracy" in json.dumps(json.loads((out / "all_results.json").read_text()))
-        assert "fill-mask" in card or "bigmodel_bert" in card
+        results = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]["metrics"]
+        by_name = {m["name"]: m["value"] for m in results}
+        assert by_name["Masked-token accuracy (MLM)"] == pytest.approx(metrics["eval_mlm_accuracy"], abs=1e-5)
+        assert by_name["Next-sentence accuracy (NSP)"] == pytest.approx(metrics["eval_nsp_accuracy"], abs=1e-5)
+        assert by_name["Perplexity"] == pytest.approx(metrics["eval_perplexity"], rel=1e-5)
 
 
 @needs_wikitext
