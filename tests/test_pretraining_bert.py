@@ -366,3 +366,42 @@ def test_clear_errors(corpus, model_args, tmp_path, capsys):
                          str(gpt_tokenizer))  # fmt: skip
     assert cli_main(args) == 2
     assert "BERT pretraining needs [CLS], [SEP], [MASK] and [PAD]" in capsys.readouterr().err
+
+
+@needs_wikitext
+@pytest.mark.slow
+def test_push_to_hub_publishes_a_folder_that_loads_without_hf_bigmodel(corpus, model_args, tmp_path):
+    """`--push_to_hub` against the local Hub-compatible server; a process without hf_bigmodel loads the result."""
+    import os
+    import subprocess
+    import sys
+
+    from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer
+
+    with HubServer(tmp_path / "hub") as hub:
+        repo = f"{hub.user}/bert-mlm"
+        env = {**os.environ, **hub.env(), "HF_HOME": str(tmp_path / "hf_home"), "TOKENIZERS_PARALLELISM": "false"}
+        args = pretrain_args(corpus, model_args, tmp_path / "run", "--max_steps", "2", "--push_to_hub", "true",
+                             "--hub_model_id", repo)  # fmt: skip
+        run = subprocess.run([sys.executable, "-m", "hf_bigmodel.cli", *args], env=env, capture_output=True,
+                             text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        files = set(hub.files(repo))
+        assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= files
+        assert any(name.startswith("modeling_") for name in files)
+        code = (
+            WITHOUT_HF_BIGMODEL
+            + f"""
+from transformers import AutoModelForPreTraining, AutoTokenizer
+model = AutoModelForPreTraining.from_pretrained({repo!r}, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained({repo!r}, trust_remote_code=True)
+out = model(**tokenizer("the river", "the stone", return_tensors="pt"))
+assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+print("OK", tuple(out.seq_relationship_logits.shape))
+"""
+        )
+        env["HF_HUB_CACHE"] = str(tmp_path / "cache")
+        loaded = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                                cwd=tmp_path)  # fmt: skip
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        assert "OK (1, 2)" in loaded.stdout
