@@ -442,5 +442,8 @@ def build_pretraining_dataset(
         copies.append(built)
     result = copies[0] if len(copies) == 1 else datasets.concatenate_datasets(copies)
     if len(result) == 0:
-        raise DataError("No training examples could be built: the documents hold no tokens.")
+        raise DataError(
+            "No examples could be built from these documents: they hold no text, or (for mlm_nsp) no document "
+            "has two sentences. Give more text (documents are separated by blank lines) or use --objective mlm."
+        )
     return result

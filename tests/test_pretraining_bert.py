@@ -405,3 +405,12 @@ print("OK", tuple(out.seq_relationship_logits.shape))
                                 cwd=tmp_path)  # fmt: skip
         assert loaded.returncode == 0, loaded.stderr[-3000:]
         assert "OK (1, 2)" in loaded.stdout
+
+
+def test_help_lists_the_bert_options(capsys):
+    assert cli_main(["pretrain", "bert", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--objective", "--max_seq_length", "--short_seq_prob", "--mlm_probability", "--whole_word_mask",
+                 "--dupe_factor", "--gradient_accumulation_steps", "--push_to_hub"):  # fmt: skip
+        assert flag in out, flag
+    assert cli_main(["pretrain", "--help"]) == 0 and "ARCH: gpt, bert" in capsys.readouterr().out

@@ -95,7 +95,7 @@ class BertDataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
     text_column: str = field(default="text", metadata={"help": "Column of the dataset that holds the documents."})
     validation_split_percentage: float = field(
-        default=5.0, metadata={"help": "Without validation data, hold out this % of the documents."}
+        default=5.0, metadata={"help": "Without validation data, hold out this percentage of the documents."}
     )
     objective: str = field(
         default="mlm_nsp", metadata={"help": "mlm_nsp (BERT: MLM + next sentence) or mlm (RoBERTa: MLM only)."}
