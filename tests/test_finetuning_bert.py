@@ -271,3 +271,27 @@ def test_sst2_with_bert_and_sentence_pairs(tmp_path):
     first_sep = encoded["input_ids"].index(tokenizer.sep_token_id)
     assert encoded["token_type_ids"] == [0] * (first_sep + 1) + [1] * (len(encoded["input_ids"]) - first_sep - 1)
     assert encoded["token_type_ids"][-1] == 1
+
+
+def test_question_answering_reads_original_squad_files(tmp_path):
+    rows = qa_rows(40, seed=8)
+    base = make_base(tmp_path / "base", [r["context"] for r in rows] + ["colour ?"])
+
+    def squad_file(path: Path, part: list[dict]) -> Path:
+        paragraphs = [{"context": r["context"], "qas": [{"id": str(i), "question": r["question"], "answers": [
+            {"text": t, "answer_start": a} for t, a in zip(r["answers"]["text"], r["answers"]["answer_start"])
+        ]}]} for i, r in enumerate(part)]  # fmt: skip
+        path.write_text(json.dumps({"version": "1.1", "data": [{"title": "colours", "paragraphs": paragraphs}]}))
+        return path
+
+    out = tmp_path / "qa"
+    status = cli_main([
+        "finetune", "--model_name_or_path", str(base), "--task", "question-answering",
+        "--train_file", str(squad_file(tmp_path / "train-v1.1.json", rows[:30])),
+        "--validation_file", str(squad_file(tmp_path / "dev-v1.1.json", rows[30:])),
+        "--max_seq_length", "48", "--doc_stride", "8", "--output_dir", str(out), "--max_steps", "2",
+        "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no",
+    ])  # fmt: skip
+    assert status == 0
+    metrics = json.loads((out / "all_results.json").read_text())
+    assert 0.0 <= metrics["eval_exact_match"] <= metrics["eval_f1"] <= 100.0

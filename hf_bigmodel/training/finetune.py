@@ -12,7 +12,8 @@ the tokenizer's pair template (BERT: `[CLS] a [SEP] b [SEP]` with token_type_ids
 
 Question answering (`--task question-answering`, extractive, SQuAD format): JSON / JSON lines rows (or a dataset)
 with `question`, `context` and `answers` = {"text": [...], "answer_start": [...]} (SQuAD v1: one answer per
-training row; evaluation may list several, the best match counts). Long contexts are cut into windows of
+training row; evaluation may list several, the best match counts), or the original SQuAD v1.1 files
+(`{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}`, read as such). Long contexts are cut into windows of
 `--max_seq_length` tokens overlapping by `--doc_stride`; a window without the answer is trained to point at
 [CLS]. Evaluation maps the best start/end logits over the windows back to a character span with the offset mapping
 (`hf_bigmodel.pipelines.question_answering.best_span`, the code of the question-answering pipeline) and reports
@@ -119,7 +120,11 @@ def _load_dataset(args: FinetuneArguments):
         if builder not in ("csv", "json"):
             raise DataError(f"--train_file must be .csv, .tsv, .json or .jsonl, got {args.train_file}.")
         kwargs = {"delimiter": "\t", "quoting": 3} if extension == "tsv" else {}  # SST-2 has bare quotes in text
-        raw = datasets.load_dataset(builder, data_files=files, **kwargs)
+        squad = {split: _squad_file_rows(path) for split, path in files.items()} if extension == "json" else {}
+        if squad and all(rows is not None for rows in squad.values()):
+            raw = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in squad.items()})
+        else:
+            raw = datasets.load_dataset(builder, data_files=files, **kwargs)
     for split, ds in raw.items():
         for column in _required_columns(args):
             if column not in ds.column_names:
@@ -154,6 +159,40 @@ def _required_columns(args: FinetuneArguments) -> list[str]:
     if args.task == "multiple-choice":
         return [args.context_column, *filter(None, [args.question_column]), *_ending_columns(args), args.label_column]
     return list(filter(None, (args.text_column, args.text_pair_column, args.label_column)))
+
+
+def _squad_file_rows(path: str) -> list[dict] | None:
+    """Rows of a file in the original SQuAD layout ({"data": [{"title", "paragraphs": [{"context", "qas"}]}]}),
+    or None if the file is not in that layout (then it is read as plain JSON rows)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        head = f.read(1)
+        while head.isspace():
+            head = f.read(1)
+        if head != "{":
+            return None
+        f.seek(0)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        return None
+    rows = []
+    for article in data["data"]:
+        for paragraph in article.get("paragraphs", []):
+            for qa in paragraph.get("qas", []):
+                answers = qa.get("answers", [])
+                rows.append({
+                    "id": str(qa.get("id", len(rows))),
+                    "title": article.get("title", ""),
+                    "question": qa["question"],
+                    "context": paragraph["context"],
+                    "answers": {"text": [a["text"] for a in answers],
+                                "answer_start": [int(a["answer_start"]) for a in answers]},
+                })  # fmt: skip
+    return rows
 
 
 def _label_list(raw, column: str, per_token: bool) -> list:
