@@ -312,11 +312,16 @@ def test_pretrain_mlm_nsp_end_to_end(corpus, model_args, tmp_path):
 @needs_wikitext
 def test_pretrain_mlm_only_with_whole_word_masking(corpus, model_args, tmp_path):
     out = tmp_path / "mlm"
-    args = pretrain_args(
-        corpus, model_args, out, "--objective", "mlm", "--whole_word_mask", "true", "--max_steps", "4"
-    )
+    args = pretrain_args(corpus, model_args, out, "--objective", "mlm", "--whole_word_mask", "true", "--max_steps", "4",
+                         "--eval_strategy", "steps", "--eval_steps", "2", "--learning_rate", "0")  # fmt: skip
     assert cli_main(args) == 0
     metrics = json.loads((out / "all_results.json").read_text())
+    # Training batches are masked anew each time, evaluation keeps its static masks: with the weights fixed
+    # (learning rate 0) every evaluation gives the same loss.
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    eval_losses = [entry["eval_mlm_loss"] for entry in history if "eval_mlm_loss" in entry]
+    assert len(eval_losses) == 2 and eval_losses[0] == pytest.approx(eval_losses[1], abs=1e-6)
+    assert metrics["eval_mlm_loss"] == pytest.approx(eval_losses[0], abs=1e-6)
     assert math.isfinite(metrics["eval_mlm_accuracy"]) and "eval_nsp_accuracy" not in metrics
     assert "ForMaskedLM" in json.loads((out / "config.json").read_text())["architectures"][0]
 

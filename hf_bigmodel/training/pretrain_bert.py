@@ -179,8 +179,10 @@ class BertPretrainingTrainer(Trainer):
     """Trainer computing the MLM (+ NSP) loss from the logits, normalised over the whole accumulated batch, and
     reporting MLM/NSP losses and perplexity at evaluation."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
+        # Evaluation batches keep their static masks even when training batches are masked dynamically.
+        self.eval_data_collator = eval_data_collator
         # compute_loss below divides by the masked-token count of the whole accumulated batch, so Trainer must
         # count it (num_items_in_batch) and must not divide by the accumulation steps again.
         self.model_accepts_loss_kwargs = True
@@ -213,6 +215,15 @@ class BertPretrainingTrainer(Trainer):
                 sums[2] += float(nsp) * len(nsp_labels)
                 sums[3] += len(nsp_labels)
         return (loss, outputs) if return_outputs else loss
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if self.eval_data_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        training_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = training_collator
 
     def evaluation_loop(self, *args, **kwargs):
         self._eval_sums = [0.0, 0.0, 0.0, 0.0]
@@ -315,9 +326,8 @@ def run_pretraining(
         processing_class=tokenizer,
         compute_metrics=pretraining_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        eval_data_collator=DataCollatorForBertPretraining(tokenizer),
     )
-    # Evaluation batches never get dynamic masks: they carry their static labels.
-    trainer.get_eval_dataloader = _static_eval_loader(trainer, DataCollatorForBertPretraining(tokenizer))
 
     checkpoint = resolve_checkpoint(training_args)
     metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
@@ -337,19 +347,6 @@ def run_pretraining(
                         revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
                         commit_message="End of training: model, tokenizer, code and model card")  # fmt: skip
     return metrics
-
-
-def _static_eval_loader(trainer: Trainer, collator: DataCollatorForBertPretraining):
-    original = trainer.get_eval_dataloader
-
-    def get_eval_dataloader(eval_dataset=None):
-        dynamic_collator, trainer.data_collator = trainer.data_collator, collator
-        try:
-            return original(eval_dataset)
-        finally:
-            trainer.data_collator = dynamic_collator
-
-    return get_eval_dataloader
 
 
 def main(argv: list[str] | None = None) -> int:
