@@ -295,3 +295,16 @@ def test_question_answering_reads_original_squad_files(tmp_path):
     assert status == 0
     metrics = json.loads((out / "all_results.json").read_text())
     assert 0.0 <= metrics["eval_exact_match"] <= metrics["eval_f1"] <= 100.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SST2.is_dir(), reason="../shared/data/sst2 is not available")
+def test_bench_bert_sst2_quick_runs():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bert_sst2.py"
+    result = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith(("ours ", "ref"))}
+    assert rows["ours"][1] == "BigModelBertForSequenceClassification"
+    assert rows["reference"][1] == "BertForSequenceClassification"
+    assert all(0.0 < float(rows[side][4]) <= 1.0 for side in rows)  # SST-2 dev accuracy
+    assert re.search(r"SST-2 dev accuracy ratio \(ours / reference\): [0-9.]+", result.stdout)
