@@ -419,3 +419,30 @@ def test_help_lists_the_bert_options(capsys):
                  "--dupe_factor", "--gradient_accumulation_steps", "--push_to_hub"):  # fmt: skip
         assert flag in out, flag
     assert cli_main(["pretrain", "--help"]) == 0 and "ARCH: gpt, bert" in capsys.readouterr().out
+
+
+@needs_wikitext
+@pytest.mark.slow
+def test_two_processes_on_gloo_match_one_process(corpus, model_args, tmp_path):
+    """torchrun with 2 CPU processes x 4 sequences equals 1 process x 8: the MLM loss is normalised by the masked
+    tokens of the global batch, the NSP loss by its sequences."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    extra = ("--max_steps", "3", "--lr_scheduler_type", "constant")
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert cli_main(pretrain_args(corpus, model_args, single, *extra)) == 0
+    args = pretrain_args(corpus, model_args, double, *extra)
+    args[args.index("--per_device_train_batch_size") + 1] = "4"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+               "-m", "hf_bigmodel.cli", *args]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert logged_losses(double) == pytest.approx(logged_losses(single), rel=1e-5)
+    a, b = load_file(single / "model.safetensors"), load_file(double / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)

@@ -200,13 +200,15 @@ class BertPretrainingTrainer(Trainer):
         masked = (labels != -100).sum()
         training = num_items_in_batch is not None and model.training
         mlm = mlm_sum / (num_items_in_batch if training else masked.clamp(min=1))
+        if training and self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            # num_items_in_batch counts the masked tokens of every process, and the processes' gradients are
+            # averaged: scale back up so the MLM gradient is that of the global sum / global count.
+            mlm = mlm * self.accelerator.num_processes
         loss = mlm
         nsp = None
         if nsp_labels is not None:
             nsp = F.cross_entropy(outputs["seq_relationship_logits"].float(), nsp_labels.reshape(-1))
             loss = loss + (nsp / self.current_gradient_accumulation_steps if training else nsp)
-        if training and self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
-            loss = loss * self.accelerator.num_processes  # the processes' gradients are averaged
         if not model.training and self._eval_sums is not None:
             sums = self._eval_sums
             sums[0] += float(mlm_sum)
