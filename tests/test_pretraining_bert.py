@@ -327,13 +327,15 @@ def test_pretrain_mlm_only_with_whole_word_masking(corpus, model_args, tmp_path)
 
 
 @needs_wikitext
-def test_gradient_accumulation_gives_the_full_batch_loss(corpus, model_args, tmp_path):
+def test_gradient_accumulation_and_activation_checkpointing_give_the_full_batch_loss(corpus, model_args, tmp_path):
     common = ("--max_steps", "3", "--lr_scheduler_type", "constant")
     full = pretrain_args(corpus, model_args, tmp_path / "full", *common)
     accumulated = pretrain_args(corpus, model_args, tmp_path / "ga", *common, "--gradient_accumulation_steps", "2")
     accumulated[accumulated.index("--per_device_train_batch_size") + 1] = "4"
-    assert cli_main(full) == 0 and cli_main(accumulated) == 0
+    checkpointed = pretrain_args(corpus, model_args, tmp_path / "ckpt", *common, "--activation_checkpointing", "true")
+    assert cli_main(full) == 0 and cli_main(accumulated) == 0 and cli_main(checkpointed) == 0
     assert logged_losses(tmp_path / "ga") == pytest.approx(logged_losses(tmp_path / "full"), rel=1e-5)
+    assert logged_losses(tmp_path / "ckpt") == pytest.approx(logged_losses(tmp_path / "full"), rel=1e-5)
 
 
 @needs_wikitext
