@@ -6,6 +6,7 @@ table that picks a converter from SRC lives in `hf_bigmodel.convert` (`ROUTES`).
 """
 
 from .common import ConversionError
+from .convert_bert import convert_bert_to_bigmodel, convert_bigmodel_to_bert
 from .convert_gpt import (
     convert_bigmodel_to_gpt2,
     convert_bigmodel_to_llama,
@@ -16,6 +17,8 @@ from .convert_gpt import (
 
 __all__ = [
     "ConversionError",
+    "convert_bert_to_bigmodel",
+    "convert_bigmodel_to_bert",
     "convert_bigmodel_to_gpt2",
     "convert_bigmodel_to_llama",
     "convert_gpt2_to_bigmodel",

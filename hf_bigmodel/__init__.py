@@ -3,7 +3,19 @@ models. `import hf_bigmodel` registers every architecture with transformers' Aut
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import pipelines  # noqa: F401  (registers the question-answering pipeline)
 from .models import ARCHITECTURES
+from .models.bert import (
+    BigModelBertConfig,
+    BigModelBertForMaskedLM,
+    BigModelBertForMultipleChoice,
+    BigModelBertForNextSentencePrediction,
+    BigModelBertForPreTraining,
+    BigModelBertForQuestionAnswering,
+    BigModelBertForSequenceClassification,
+    BigModelBertForTokenClassification,
+    BigModelBertModel,
+)
 from .models.gpt import (
     BigModelGPTConfig,
     BigModelGPTForCausalLM,
@@ -25,6 +37,15 @@ __all__ = [
     "BigModelGPTForCausalLM",
     "BigModelGPTForSequenceClassification",
     "BigModelGPTForTokenClassification",
+    "BigModelBertConfig",
+    "BigModelBertModel",
+    "BigModelBertForPreTraining",
+    "BigModelBertForMaskedLM",
+    "BigModelBertForNextSentencePrediction",
+    "BigModelBertForSequenceClassification",
+    "BigModelBertForTokenClassification",
+    "BigModelBertForQuestionAnswering",
+    "BigModelBertForMultipleChoice",
     "create_config",
     "create_model",
     "list_presets",

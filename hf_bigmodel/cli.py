@@ -1,9 +1,9 @@
 """`hf-bigmodel`: one command line for the zoo.
 
     hf-bigmodel demo                      train a tokenizer and a small GPT on a built-in corpus, then sample
-    hf-bigmodel train-tokenizer ...       train a byte-level BPE or character tokenizer
-    hf-bigmodel pretrain gpt ...          pretrain with Trainer (every TrainingArguments flag)
-    hf-bigmodel finetune ...              fine-tune a classification head
+    hf-bigmodel train-tokenizer ...       train a byte-level BPE, character or WordPiece (BERT) tokenizer
+    hf-bigmodel pretrain gpt|bert ...     pretrain with Trainer (every TrainingArguments flag)
+    hf-bigmodel finetune ...              fine-tune a classification, question-answering or multiple-choice head
     hf-bigmodel convert SRC DST           convert to and from stock transformers / nanoGPT checkpoints
     hf-bigmodel generate MODEL PROMPT     sample from a saved model
     hf-bigmodel push FOLDER REPO_ID       publish a folder (weights, tokenizer, code, model card) to a Hub repo
@@ -17,9 +17,9 @@ import sys
 
 COMMANDS = {
     "demo": ("hf_bigmodel.demo", "train a tokenizer and a small GPT on a built-in corpus, report perplexity, sample"),
-    "train-tokenizer": ("hf_bigmodel.tokenization", "train a byte-level BPE or character-level tokenizer"),
-    "pretrain": ("hf_bigmodel.training.pretrain", "pretrain a model with Trainer: `hf-bigmodel pretrain gpt ...`"),
-    "finetune": ("hf_bigmodel.training.finetune", "fine-tune a sequence- or token-classification head"),
+    "train-tokenizer": ("hf_bigmodel.tokenization", "train a byte-level BPE, character or WordPiece tokenizer"),
+    "pretrain": ("hf_bigmodel.training.pretrain", "pretrain with Trainer: `hf-bigmodel pretrain gpt|bert ...`"),
+    "finetune": ("hf_bigmodel.training.finetune", "fine-tune a classification, QA or multiple-choice head"),
     "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
     "push": ("hf_bigmodel.hub", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),

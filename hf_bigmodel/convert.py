@@ -6,6 +6,9 @@
                                                       LlamaForCausalLM (rope + rmsnorm + swiglu); force with --to
     hf-bigmodel convert out/ckpt.pt ours/ --vocab-chars-from input.txt
                                                       nanoGPT checkpoint (+ its character tokenizer) -> bigmodel_gpt
+    hf-bigmodel convert bert-folder/ ours/            stock BERT (BertModel, BertForPreTraining, BertForMaskedLM,
+                                                      BertForSequenceClassification, ...) -> bigmodel_bert, same head
+    hf-bigmodel convert ours-bert/ stock/             bigmodel_bert -> the stock BertFor* class of its head
 
 The direction follows from SRC (config.json's model_type, or a *.pt file for nanoGPT). Tensors are read with
 safetensors or `torch.load(weights_only=True)`: no file is ever unpickled into arbitrary objects. The output is
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conversion_scripts.common import DTYPES, ConversionError, load_config, read_config_json
+from conversion_scripts.convert_bert import convert_bert_to_bigmodel, convert_bigmodel_to_bert
 from conversion_scripts.convert_gpt import (
     choose_export_target,
     convert_bigmodel_to_gpt2,
@@ -49,6 +53,11 @@ class Route:
 
 _OURS = "AutoModelForCausalLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
 _STOCK = "AutoModelForCausalLM.from_pretrained(DST), plain transformers, no remote code"
+_OURS_BERT = (
+    "the Auto class of its head, e.g. AutoModelForMaskedLM.from_pretrained(DST, trust_remote_code=True) (or after "
+    "`import hf_bigmodel`)"
+)
+_STOCK_BERT = "the Auto class of its head, e.g. AutoModelForMaskedLM.from_pretrained(DST), plain transformers"
 
 ROUTES: dict[tuple[str, str], Route] = {
     (route.source, route.target): route
@@ -58,6 +67,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         Route(NANOGPT, "bigmodel_gpt", convert_nanogpt_to_bigmodel, _OURS),
         Route("bigmodel_gpt", "gpt2", convert_bigmodel_to_gpt2, _STOCK),
         Route("bigmodel_gpt", "llama", convert_bigmodel_to_llama, _STOCK),
+        Route("bert", "bigmodel_bert", convert_bert_to_bigmodel, _OURS_BERT),
+        Route("bigmodel_bert", "bert", convert_bigmodel_to_bert, _STOCK_BERT),
     )
 }
 
@@ -74,6 +85,8 @@ DEFAULT_TARGETS: dict[str, Callable[[Path], str]] = {
     "llama": lambda src: "bigmodel_gpt",
     NANOGPT: lambda src: "bigmodel_gpt",
     "bigmodel_gpt": _bigmodel_gpt_target,
+    "bert": lambda src: "bigmodel_bert",
+    "bigmodel_bert": lambda src: "bert",
 }
 
 
@@ -198,6 +211,8 @@ __all__ = [
     "Route",
     "build_parser",
     "convert",
+    "convert_bert_to_bigmodel",
+    "convert_bigmodel_to_bert",
     "convert_bigmodel_to_gpt2",
     "convert_bigmodel_to_llama",
     "convert_gpt2_to_bigmodel",

@@ -101,12 +101,41 @@ def describe_gpt(config: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def describe_bert(config: dict) -> list[tuple[str, str]]:
+    """Model-details rows for a `bigmodel_bert` config.json."""
+    heads = config["num_attention_heads"]
+    return [
+        ("Type", "encoder-only Transformer (BERT: post-norm, learned absolute positions, segment embeddings)"),
+        ("Layers", str(config["num_hidden_layers"])),
+        ("Hidden size", str(config["hidden_size"])),
+        ("Attention", f"{heads} heads of {config['hidden_size'] // heads}, bidirectional"),
+        (
+            "Feed-forward size",
+            f"{config.get('intermediate_size') or 4 * config['hidden_size']} ({config.get('hidden_act', 'gelu')})",
+        ),
+        ("Max sequence length", f"{config['max_position_embeddings']} tokens"),
+        ("Vocabulary", f"{config['vocab_size']} embeddings"),
+        ("Segment (token type) ids", str(config.get("type_vocab_size", 2))),
+        ("Tied input/output embeddings", "yes" if config.get("tie_word_embeddings", True) else "no"),
+        (
+            "Dropout (hidden / attention)",
+            f"{config.get('hidden_dropout_prob', 0.1):g} / {config.get('attention_probs_dropout_prob', 0.1):g}",
+        ),
+    ]
+
+
 CARD_SPECS: dict[str, CardSpec] = {
     "bigmodel_gpt": CardSpec(
         template="gpt.md",
         family="a decoder-only Transformer language model (GPT) from hf_bigmodel",
         describe=describe_gpt,
         tags=("gpt",),
+    ),
+    "bigmodel_bert": CardSpec(
+        template="bert.md",
+        family="a BERT encoder (bidirectional Transformer) from hf_bigmodel",
+        describe=describe_bert,
+        tags=("bert",),
     ),
 }
 
@@ -119,6 +148,10 @@ HEADS = (
     ("ForSequenceClassification", "AutoModelForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "AutoModelForTokenClassification", "token-classification"),
     ("ForImageClassification", "AutoModelForImageClassification", "image-classification"),
+    ("ForPreTraining", "AutoModelForPreTraining", "fill-mask"),
+    ("ForNextSentencePrediction", "AutoModelForNextSentencePrediction", "text-classification"),
+    ("ForQuestionAnswering", "AutoModelForQuestionAnswering", "question-answering"),
+    ("ForMultipleChoice", "AutoModelForMultipleChoice", "multiple-choice"),
     ("Model", "AutoModel", "feature-extraction"),
 )
 TASK_NAMES = {
@@ -129,6 +162,8 @@ TASK_NAMES = {
     "token-classification": "Token classification",
     "image-classification": "Image classification",
     "feature-extraction": "Feature extraction",
+    "question-answering": "Question answering",
+    "multiple-choice": "Multiple choice",
 }
 # all_results.json key -> (model-index metric type, display name). Evaluation results are reported in this order.
 METRICS = {
@@ -136,6 +171,9 @@ METRICS = {
     "eval_loss": ("loss", "Loss (cross-entropy, nats per token)"),
     "eval_accuracy": ("accuracy", "Accuracy"),
     "eval_f1": ("f1", "F1"),
+    "eval_exact_match": ("exact_match", "Exact match (%)"),
+    "eval_mlm_accuracy": ("accuracy", "Masked-token accuracy (MLM)"),
+    "eval_nsp_accuracy": ("accuracy", "Next-sentence accuracy (NSP)"),
 }
 # TrainingArguments shown in the hyperparameter table (when set), in this order.
 HYPERPARAMETERS = (

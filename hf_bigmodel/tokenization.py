@@ -17,7 +17,15 @@ GPT-2 has no pad token, and reusing eos as pad is a trap: `DataCollatorForLangua
 every pad id, so the model would never learn to emit eos. Hence a dedicated pad token that never appears in
 training text.
 
-The tokenizer inserts no special tokens by itself (GPT-2 behaviour): ``tokenizer(text)`` returns the text's tokens
+``"wordpiece"`` (BERT) has its own special tokens, ids 0..4: ``[PAD] [UNK] [CLS] [SEP] [MASK]``. Its pipeline is
+BERT's: `BertNormalizer` (control characters removed, spaces around CJK ideographs so each is one token, optional
+lowercasing and accent stripping: ``lowercase=`` / ``strip_accents=``, CLI ``--no_lowercase`` / ``--strip_accents``),
+`BertPreTokenizer` (whitespace and punctuation), WordPiece with ``##`` continuations, and a `TemplateProcessing`
+post-processor: ``[CLS] a [SEP]`` and ``[CLS] a [SEP] b [SEP]`` with token_type_ids 0 for a and 1 for b. It is
+saved as transformers' `BertTokenizer` (right padding), so `AutoTokenizer.from_pretrained` gives the usual BERT
+behaviour. Decoding is lossy (lowercase, spacing around punctuation), as with any BERT tokenizer.
+
+The bpe/char tokenizers insert no special tokens by themselves (GPT-2 behaviour): ``tokenizer(text)`` returns the text's tokens
 only. Pretraining packs documents as ``doc_1 <|endoftext|> doc_2 <|endoftext|> ...`` by appending ``eos_token_id``
 after each document; to generate "from the start of a document", prepend ``bos_token_id`` (the same token).
 ``padding_side="left"`` (a decoder-only model continues from the last position of each row) and
@@ -39,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from .data import DataError, check_text_file
 
@@ -51,6 +59,18 @@ PAD_TOKEN = "<|pad|>"
 ENDOFTEXT_TOKEN = "<|endoftext|>"
 # Order = ids: pad is 0, the document separator is 1.
 SPECIAL_TOKENS = {"pad_token": PAD_TOKEN, "bos_token": ENDOFTEXT_TOKEN, "eos_token": ENDOFTEXT_TOKEN}
+
+# WordPiece (BERT) special tokens, in id order 0..4: the order of transformers 5's BertTokenizer defaults, with
+# padding at id 0 so that a zero-initialised id tensor is all padding. (Google's BERT vocabularies put [PAD] at 0
+# and [UNK] [CLS] [SEP] [MASK] at 100-103; the ids only have to agree with the model config, which
+# `sync_config_with_tokenizer` ensures.)
+WORDPIECE_SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
 
 _BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 _TEXT_BATCH_SIZE = 1000  # texts (lines or dataset rows) handed to the trainer at once
@@ -120,18 +140,85 @@ def _build_char(texts: Iterable[list[str]], vocab_size: int, min_frequency: int,
     return tokenizer
 
 
+def _build_wordpiece(
+    texts: Iterable[list[str]],
+    vocab_size: int,
+    min_frequency: int,
+    show_progress: bool,
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+) -> Tokenizer:
+    specials = list(WORDPIECE_SPECIAL_TOKENS.values())
+    if vocab_size <= len(specials):
+        raise TokenizerTrainingError(
+            f"vocab_size={vocab_size} is too small for a WordPiece tokenizer: it needs the {len(specials)} special "
+            f"tokens {', '.join(specials)} plus the characters of the text. Use a few thousand (BERT: 30522)."
+        )
+    tokenizer = Tokenizer(models.WordPiece(unk_token=WORDPIECE_SPECIAL_TOKENS["unk_token"]))
+    # BERT's pipeline: clean control characters, put spaces around CJK ideographs (so each becomes one word),
+    # optionally lowercase / strip accents, then split on whitespace and punctuation.
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=specials,
+        continuing_subword_prefix="##",
+        show_progress=show_progress,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def _wrap_wordpiece(backend: Tokenizer, options: dict[str, Any], kwargs: dict[str, Any]) -> PreTrainedTokenizerFast:
+    # transformers' own BertTokenizer rebuilt around the trained vocabulary: it sets the same normalizer,
+    # pre-tokenizer, decoder and the [CLS] a [SEP] b [SEP] template with token_type_ids, and saves
+    # "tokenizer_class": "BertTokenizer", so AutoTokenizer (and anything expecting a BERT tokenizer) loads it.
+    from transformers import BertTokenizer
+
+    # The trainer numbers tokens that tie in frequency in no fixed order (hash-map iteration), so the same text
+    # would give other ids on every run. WordPiece only needs the set of pieces (longest match first), so ids
+    # are reassigned: special tokens 0..4, then whole-word pieces, then "##" pieces, each sorted.
+    specials = list(WORDPIECE_SPECIAL_TOKENS.values())
+    pieces = sorted((t for t in backend.get_vocab() if t not in specials), key=lambda t: (t.startswith("##"), t))
+    lowercase = options.get("lowercase", True)
+    return BertTokenizer(
+        vocab={token: index for index, token in enumerate([*specials, *pieces])},
+        do_lower_case=lowercase,
+        strip_accents=options.get("strip_accents"),
+        tokenize_chinese_chars=True,
+        **WORDPIECE_SPECIAL_TOKENS,
+        padding_side="right",
+        **kwargs,
+    )
+
+
 @dataclass(frozen=True)
 class _Kind:
-    build: Callable[[Iterable[list[str]], int, int, bool], Tokenizer]
+    build: Callable[..., Tokenizer]
     special_tokens: dict[str, str]
     padding_side: str
     help: str
+    # Builds the transformers tokenizer from the trained backend; None: the GPT-style PreTrainedTokenizerFast.
+    wrap: Callable[[Tokenizer, dict[str, Any], dict[str, Any]], PreTrainedTokenizerFast] | None = None
+    options: tuple[str, ...] = ()  # extra keyword options of `train_tokenizer` this kind accepts
 
 
-# WordPiece (BERT, right padding, [CLS]/[SEP]/[MASK]) and Unigram (seq2seq) will be added here.
+# Unigram (seq2seq) will be added here.
 KINDS: dict[str, _Kind] = {
     "bpe": _Kind(_build_bpe, SPECIAL_TOKENS, "left", "byte-level BPE (GPT-2)"),
     "char": _Kind(_build_char, SPECIAL_TOKENS, "left", "one token per character, byte fallback for unseen ones"),
+    "wordpiece": _Kind(
+        _build_wordpiece,
+        WORDPIECE_SPECIAL_TOKENS,
+        "right",
+        "WordPiece (BERT): [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, pairs as [CLS] a [SEP] b [SEP]",
+        wrap=_wrap_wordpiece,
+        options=("lowercase", "strip_accents"),
+    ),
 }
 
 
@@ -204,11 +291,15 @@ def train_tokenizer(
     model_max_length: int | None = None,
     output_dir: str | Path | None = None,
     show_progress: bool = True,
+    lowercase: bool | None = None,
+    strip_accents: bool | None = None,
 ) -> PreTrainedTokenizerFast:
-    """Train a `kind` tokenizer ("bpe" or "char") on text files or a `datasets` dataset and wrap it for transformers.
+    """Train a `kind` tokenizer ("bpe", "char" or "wordpiece") on text files or a `datasets` dataset and wrap it for
+    transformers.
 
     Args:
-        kind: "bpe" (byte-level BPE) or "char" (characters with byte fallback); see the module docstring.
+        kind: "bpe" (byte-level BPE), "char" (characters with byte fallback) or "wordpiece" (BERT); see the module
+            docstring.
         files: UTF-8 text files. Each is checked up front (exists, valid UTF-8, not empty or whitespace only),
             then streamed line by line.
         dataset: a `datasets.Dataset` (or `IterableDataset`) whose `text_column` holds strings; read in batches.
@@ -219,10 +310,13 @@ def train_tokenizer(
         model_max_length: longest input the model accepts (its `max_position_embeddings`); unset means no limit.
         output_dir: if given, `save_pretrained` there atomically (see `save_tokenizer`).
         show_progress: show the trainer's progress bars.
+        lowercase: "wordpiece" only: lowercase the text (BERT "uncased"; default True).
+        strip_accents: "wordpiece" only: remove accents (default: follow `lowercase`, as BERT does).
 
     Returns:
-        A `PreTrainedTokenizerFast` with pad id 0 and bos = eos id 1, left padding, no special tokens added by
-        `__call__`, and exact `decode(encode(text)) == text`.
+        "bpe"/"char": a `PreTrainedTokenizerFast` with pad id 0 and bos = eos id 1, left padding, no special tokens
+        added by `__call__`, and exact `decode(encode(text)) == text`. "wordpiece": a `BertTokenizer` with
+        [PAD] [UNK] [CLS] [SEP] [MASK] = 0..4, right padding, `[CLS] a [SEP] (b [SEP])` with token_type_ids.
     """
     if kind not in KINDS:
         raise TokenizerTrainingError(f"Unknown tokenizer kind {kind!r}. Available kinds: {', '.join(KINDS)}.")
@@ -233,6 +327,14 @@ def train_tokenizer(
     if model_max_length is not None and model_max_length <= 0:
         raise TokenizerTrainingError(f"model_max_length must be a positive integer, got {model_max_length}.")
     spec = KINDS[kind]
+    options = {
+        name: value
+        for name, value in (("lowercase", lowercase), ("strip_accents", strip_accents))
+        if value is not None
+    }
+    for name in options:
+        if name not in spec.options:
+            raise TokenizerTrainingError(f"{name}= only applies to --kind wordpiece, not {kind!r}.")
 
     if files is not None:
         paths = [Path(files)] if isinstance(files, (str, os.PathLike)) else [Path(f) for f in files]
@@ -248,7 +350,7 @@ def train_tokenizer(
         source = f"column {text_column!r} of the dataset"
 
     watcher = _TextWatcher(_batched(texts))
-    backend = spec.build(watcher, vocab_size, min_frequency, show_progress)
+    backend = spec.build(watcher, vocab_size, min_frequency, show_progress, **options)
     if not watcher.has_text:
         raise TokenizerTrainingError(
             f"No training text found in {source}: every entry is empty or whitespace. Check the data "
@@ -260,6 +362,11 @@ def train_tokenizer(
     kwargs: dict[str, Any] = {}
     if model_max_length is not None:
         kwargs["model_max_length"] = model_max_length
+    if spec.wrap is not None:
+        tokenizer = spec.wrap(backend, options, kwargs)
+        if output_dir is not None:
+            save_tokenizer(tokenizer, output_dir)
+        return tokenizer
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         **spec.special_tokens,
@@ -302,7 +409,10 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, output_dir: str | Path) -
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int | None]:
-    return {name: getattr(tokenizer, name) for name in ("pad_token_id", "bos_token_id", "eos_token_id")}
+    names = ["pad_token_id", "bos_token_id", "eos_token_id"]
+    if tokenizer.bos_token is None and tokenizer.cls_token is not None:  # BERT: no bos/eos, [CLS] and [SEP] instead
+        names = ["pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"]
+    return {name: getattr(tokenizer, name) for name in names}
 
 
 def check_tokenizer_matches_config(tokenizer: PreTrainedTokenizerFast, config: PreTrainedConfig) -> None:
@@ -346,7 +456,8 @@ def sync_config_with_tokenizer(
         raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}.")
     config.vocab_size = math.ceil(len(tokenizer) / pad_to_multiple_of) * pad_to_multiple_of
     for name, token_id in _special_ids(tokenizer).items():
-        setattr(config, name, token_id)
+        if name in ("pad_token_id", "bos_token_id", "eos_token_id") or hasattr(config, name):
+            setattr(config, name, token_id)
     return config
 
 
@@ -434,6 +545,28 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="longest input the model accepts, usually its max_position_embeddings",
     )
+    case = parser.add_mutually_exclusive_group()
+    case.add_argument(
+        "--lowercase",
+        dest="lowercase",
+        action="store_true",
+        default=None,
+        help="wordpiece: lowercase the text (default, BERT uncased)",
+    )
+    case.add_argument(
+        "--no_lowercase", dest="lowercase", action="store_false", help="wordpiece: keep the case (BERT cased)"
+    )
+    accents = parser.add_mutually_exclusive_group()
+    accents.add_argument(
+        "--strip_accents",
+        dest="strip_accents",
+        action="store_true",
+        default=None,
+        help="wordpiece: remove accents (default: when lowercasing, as BERT)",
+    )
+    accents.add_argument(
+        "--no_strip_accents", dest="strip_accents", action="store_false", help="wordpiece: keep accents"
+    )
     parser.add_argument("--output_dir", required=True, help="folder to save the tokenizer in (created if needed)")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     return parser
@@ -460,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
             model_max_length=args.model_max_length,
             output_dir=args.output_dir,
             show_progress=not args.no_progress,
+            lowercase=args.lowercase,
+            strip_accents=args.strip_accents,
         )
     except (DataError, FileNotFoundError, ConnectionError) as e:
         print(f"hf-bigmodel train-tokenizer: error: {e}", file=sys.stderr)
@@ -475,6 +610,7 @@ __all__ = [
     "KINDS",
     "SPECIAL_TOKENS",
     "TokenizerTrainingError",
+    "WORDPIECE_SPECIAL_TOKENS",
     "check_tokenizer_matches_config",
     "main",
     "save_tokenizer",

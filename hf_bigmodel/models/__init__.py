@@ -1,6 +1,6 @@
 """The architectures of the zoo. Importing this package registers each with transformers' Auto classes."""
 
-from . import gpt
+from . import bert, gpt
 
 # model_type -> (config class, {task name: model class}). Every test and CLI command loops over this table, so a new
 # architecture is wired in by adding one line here.
@@ -13,6 +13,20 @@ ARCHITECTURES = {
             "causal-lm": gpt.BigModelGPTForCausalLM,
             "sequence-classification": gpt.BigModelGPTForSequenceClassification,
             "token-classification": gpt.BigModelGPTForTokenClassification,
+        },
+    ),
+    "bert": (
+        bert.BigModelBertConfig,
+        bert.configuration_bert.PRESETS,
+        {
+            "base": bert.BigModelBertModel,
+            "pretraining": bert.BigModelBertForPreTraining,
+            "masked-lm": bert.BigModelBertForMaskedLM,
+            "next-sentence-prediction": bert.BigModelBertForNextSentencePrediction,
+            "sequence-classification": bert.BigModelBertForSequenceClassification,
+            "token-classification": bert.BigModelBertForTokenClassification,
+            "question-answering": bert.BigModelBertForQuestionAnswering,
+            "multiple-choice": bert.BigModelBertForMultipleChoice,
         },
     ),
 }

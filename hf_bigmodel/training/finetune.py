@@ -1,4 +1,4 @@
-"""`hf-bigmodel finetune`: train a sequence- or token-classification head with `Trainer`.
+"""`hf-bigmodel finetune`: train a classification, question-answering or multiple-choice head with `Trainer`.
 
     hf-bigmodel finetune --model_name_or_path runs/demo --task sequence-classification \\
         --train_file ../shared/data/sst2/train.tsv --validation_file ../shared/data/sst2/dev.tsv \\
@@ -7,23 +7,46 @@
 Data: CSV, TSV (by extension), JSON or JSON lines files, or a `datasets` dataset. Sequence classification reads a
 text column (and optionally a second one for sentence pairs) and a label column; token classification reads a
 column of word lists and a column of per-word tags, and labels the first sub-token of each word (the others get
--100, as transformers' `run_ner.py`). Reports accuracy and macro F1 at every evaluation.
+-100, as transformers' `run_ner.py`). Reports accuracy and macro F1 at every evaluation. Sentence pairs get
+the tokenizer's pair template (BERT: `[CLS] a [SEP] b [SEP]` with token_type_ids).
+
+Question answering (`--task question-answering`, extractive, SQuAD format): JSON / JSON lines rows (or a dataset)
+with `question`, `context` and `answers` = {"text": [...], "answer_start": [...]} (SQuAD v1: one answer per
+training row; evaluation may list several, the best match counts), or the original SQuAD v1.1 files
+(`{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}`, read as such). Long contexts are cut into windows of
+`--max_seq_length` tokens overlapping by `--doc_stride`; a window without the answer is trained to point at
+[CLS]. Evaluation maps the best start/end logits over the windows back to a character span with the offset mapping
+(`hf_bigmodel.pipelines.question_answering.best_span`, the code of the question-answering pipeline) and reports
+`exact_match` and `f1` (SQuAD's normalised-text scores, in %). The saved folder carries the pipeline code:
+with hf_bigmodel imported, `pipeline("question-answering", model=folder)`; with plain transformers,
+`pipeline(model=folder, trust_remote_code=True)` (see `hf_bigmodel.pipelines`).
+
+Multiple choice (`--task multiple-choice`, SWAG format): a context column (`--context_column`, SWAG: sent1), an
+optional column prefixed to every ending (`--question_column`, SWAG: sent2), the endings (`--ending_columns
+ending0,ending1,...` or one list column named by `--ending_columns`) and the index of the right ending
+(`--label_column`). Each (context, ending) pair is scored by the model; reports accuracy.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import string
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import transformers
 from transformers import (
     AutoConfig,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
+    DataCollatorForMultipleChoice,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     HfArgumentParser,
@@ -33,7 +56,9 @@ from transformers import (
 )
 
 from ..data import DataError, validate_text_files
-from ..model_card import write_model_card
+from ..model_card import ModelCardError, write_model_card
+from ..pipelines import add_question_answering_pipeline
+from ..pipelines.question_answering import best_span, prepare_qa_features
 from ..tokenization import check_tokenizer_matches_config
 
 logger = logging.getLogger("hf_bigmodel.finetune")
@@ -41,6 +66,8 @@ logger = logging.getLogger("hf_bigmodel.finetune")
 TASKS = {
     "sequence-classification": AutoModelForSequenceClassification,
     "token-classification": AutoModelForTokenClassification,
+    "question-answering": AutoModelForQuestionAnswering,
+    "multiple-choice": AutoModelForMultipleChoice,
 }
 
 
@@ -61,6 +88,19 @@ class FinetuneArguments:
     max_seq_length: int | None = field(default=None, metadata={"help": "Truncate longer inputs (default: model max)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation rows."})
+    question_column: str | None = field(
+        default=None, metadata={"help": "QA: question column (default: question). MC: text put before each ending."}
+    )
+    context_column: str = field(default="context", metadata={"help": "QA / MC: the context column."})
+    answers_column: str = field(
+        default="answers", metadata={"help": "QA: column of {'text': [...], 'answer_start': [...]}."}
+    )
+    ending_columns: str | None = field(
+        default=None, metadata={"help": "MC: comma-separated ending columns (ending0,ending1,...) or one list column."}
+    )
+    doc_stride: int = field(default=128, metadata={"help": "QA: overlap in tokens between windows of a context."})
+    max_answer_length: int = field(default=30, metadata={"help": "QA: longest answer, in tokens."})
+    n_best_size: int = field(default=20, metadata={"help": "QA: start/end candidates searched per window."})
 
 
 def _load_dataset(args: FinetuneArguments):
@@ -80,19 +120,79 @@ def _load_dataset(args: FinetuneArguments):
         if builder not in ("csv", "json"):
             raise DataError(f"--train_file must be .csv, .tsv, .json or .jsonl, got {args.train_file}.")
         kwargs = {"delimiter": "\t", "quoting": 3} if extension == "tsv" else {}  # SST-2 has bare quotes in text
-        raw = datasets.load_dataset(builder, data_files=files, **kwargs)
+        squad = {split: _squad_file_rows(path) for split, path in files.items()} if extension == "json" else {}
+        if squad and all(rows is not None for rows in squad.values()):
+            raw = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in squad.items()})
+        else:
+            raw = datasets.load_dataset(builder, data_files=files, **kwargs)
     for split, ds in raw.items():
-        for column in filter(None, (args.text_column, args.text_pair_column, args.label_column)):
+        for column in _required_columns(args):
             if column not in ds.column_names:
                 raise DataError(
                     f"The {split} data has no column {column!r}; its columns are {ds.column_names}. "
-                    "Set --text_column / --label_column."
+                    f"Set {_COLUMN_FLAGS[args.task]}."
                 )
     if args.max_train_samples:
         raw["train"] = raw["train"].select(range(min(args.max_train_samples, len(raw["train"]))))
     if args.max_eval_samples and "validation" in raw:
         raw["validation"] = raw["validation"].select(range(min(args.max_eval_samples, len(raw["validation"]))))
     return raw
+
+
+_COLUMN_FLAGS = {
+    "sequence-classification": "--text_column / --text_pair_column / --label_column",
+    "token-classification": "--text_column / --label_column",
+    "question-answering": "--question_column / --context_column / --answers_column",
+    "multiple-choice": "--context_column / --question_column / --ending_columns / --label_column",
+}
+
+
+def _ending_columns(args: FinetuneArguments) -> list[str]:
+    if not args.ending_columns:
+        raise DataError("--task multiple-choice needs --ending_columns (e.g. ending0,ending1,ending2,ending3).")
+    return [c.strip() for c in args.ending_columns.split(",") if c.strip()]
+
+
+def _required_columns(args: FinetuneArguments) -> list[str]:
+    if args.task == "question-answering":
+        return [args.question_column or "question", args.context_column, args.answers_column]
+    if args.task == "multiple-choice":
+        return [args.context_column, *filter(None, [args.question_column]), *_ending_columns(args), args.label_column]
+    return list(filter(None, (args.text_column, args.text_pair_column, args.label_column)))
+
+
+def _squad_file_rows(path: str) -> list[dict] | None:
+    """Rows of a file in the original SQuAD layout ({"data": [{"title", "paragraphs": [{"context", "qas"}]}]}),
+    or None if the file is not in that layout (then it is read as plain JSON rows)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        head = f.read(1)
+        while head.isspace():
+            head = f.read(1)
+        if head != "{":
+            return None
+        f.seek(0)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        return None
+    rows = []
+    for article in data["data"]:
+        for paragraph in article.get("paragraphs", []):
+            for qa in paragraph.get("qas", []):
+                answers = qa.get("answers", [])
+                rows.append({
+                    "id": str(qa.get("id", len(rows))),
+                    "title": article.get("title", ""),
+                    "question": qa["question"],
+                    "context": paragraph["context"],
+                    "answers": {"text": [a["text"] for a in answers],
+                                "answer_start": [int(a["answer_start"]) for a in answers]},
+                })  # fmt: skip
+    return rows
 
 
 def _label_list(raw, column: str, per_token: bool) -> list:
@@ -124,6 +224,10 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
     set_seed(training_args.seed)
     per_token = args.task == "token-classification"
     raw = _load_dataset(args)
+    if args.task == "question-answering":
+        return _run_question_answering(args, training_args, raw)
+    if args.task == "multiple-choice":
+        return _run_multiple_choice(args, training_args, raw)
     labels = _label_list(raw, args.label_column, per_token)
     label_to_id = {label: i for i, label in enumerate(labels)}
 
@@ -181,11 +285,270 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
     trainer.save_state()
     if "validation" in processed:
         metrics.update(trainer.evaluate())
+    _finish(trainer, args, training_args, metrics)
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------- question answering
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, no articles (a, an, the), single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+_PUNCTUATION = set(string.punctuation)
+
+
+def squad_scores(prediction: str, truths: list[str]) -> tuple[float, float]:
+    """(exact match, F1) of one prediction against its reference answers (the best reference counts)."""
+    if not truths:
+        truths = [""]
+    pred_tokens = normalize_answer(prediction).split()
+    exact, best_f1 = 0.0, 0.0
+    for truth in truths:
+        truth_tokens = normalize_answer(truth).split()
+        exact = max(exact, float(pred_tokens == truth_tokens))
+        common = Counter(pred_tokens) & Counter(truth_tokens)
+        overlap = sum(common.values())
+        if not pred_tokens or not truth_tokens:
+            f1 = float(pred_tokens == truth_tokens)
+        elif overlap == 0:
+            f1 = 0.0
+        else:
+            precision, recall = overlap / len(pred_tokens), overlap / len(truth_tokens)
+            f1 = 2 * precision * recall / (precision + recall)
+        best_f1 = max(best_f1, f1)
+    return exact, best_f1
+
+
+def qa_predictions(
+    contexts: list[str],
+    example_ids: list[int],
+    offsets: list[list],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> list[str]:
+    """Answer text per example from the logits of its windows (features), via the pipeline's `best_span`."""
+    windows: dict[int, list[int]] = {}
+    for feature, example in enumerate(example_ids):
+        windows.setdefault(example, []).append(feature)
+    answers = []
+    for example, context in enumerate(contexts):
+        features = windows.get(example, [])
+        span = best_span(
+            [start_logits[f] for f in features],
+            [end_logits[f] for f in features],
+            [offsets[f] for f in features],
+            n_best=n_best,
+            max_answer_length=max_answer_length,
+        )
+        answers.append("" if span is None else context[span["start"] : span["end"]])
+    return answers
+
+
+def _check_answers(value, row: int, column: str) -> tuple[list[str], list[int]]:
+    if not isinstance(value, dict) or "text" not in value or "answer_start" not in value:
+        raise DataError(
+            f"Row {row}: column {column!r} must hold {{'text': [...], 'answer_start': [...]}} (SQuAD format), got "
+            f"{value!r}."
+        )
+    texts, starts = list(value["text"]), list(value["answer_start"])
+    if len(texts) != len(starts):
+        raise DataError(f"Row {row}: {column!r} has {len(texts)} texts but {len(starts)} answer_start values.")
+    return texts, starts
+
+
+def _run_question_answering(args: FinetuneArguments, training_args: TrainingArguments, raw) -> dict:
+    tokenizer, config = _load_tokenizer_and_config(args)
+    model = AutoModelForQuestionAnswering.from_pretrained(args.model_name_or_path, config=config)
+    max_length = min(args.max_seq_length or 384, config.max_position_embeddings)
+    if not 0 <= args.doc_stride < max_length // 2:
+        raise DataError(
+            f"--doc_stride {args.doc_stride} must be >= 0 and below half of --max_seq_length ({max_length})."
+        )
+    question_col, context_col, answers_col = (
+        args.question_column or "question",
+        args.context_column,
+        args.answers_column,
+    )
+
+    def train_features(batch, indices):
+        encoded = prepare_qa_features(tokenizer, batch[question_col], batch[context_col], max_length, args.doc_stride)
+        encoded["start_positions"], encoded["end_positions"] = [], []
+        for i, offsets in enumerate(encoded["offset_mapping"]):
+            example = encoded["overflow_to_sample_mapping"][i]
+            texts, starts = _check_answers(batch[answers_col][example], indices[example], answers_col)
+            cls_index = (
+                encoded["input_ids"][i].index(tokenizer.cls_token_id)
+                if tokenizer.cls_token_id in encoded["input_ids"][i]
+                else 0
+            )
+            inside = [k for k, o in enumerate(offsets) if o is not None]
+            start_token = end_token = cls_index  # no answer in this window: point at [CLS], as BERT
+            if texts:
+                start_char, end_char = starts[0], starts[0] + len(texts[0])
+                if batch[context_col][example][start_char:end_char] != texts[0]:
+                    raise DataError(
+                        f"Row {indices[example]}: answer {texts[0]!r} is not at answer_start {start_char} of the "
+                        f"context (found {batch[context_col][example][start_char:end_char]!r})."
+                    )
+                if inside and offsets[inside[0]][0] <= start_char and offsets[inside[-1]][1] >= end_char:
+                    start_token = next(k for k in inside if offsets[k][1] > start_char)
+                    end_token = [k for k in inside if offsets[k][0] < end_char][-1]
+            encoded["start_positions"].append(start_token)
+            encoded["end_positions"].append(end_token)
+        encoded.pop("offset_mapping")
+        encoded.pop("overflow_to_sample_mapping")
+        return encoded
+
+    def eval_features(batch, indices):
+        encoded = prepare_qa_features(tokenizer, batch[question_col], batch[context_col], max_length, args.doc_stride)
+        encoded["example_id"] = [indices[m] for m in encoded.pop("overflow_to_sample_mapping")]
+        return encoded
+
+    with training_args.main_process_first(desc="tokenizing"):
+        train = raw["train"].map(train_features, batched=True, with_indices=True,
+                                 remove_columns=raw["train"].column_names, desc="Train windows")  # fmt: skip
+        evaluation = None
+        if "validation" in raw:
+            evaluation = raw["validation"].map(eval_features, batched=True, with_indices=True,
+                                               remove_columns=raw["validation"].column_names, desc="Eval windows")  # fmt: skip
+    contexts = list(raw["validation"][context_col]) if evaluation is not None else []
+    references = []
+    for row, value in enumerate(raw["validation"][answers_col] if evaluation is not None else []):
+        references.append(_check_answers(value, row, answers_col)[0])
+
+    trainer = _QuestionAnsweringTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evaluation.remove_columns(["example_id", "offset_mapping"]) if evaluation is not None else None,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+    )
+    if evaluation is not None:
+        trainer.qa_eval = (
+            contexts,
+            references,
+            list(evaluation["example_id"]),
+            list(evaluation["offset_mapping"]),
+            args,
+        )
+    metrics = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+    trainer.save_model()
+    trainer.save_state()
+    if evaluation is not None:
+        metrics.update(trainer.evaluate())
+    _finish(trainer, args, training_args, metrics)
+    if trainer.is_world_process_zero():
+        # The pipeline code next to the weights and `custom_pipelines` in config.json: users without hf_bigmodel
+        # load it with pipeline(model=repo, trust_remote_code=True).
+        add_question_answering_pipeline(training_args.output_dir)
+    return metrics
+
+
+class _QuestionAnsweringTrainer(Trainer):
+    """`evaluate()` predicts start/end logits for every window, maps them back to answer text and reports SQuAD's
+    exact match and F1 (in %)."""
+
+    qa_eval = None
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        if self.qa_eval is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        contexts, references, example_ids, offsets, args = self.qa_eval
+        output = self.predict(self.eval_dataset, metric_key_prefix=metric_key_prefix)
+        start_logits, end_logits = output.predictions[:2]
+        answers = qa_predictions(contexts, example_ids, offsets, start_logits, end_logits,
+                                 args.n_best_size, args.max_answer_length)  # fmt: skip
+        scores = [squad_scores(answer, truths) for answer, truths in zip(answers, references)]
+        metrics = dict(output.metrics)
+        metrics[f"{metric_key_prefix}_exact_match"] = 100.0 * float(np.mean([s[0] for s in scores]))
+        metrics[f"{metric_key_prefix}_f1"] = 100.0 * float(np.mean([s[1] for s in scores]))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+# ------------------------------------------------------------------------------------------- multiple choice
+
+
+def _run_multiple_choice(args: FinetuneArguments, training_args: TrainingArguments, raw) -> dict:
+    tokenizer, config = _load_tokenizer_and_config(args)
+    model = AutoModelForMultipleChoice.from_pretrained(args.model_name_or_path, config=config)
+    max_length = min(args.max_seq_length or config.max_position_embeddings, config.max_position_embeddings)
+    columns = _ending_columns(args)
+
+    def preprocess(batch):
+        if len(columns) == 1:  # one column holding the list of endings
+            endings = [list(row) for row in batch[columns[0]]]
+        else:
+            endings = [list(row) for row in zip(*(batch[c] for c in columns))]
+        n = {len(row) for row in endings}
+        if len(n) != 1:
+            raise DataError(f"Every row must have the same number of endings; found {sorted(n)}.")
+        n = n.pop()
+        prefixes = batch[args.question_column] if args.question_column else [""] * len(endings)
+        firsts = [context for context in batch[args.context_column] for _ in range(n)]
+        seconds = [f"{prefix} {ending}".strip() for prefix, row in zip(prefixes, endings) for ending in row]
+        encoded = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+        grouped = {k: [v[i : i + n] for i in range(0, len(v), n)] for k, v in encoded.items()}
+        labels = [int(label) for label in batch[args.label_column]]
+        if any(not 0 <= label < n for label in labels):
+            raise DataError(
+                f"--label_column {args.label_column!r} must hold the index of the right ending (0..{n - 1})."
+            )
+        grouped["labels"] = labels
+        return grouped
+
+    with training_args.main_process_first(desc="tokenizing"):
+        processed = raw.map(preprocess, batched=True, remove_columns=raw["train"].column_names, desc="Tokenizing")
+
+    def compute_metrics(eval_pred) -> dict[str, float]:
+        logits, label_ids = eval_pred
+        return {"accuracy": float((np.argmax(logits, axis=-1) == label_ids).mean())}
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=processed["train"],
+        eval_dataset=processed.get("validation"),
+        data_collator=DataCollatorForMultipleChoice(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+    metrics = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+    trainer.save_model()
+    trainer.save_state()
+    if "validation" in processed:
+        metrics.update(trainer.evaluate())
+    _finish(trainer, args, training_args, metrics)
+    return metrics
+
+
+def _load_tokenizer_and_config(args: FinetuneArguments, **config_kwargs):
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or args.model_name_or_path)
+    config = AutoConfig.from_pretrained(args.model_name_or_path, **config_kwargs)
+    check_tokenizer_matches_config(tokenizer, config)
+    if tokenizer.pad_token_id is None:
+        raise DataError("The tokenizer has no pad token; batches of different lengths cannot be padded.")
+    config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, config
+
+
+def _finish(trainer: Trainer, args, training_args: TrainingArguments, metrics: dict) -> None:
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
     if trainer.is_world_process_zero():
-        write_model_card(training_args.output_dir, args, training_args)
-    return metrics
+        try:
+            write_model_card(training_args.output_dir, args, training_args)
+        except ModelCardError as err:  # a model type without a card template (e.g. a stock transformers model)
+            logger.warning("No model card written: %s", err)
 
 
 def main(argv: list[str] | None = None) -> int:

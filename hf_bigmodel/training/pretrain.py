@@ -50,7 +50,7 @@ PRETRAINING_HEADS = {"gpt": "causal-lm"}
 
 # Architectures whose pretraining lives in a module of its own (its objective needs other data and arguments):
 # arch -> module exposing `main(argv: list[str]) -> int`, imported only when asked for.
-OTHER_PRETRAINERS: dict[str, str] = {}
+OTHER_PRETRAINERS: dict[str, str] = {"bert": "hf_bigmodel.training.pretrain_bert"}
 
 
 @dataclass
@@ -89,7 +89,9 @@ class DataArguments:
     text_column: str = field(default="text", metadata={"help": "Column of the dataset that holds the text."})
     validation_split_percentage: float = field(
         default=5.0,
-        metadata={"help": "Without a validation set, hold out the last N% of the training tokens (as nanoGPT)."},
+        metadata={
+            "help": "Without a validation set, hold out the last N percent of the training tokens (as nanoGPT)."
+        },
     )
     block_size: int | None = field(
         default=None, metadata={"help": "Tokens per training sequence; defaults to max_position_embeddings."}

@@ -1,0 +1,71 @@
+"""Pipelines that transformers 5 removed, for the zoo's heads. Importing this package (done by `import hf_bigmodel`)
+registers `question-answering` for every `AutoModelForQuestionAnswering` model:
+
+    import hf_bigmodel
+    from transformers import pipeline
+    qa = pipeline("question-answering", model="runs/squad")
+
+transformers 5 lists "question-answering" among its removed tasks and rejects the name before looking at the
+registry, so the name is taken off that list here, now that there is an implementation behind it again.
+
+For users without hf_bigmodel, `add_question_answering_pipeline(folder)` copies `question_answering.py` next to
+the weights and declares it in config.json under ``custom_pipelines`` as ``"extractive-question-answering"``:
+
+    pipeline(model="user/repo", trust_remote_code=True)      # the folder's only custom task
+    pipeline("extractive-question-answering", model="user/repo", trust_remote_code=True)
+
+(Declaring it as "question-answering" would make transformers demand `trust_remote_code=True` for that folder
+even where hf_bigmodel is installed, since a task named in `custom_pipelines` always runs the folder's file.)
+"""
+
+import json
+from pathlib import Path
+
+from transformers import AutoModelForQuestionAnswering
+from transformers import pipelines as _pipelines
+from transformers.dynamic_module_utils import custom_object_save
+
+from .._io import atomic_write_text
+from .question_answering import QuestionAnsweringPipeline, best_span, prepare_qa_features
+
+QUESTION_ANSWERING = "question-answering"
+
+_pipelines.REMOVED_TASKS.pop(QUESTION_ANSWERING, None)
+_pipelines.PIPELINE_REGISTRY.register_pipeline(
+    QUESTION_ANSWERING,
+    pipeline_class=QuestionAnsweringPipeline,
+    pt_model=AutoModelForQuestionAnswering,
+    type="text",
+)
+
+HUB_QUESTION_ANSWERING = "extractive-question-answering"
+
+
+def add_question_answering_pipeline(folder: str | Path) -> Path:
+    """Copy the question-answering pipeline code into a saved model folder and declare it in its config.json, so
+    that `pipeline(model=folder_or_repo, trust_remote_code=True)` works with plain transformers."""
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: save the question-answering model there first.")
+    custom_object_save(QuestionAnsweringPipeline, folder)
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["custom_pipelines"] = {
+        HUB_QUESTION_ANSWERING: {
+            "impl": f"{QuestionAnsweringPipeline.__module__.rsplit('.', 1)[-1]}.{QuestionAnsweringPipeline.__name__}",
+            "pt": ["AutoModelForQuestionAnswering"],
+            "type": "text",
+        }
+    }
+    atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+__all__ = [
+    "HUB_QUESTION_ANSWERING",
+    "QUESTION_ANSWERING",
+    "QuestionAnsweringPipeline",
+    "add_question_answering_pipeline",
+    "best_span",
+    "prepare_qa_features",
+]

@@ -1,0 +1,379 @@
+"""`hf-bigmodel pretrain bert`: pretrain a BERT with masked language modeling (+ next sentence prediction).
+
+    hf-bigmodel pretrain bert --train_file ../shared/data/wikitext2/valid.txt --preset bert-mini \\
+        --objective mlm_nsp --max_seq_length 128 --output_dir runs/bert --max_steps 2000 \\
+        --per_device_train_batch_size 32 --learning_rate 5e-4 --warmup_steps 100 --eval_strategy steps
+
+Every `TrainingArguments` flag works (`HfArgumentParser`). The data recipe (documents, sentence pairs, 15% masking
+80/10/10, whole-word masking, static vs dynamic masks) is described in `hf_bigmodel.data_mlm`. Objectives:
+
+* ``mlm_nsp`` (BERT): sentence pairs, statically masked (``--dupe_factor`` copies with different masks), model
+  `AutoModelForPreTraining`; evaluation reports ``eval_mlm_accuracy``, ``eval_nsp_accuracy``, ``eval_mlm_loss``,
+  ``eval_nsp_loss`` and ``eval_perplexity`` (exp of the MLM loss).
+* ``mlm`` (RoBERTa): packed sequences, masks drawn anew at every batch (dynamic), model `AutoModelForMaskedLM`;
+  reports ``eval_mlm_accuracy``, ``eval_mlm_loss`` and ``eval_perplexity``.
+
+Evaluation data is always masked once with a fixed seed, so metrics are comparable across evaluations and runs.
+The loss is computed here from the logits (not by the model): the MLM part is summed over the masked tokens and
+divided by the number of masked tokens of the whole accumulated batch, so gradient accumulation and several
+processes give the same loss and gradients as one big batch. Logits are reduced to argmax ids before they are
+gathered for metrics (`preprocess_logits_for_metrics`), so evaluation memory does not grow with the vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch.nn.functional as F
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from .. import registry
+from ..data import DataError
+from ..data_mlm import (
+    BertMasker,
+    DataCollatorForBertPretraining,
+    build_pretraining_dataset,
+    load_documents,
+)
+from ..hub import push_folder
+from ..model_card import ModelCardError, write_model_card
+from ..models import ARCHITECTURES
+from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
+from .pretrain import _parse_overrides, resolve_checkpoint
+
+logger = logging.getLogger("hf_bigmodel.pretrain_bert")
+
+OBJECTIVES = {"mlm_nsp": AutoModelForPreTraining, "mlm": AutoModelForMaskedLM}
+EVAL_SEED_OFFSET = 10_007  # evaluation masks differ from any training copy's
+
+
+@dataclass
+class BertModelArguments:
+    preset: str = field(default="bert-mini", metadata={"help": "BERT config preset to train from scratch."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Override preset fields, e.g. 'hidden_size=256,num_hidden_layers=4'."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue pretraining a saved model folder instead of starting from a preset."}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Use this saved tokenizer instead of training a WordPiece one."}
+    )
+    tokenizer_vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of a trained WordPiece."})
+    lowercase: bool = field(default=True, metadata={"help": "Trained WordPiece: lowercase (uncased BERT)."})
+    strip_accents: bool | None = field(
+        default=None, metadata={"help": "Trained WordPiece: strip accents (default: same as --lowercase)."}
+    )
+    attn_implementation: str | None = field(default=None, metadata={"help": "Attention backend: sdpa or eager."})
+
+
+@dataclass
+class BertDataArguments:
+    train_file: list[str] | None = field(
+        default=None, metadata={"help": "UTF-8 text file(s); blank lines separate documents."}
+    )
+    validation_file: list[str] | None = field(default=None, metadata={"help": "UTF-8 text file(s) to evaluate on."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A `datasets` dataset (local folder or cached name): one document per row."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
+    text_column: str = field(default="text", metadata={"help": "Column of the dataset that holds the documents."})
+    validation_split_percentage: float = field(
+        default=5.0, metadata={"help": "Without validation data, hold out this percentage of the documents."}
+    )
+    objective: str = field(
+        default="mlm_nsp", metadata={"help": "mlm_nsp (BERT: MLM + next sentence) or mlm (RoBERTa: MLM only)."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per sequence, [CLS] and [SEP]s included."})
+    short_seq_prob: float = field(
+        default=0.1, metadata={"help": "mlm_nsp: probability of a shorter random target length for a pair."}
+    )
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of the tokens to predict."})
+    whole_word_mask: bool = field(default=False, metadata={"help": "Mask whole words (a token and its ## pieces)."})
+    dupe_factor: int = field(
+        default=1, metadata={"help": "mlm_nsp: copies of the training data, each with other pairs and masks."}
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+
+
+def parse_args(argv: list[str]) -> tuple[BertModelArguments, BertDataArguments, TrainingArguments]:
+    parser = HfArgumentParser((BertModelArguments, BertDataArguments, TrainingArguments))
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
+        return loader(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def build_tokenizer(model_args: BertModelArguments, raw_train, training_args: TrainingArguments):
+    """The given tokenizer, the one a previous run of this output_dir trained, or a new WordPiece."""
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if source is not None:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    else:
+        tokenizer_dir = Path(training_args.output_dir) / "tokenizer"
+        with training_args.main_process_first(desc="tokenizer training"):
+            if (tokenizer_dir / "tokenizer.json").is_file():
+                tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+            else:
+                tokenizer = train_tokenizer(
+                    kind="wordpiece",
+                    dataset=raw_train,
+                    vocab_size=model_args.tokenizer_vocab_size,
+                    lowercase=model_args.lowercase,
+                    strip_accents=model_args.strip_accents,
+                    output_dir=tokenizer_dir,
+                    show_progress=False,
+                )
+    missing = [
+        name for name in ("cls_token", "sep_token", "mask_token", "pad_token") if getattr(tokenizer, name) is None
+    ]
+    if missing:
+        raise DataError(
+            f"The tokenizer has no {', '.join(missing)}: BERT pretraining needs [CLS], [SEP], [MASK] and [PAD]. "
+            "Train one with `hf-bigmodel train-tokenizer --kind wordpiece` or leave out --tokenizer_name_or_path."
+        )
+    return tokenizer
+
+
+def build_model(model_args: BertModelArguments, objective: str, tokenizer):
+    """The model for `objective`: loaded from --model_name_or_path, or built from the preset with the tokenizer's
+    vocabulary size and ids."""
+    auto_class = OBJECTIVES[objective]
+    extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    if model_args.model_name_or_path is not None:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+        check_tokenizer_matches_config(tokenizer, config)
+        return auto_class.from_pretrained(model_args.model_name_or_path, **extra)
+    if "bert" not in ARCHITECTURES:
+        raise DataError("This install has no BERT architecture; pass --model_name_or_path with a saved BERT folder.")
+    if model_args.preset not in registry.list_presets("bert"):
+        raise DataError(
+            f"--preset {model_args.preset!r} is not a BERT preset; choose from {', '.join(registry.list_presets('bert'))}."
+        )
+    overrides = {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        **_parse_overrides(model_args.config_overrides),
+    }
+    config = sync_config_with_tokenizer(registry.create_config(model_args.preset, **overrides), tokenizer)
+    return auto_class.from_config(config, **extra)
+
+
+class BertPretrainingTrainer(Trainer):
+    """Trainer computing the MLM (+ NSP) loss from the logits, normalised over the whole accumulated batch, and
+    reporting MLM/NSP losses and perplexity at evaluation."""
+
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Evaluation batches keep their static masks even when training batches are masked dynamically.
+        self.eval_data_collator = eval_data_collator
+        # compute_loss below divides by the masked-token count of the whole accumulated batch, so Trainer must
+        # count it (num_items_in_batch) and must not divide by the accumulation steps again.
+        self.model_accepts_loss_kwargs = True
+        self._eval_sums: list[float] | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        nsp_labels = inputs.pop("next_sentence_label", None)
+        outputs = model(**inputs)
+        logits = outputs["prediction_logits"] if "prediction_logits" in outputs else outputs["logits"]
+        mlm_sum = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        masked = (labels != -100).sum()
+        training = num_items_in_batch is not None and model.training
+        mlm = mlm_sum / (num_items_in_batch if training else masked.clamp(min=1))
+        if training and self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            # num_items_in_batch counts the masked tokens of every process, and the processes' gradients are
+            # averaged: scale back up so the MLM gradient is that of the global sum / global count.
+            mlm = mlm * self.accelerator.num_processes
+        loss = mlm
+        nsp = None
+        if nsp_labels is not None:
+            nsp = F.cross_entropy(outputs["seq_relationship_logits"].float(), nsp_labels.reshape(-1))
+            loss = loss + (nsp / self.current_gradient_accumulation_steps if training else nsp)
+        if not model.training and self._eval_sums is not None:
+            sums = self._eval_sums
+            sums[0] += float(mlm_sum)
+            sums[1] += float(masked)
+            if nsp is not None:
+                sums[2] += float(nsp) * len(nsp_labels)
+                sums[3] += len(nsp_labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if self.eval_data_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        training_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = training_collator
+
+    def evaluation_loop(self, *args, **kwargs):
+        self._eval_sums = [0.0, 0.0, 0.0, 0.0]
+        try:
+            output = super().evaluation_loop(*args, **kwargs)
+        finally:
+            sums, self._eval_sums = self._eval_sums, None
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if sums[1]:
+            mlm_loss = sums[0] / sums[1]
+            output.metrics[f"{prefix}_mlm_loss"] = mlm_loss
+            output.metrics[f"{prefix}_perplexity"] = math.exp(min(mlm_loss, 50.0))
+        if sums[3]:
+            output.metrics[f"{prefix}_nsp_loss"] = sums[2] / sums[3]
+        return output
+
+
+def preprocess_logits_for_metrics(logits, labels):
+    """Keep only the argmax ids (a (batch, seq) tensor instead of (batch, seq, vocab))."""
+    if isinstance(logits, (tuple, list)):
+        return tuple(t.argmax(dim=-1) for t in logits[:2] if t is not None)
+    return logits.argmax(dim=-1)
+
+
+def pretraining_metrics(eval_pred) -> dict[str, float]:
+    """MLM accuracy over the masked positions; NSP accuracy when the labels include next_sentence_label."""
+    predictions, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(labels, (tuple, list)):
+        mlm_labels, nsp_labels = labels[0], labels[1] if len(labels) > 1 else None
+    else:
+        mlm_labels, nsp_labels = labels, None
+    mlm_pred = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+    keep = mlm_labels != -100
+    metrics = {"mlm_accuracy": float((mlm_pred[keep] == mlm_labels[keep]).mean()) if keep.any() else 0.0}
+    if nsp_labels is not None and isinstance(predictions, (tuple, list)) and len(predictions) > 1:
+        metrics["nsp_accuracy"] = float((np.asarray(predictions[1]).reshape(-1) == nsp_labels.reshape(-1)).mean())
+    return metrics
+
+
+def run_pretraining(
+    model_args: BertModelArguments, data_args: BertDataArguments, training_args: TrainingArguments
+) -> dict:
+    """Pretrain and save; returns the final metrics (train and eval)."""
+    if data_args.objective not in OBJECTIVES:
+        raise DataError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {data_args.objective!r}.")
+    set_seed(training_args.seed)
+    documents = load_documents(
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.dataset_name,
+        data_args.dataset_config_name,
+        data_args.text_column,
+        data_args.validation_split_percentage,
+        seed=training_args.seed,
+    )
+    tokenizer = build_tokenizer(model_args, documents["train"], training_args)
+    model = build_model(model_args, data_args.objective, tokenizer)
+    config = model.config
+    if data_args.max_seq_length > config.max_position_embeddings:
+        raise DataError(
+            f"--max_seq_length {data_args.max_seq_length}: a sequence ([CLS] A [SEP] B [SEP]) of that length is longer "
+            f"than the model's max_position_embeddings ({config.max_position_embeddings}). Use --max_seq_length "
+            f"<= {config.max_position_embeddings} or --config_overrides max_position_embeddings={data_args.max_seq_length}."
+        )
+    if data_args.objective == "mlm_nsp" and getattr(config, "type_vocab_size", 2) < 2:
+        raise DataError("Sentence pairs need two segment ids; the model has type_vocab_size < 2. Use --objective mlm.")
+
+    masker = BertMasker(tokenizer, data_args.mlm_probability, data_args.whole_word_mask)
+    dynamic = data_args.objective == "mlm"
+    common = {
+        "objective": data_args.objective,
+        "max_seq_length": data_args.max_seq_length,
+        "short_seq_prob": data_args.short_seq_prob,
+        "masker": masker,
+        "num_proc": data_args.preprocessing_num_workers,
+    }
+    with training_args.main_process_first(desc="building the pretraining data"):
+        train_dataset = build_pretraining_dataset(
+            documents["train"], tokenizer, static_masking=not dynamic, dupe_factor=data_args.dupe_factor,
+            seed=training_args.seed, **common,
+        )  # fmt: skip
+        eval_dataset = build_pretraining_dataset(
+            documents["validation"], tokenizer, static_masking=True, seed=training_args.seed + EVAL_SEED_OFFSET,
+            **common,
+        )  # fmt: skip
+    logger.info(
+        "%d training and %d evaluation sequences (objective %s, %s masking); model has %.2fM parameters",
+        len(train_dataset), len(eval_dataset), data_args.objective, "dynamic" if dynamic else "static",
+        model.num_parameters() / 1e6,
+    )  # fmt: skip
+    if training_args.label_names is None:
+        training_args.label_names = ["labels", "next_sentence_label"] if not dynamic else ["labels"]
+    collator = DataCollatorForBertPretraining(tokenizer, masker=masker, mask=dynamic)
+    trainer = BertPretrainingTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=pretraining_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        eval_data_collator=DataCollatorForBertPretraining(tokenizer),
+    )
+
+    checkpoint = resolve_checkpoint(training_args)
+    metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    trainer.save_model()
+    trainer.save_state()
+    metrics.update(trainer.evaluate())
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics)
+    if trainer.is_world_process_zero():
+        try:
+            write_model_card(training_args.output_dir, model_args, data_args, training_args,
+                             extra={"train_sequences": len(train_dataset)})  # fmt: skip
+        except ModelCardError as err:  # e.g. a stock BERT continued with --model_name_or_path
+            logger.warning("No model card written: %s", err)
+        if training_args.push_to_hub:
+            push_folder(training_args.output_dir, trainer.hub_model_id, token=training_args.hub_token,
+                        revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
+                        commit_message="End of training: model, tokenizer, code and model card")  # fmt: skip
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hf-bigmodel pretrain bert ...`: 0 on success, 2 with a message on bad input."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        HfArgumentParser((BertModelArguments, BertDataArguments, TrainingArguments)).print_help()
+        return 0
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    model_args, data_args, training_args = parse_args(argv)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    try:
+        run_pretraining(model_args, data_args, training_args)
+    except (DataError, FileNotFoundError) as err:
+        print(f"hf-bigmodel pretrain bert: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = [
+    "BertDataArguments",
+    "BertModelArguments",
+    "BertPretrainingTrainer",
+    "main",
+    "pretraining_metrics",
+    "preprocess_logits_for_metrics",
+    "run_pretraining",
+]

@@ -1,0 +1,807 @@
+"""The BERT family as transformers sees it: registration, configs, presets, every head against transformers' own
+Bert* classes at the same weights, attention implementations, captured outputs, activation checkpointing, losses
+under gradient accumulation, bf16, save/load (sharded, tied, head from body), remote code in a clean process, and
+the pipelines. Tests loop over the registered heads with tiny configs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForNextSentencePrediction,
+    AutoModelForPreTraining,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    BertConfig,
+    BertModel,
+)
+
+import hf_bigmodel
+from conversion_scripts.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel
+from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.models.bert import BigModelBertConfig
+from hf_bigmodel.models.bert.configuration_bert import AUTO_MAP
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
+REPO = Path(__file__).resolve().parents[1]
+BERT_HEADS = ARCHITECTURES["bert"][2]
+BERT_PRESETS = ARCHITECTURES["bert"][1]
+# The Auto class that serves each task name of ARCHITECTURES. A new head without an entry here fails the tests.
+TASK_AUTO_CLASS = {
+    "base": AutoModel,
+    "pretraining": AutoModelForPreTraining,
+    "masked-lm": AutoModelForMaskedLM,
+    "next-sentence-prediction": AutoModelForNextSentencePrediction,
+    "sequence-classification": AutoModelForSequenceClassification,
+    "token-classification": AutoModelForTokenClassification,
+    "question-answering": AutoModelForQuestionAnswering,
+    "multiple-choice": AutoModelForMultipleChoice,
+}
+# Task name -> the stock transformers class with the same head.
+STOCK_NAME = {
+    "base": "BertModel",
+    "pretraining": "BertForPreTraining",
+    "masked-lm": "BertForMaskedLM",
+    "next-sentence-prediction": "BertForNextSentencePrediction",
+    "sequence-classification": "BertForSequenceClassification",
+    "token-classification": "BertForTokenClassification",
+    "question-answering": "BertForQuestionAnswering",
+    "multiple-choice": "BertForMultipleChoice",
+}
+VOCAB = 101
+
+
+def make_config(**overrides) -> BigModelBertConfig:
+    """A fresh tiny config (vocabulary of VOCAB ids, 3 labels)."""
+    return BigModelBertConfig.from_preset("bert-tiny", **{"vocab_size": VOCAB, "num_labels": 3, **overrides})
+
+
+def make_inputs(task: str, batch: int = 3, seq: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:
+    """A padded sentence-pair batch (row 1 padded after 6 tokens); (batch, 2 choices, seq) for multiple choice."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (batch, 2, seq) if task == "multiple-choice" else (batch, seq)
+    input_ids = torch.randint(5, VOCAB, shape, generator=gen)
+    input_ids[..., 0] = 2  # [CLS]
+    token_type_ids = (torch.arange(seq) >= seq // 2).long().expand(shape).contiguous()
+    attention_mask = torch.ones(shape, dtype=torch.long)
+    attention_mask[1, ..., 6:] = 0
+    input_ids[1, ..., 6:] = 0
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+
+def output_tensors(out) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in out.items() if torch.is_tensor(v)}
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Distinct random values everywhere (LayerNorms and biases too, so a swapped key would show)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            base = 1.0 if name.endswith("LayerNorm.weight") or name.endswith("layer_norm.weight") else 0.0
+            param.copy_(base + 0.2 * torch.randn(param.shape, generator=gen))
+    return model
+
+
+@pytest.fixture(scope="module")
+def stock_and_ours(tmp_path_factory) -> dict:
+    """{task: (stock model, our model)} at identical weights: each stock head is saved with save_pretrained,
+    converted with convert_bert_to_bigmodel and loaded with the Auto class of its task."""
+    root = tmp_path_factory.mktemp("stock")
+    pairs = {}
+    for task, stock_name in STOCK_NAME.items():
+        stock_class = HEAD_CLASSES[stock_name][0]
+        num_labels = 2 if task == "question-answering" else 3
+        config = BertConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=48,
+            max_position_embeddings=64,
+            num_labels=num_labels,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+        stock = randomize_(stock_class(config)).eval()
+        stock.save_pretrained(root / task)
+        convert_bert_to_bigmodel(root / task, root / f"{task}-ours")
+        ours = TASK_AUTO_CLASS[task].from_pretrained(root / f"{task}-ours", trust_remote_code=False).eval()
+        assert type(ours) is BERT_HEADS[task]
+        pairs[task] = (stock, ours)
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Registration, config, presets
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_every_task_has_an_auto_class():
+    assert set(BERT_HEADS) == set(TASK_AUTO_CLASS) == set(STOCK_NAME)
+    assert set(AUTO_MAP) == {"AutoConfig"} | {cls.__name__ for cls in TASK_AUTO_CLASS.values()}
+
+
+@pytest.mark.parametrize("task", list(BERT_HEADS))
+def test_import_registers_auto_classes(task):
+    assert AutoConfig.for_model("bigmodel_bert").__class__ is BigModelBertConfig
+    model = TASK_AUTO_CLASS[task].from_config(make_config())
+    assert type(model) is BERT_HEADS[task]
+    assert BERT_HEADS[task]._auto_class == TASK_AUTO_CLASS[task].__name__
+    with torch.no_grad():
+        out = model(**model.dummy_inputs)  # valid for every head (3-D for multiple choice)
+    assert all(torch.isfinite(t).all() for t in output_tensors(out).values())
+
+
+def test_auto_config_for_model_with_standard_names():
+    config = AutoConfig.for_model(
+        "bigmodel_bert",
+        vocab_size=100,
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=6,
+        intermediate_size=96,
+        max_position_embeddings=40,
+        type_vocab_size=3,
+    )
+    assert isinstance(config, BigModelBertConfig) and config.head_dim == 8
+    model = AutoModelForPreTraining.from_config(config)
+    assert model.bert.layers[0].attention.qkv_proj.weight.shape == (3 * 48, 48)
+    assert model.bert.layers[0].mlp.up_proj.weight.shape == (96, 48)
+    assert model.bert.embeddings.position_embeddings.weight.shape == (40, 48)
+    assert model.bert.embeddings.token_type_embeddings.weight.shape == (3, 48)
+    assert len(model.bert.layers) == 3
+    assert BigModelBertConfig(hidden_size=64, num_attention_heads=4, intermediate_size=None).intermediate_size == 256
+
+
+@pytest.mark.parametrize("task", list(BERT_HEADS))
+@pytest.mark.parametrize("preset", list(BERT_PRESETS))
+def test_every_preset_builds(preset, task):
+    config = hf_bigmodel.create_config(preset)
+    with torch.device("meta"):
+        model = BERT_HEADS[task](config)
+    body = model if task == "base" else model.bert
+    assert len(body.layers) == config.num_hidden_layers
+    assert body.embeddings.word_embeddings.weight.shape == (config.vocab_size, config.hidden_size)
+    assert body.layers[-1].mlp.down_proj.weight.shape == (config.hidden_size, config.intermediate_size)
+    if task in ("pretraining", "masked-lm"):
+        assert model.cls.decoder.weight is body.embeddings.word_embeddings.weight
+
+
+def test_presets_have_the_published_shapes():
+    shapes = {
+        name: (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.vocab_size)
+        for name, c in ((n, BigModelBertConfig.from_preset(n)) for n in BERT_PRESETS)
+    }
+    assert shapes["bert-mini"] == (4, 256, 4, 30522)
+    assert shapes["bert-small"] == (4, 512, 8, 30522)
+    assert shapes["bert-medium"] == (8, 512, 8, 30522)
+    assert shapes["bert-base"] == (12, 768, 12, 30522)
+    # bert-base has exactly the parameters of transformers' BertModel at its defaults (bert-base-uncased).
+    with torch.device("meta"):
+        ours = BERT_HEADS["base"](BigModelBertConfig.from_preset("bert-base"))
+        stock = BertModel(BertConfig())
+    assert ours.num_parameters() == stock.num_parameters() == 109_482_240
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(ValueError, match=r"Unknown BERT preset 'bert-huge'.*bert-tiny.*bert-base"):
+        BigModelBertConfig.from_preset("bert-huge")
+
+
+def test_config_round_trip(tmp_path):
+    config = make_config(classifier_dropout=0.2, id2label={0: "neg", 1: "neu", 2: "pos"})
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "bigmodel_bert"
+    assert saved["auto_map"] == AUTO_MAP
+    assert saved["tie_word_embeddings"] is True and saved["type_vocab_size"] == 2
+    for loaded in (BigModelBertConfig.from_pretrained(tmp_path), AutoConfig.from_pretrained(tmp_path)):
+        assert type(loaded) is BigModelBertConfig
+        assert loaded.to_diff_dict() == config.to_diff_dict()
+        assert loaded.id2label == {0: "neg", 1: "neu", 2: "pos"} and loaded.classifier_dropout == 0.2
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(hidden_size=30), r"`hidden_size` \(30\) must be divisible by `num_attention_heads` \(4\).*e\.g\. 3"),
+        (dict(hidden_dropout_prob=1.0), r"`hidden_dropout_prob` must be in \[0, 1\), got 1.0"),
+        (dict(classifier_dropout=1.5), r"`classifier_dropout` must be in \[0, 1\) or None"),
+        (dict(type_vocab_size=0), r"`type_vocab_size` must be a positive integer, got 0"),
+        (dict(hidden_act="swish2"), r"`hidden_act` must be the name of a transformers activation.*'swish2'"),
+        (dict(pad_token_id=101), r"`pad_token_id` \(101\) must be a token id in \[0, vocab_size=101\)"),
+        (dict(hidden_size="32"), r"Field 'hidden_size' expected int"),
+    ],
+    ids=["heads", "dropout", "classifier-dropout", "type-vocab", "act", "pad", "type"],
+)
+def test_invalid_config_raises(overrides, message):
+    with pytest.raises(StrictDataclassError, match=message):
+        make_config(**overrides)
+
+
+def test_invalid_config_is_caught_again_at_save(tmp_path):
+    config = make_config()
+    config.num_attention_heads = 5
+    with pytest.raises(StrictDataclassError, match=r"must be divisible by `num_attention_heads` \(5\)"):
+        config.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Same outputs as transformers' Bert* classes
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", list(STOCK_NAME))
+def test_every_head_matches_stock_bert(task, stock_and_ours):
+    stock, ours = stock_and_ours[task]
+    inputs = make_inputs(task)
+    with torch.no_grad():
+        expected, got = output_tensors(stock(**inputs)), output_tensors(ours(**inputs))
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("task", ["pretraining", "masked-lm", "sequence-classification", "question-answering"])
+def test_losses_and_gradients_match_stock_bert_in_training(task, stock_and_ours):
+    """Training mode: our MLM head runs only at the labelled positions; loss and every gradient must still be
+    those of transformers' BERT, which computes all positions."""
+    stock, ours = stock_and_ours[task]
+    inputs = make_inputs(task)
+    gen = torch.Generator().manual_seed(3)
+    if task in ("pretraining", "masked-lm"):
+        labels = torch.where(torch.rand(inputs["input_ids"].shape, generator=gen) < 0.3, inputs["input_ids"], -100)
+        inputs["labels"] = labels
+        if task == "pretraining":
+            inputs["next_sentence_label"] = torch.tensor([0, 1, 1])
+    elif task == "sequence-classification":
+        inputs["labels"] = torch.tensor([0, 2, 1])
+    else:
+        inputs["start_positions"], inputs["end_positions"] = torch.tensor([1, 3, 20]), torch.tensor([2, 5, 4])
+    results = []
+    for model in (stock, ours):
+        model.train().zero_grad()
+        out = model(**inputs)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+        model.eval().zero_grad()
+    (stock_out, stock_grads), (our_out, our_grads) = results
+    torch.testing.assert_close(our_out.loss, stock_out.loss, rtol=1e-5, atol=1e-6)
+    if task in ("pretraining", "masked-lm"):
+        logits = our_out.prediction_logits if task == "pretraining" else our_out.logits
+        stock_logits = stock_out.prediction_logits if task == "pretraining" else stock_out.logits
+        assert logits.shape == ((labels != -100).sum().item(), VOCAB)  # only the labelled positions
+        torch.testing.assert_close(logits, stock_logits[labels != -100], rtol=1e-5, atol=1e-5)
+    # Same gradient for every parameter: stock's fused-equivalent q/k/v rows and our fused qkv_proj.
+    stock_total = sum(g.double().pow(2).sum() for g in stock_grads.values())
+    our_total = sum(g.double().pow(2).sum() for g in our_grads.values())
+    torch.testing.assert_close(our_total, stock_total, rtol=1e-5, atol=1e-8)
+    word = "bert.embeddings.word_embeddings.weight"
+    torch.testing.assert_close(our_grads[word], stock_grads[word], rtol=1e-4, atol=1e-6)
+    layer0 = stock_grads["bert.encoder.layer.0.attention.self.query.weight"]
+    torch.testing.assert_close(our_grads["bert.layers.0.attention.qkv_proj.weight"][:32], layer0, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", list(BERT_HEADS))
+def test_eager_equals_sdpa(task):
+    model = BERT_HEADS[task](make_config(initializer_range=0.3)).eval()
+    inputs = make_inputs(task)
+    with torch.no_grad():
+        sdpa = output_tensors(model(**inputs))
+        model.set_attn_implementation("eager")
+        eager = output_tensors(model(**inputs))
+    assert model.config._attn_implementation == "eager"
+    for name in sdpa:
+        torch.testing.assert_close(eager[name], sdpa[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_attentions_and_hidden_states_match_stock(stock_and_ours):
+    stock, ours = stock_and_ours["base"]
+    inputs = make_inputs("base")
+    for model in (stock, ours):
+        model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            expected = stock(**inputs, output_attentions=True, output_hidden_states=True)
+            got = ours(**inputs, output_attentions=True, output_hidden_states=True)
+    finally:
+        for model in (stock, ours):
+            model.set_attn_implementation("sdpa")
+    assert len(got.hidden_states) == 3 and len(got.attentions) == 2  # embeddings + each layer; each layer
+    for ours_t, stock_t in zip(got.hidden_states + got.attentions, expected.hidden_states + expected.attentions):
+        torch.testing.assert_close(ours_t, stock_t, rtol=1e-5, atol=1e-5)
+    assert got.attentions[0].shape == (3, 4, 9, 9)
+    assert torch.all(got.attentions[0][1, :, :, 6:] == 0)  # padding gets no attention
+    as_tuple = ours(**inputs, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], got.last_hidden_state)
+
+
+def test_padding_does_not_change_the_real_tokens():
+    model = BERT_HEADS["base"](make_config(initializer_range=0.3)).eval()
+    inputs = make_inputs("base")
+    with torch.no_grad():
+        padded = model(**inputs).last_hidden_state[1, :6]
+        alone = model(**{k: v[1:2, :6] for k, v in inputs.items()}).last_hidden_state[0]
+    torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_token_type_ids_matter_and_default_to_segment_zero():
+    model = BERT_HEADS["base"](make_config(initializer_range=0.3)).eval()
+    inputs = make_inputs("base")
+    with torch.no_grad():
+        with_types = model(**inputs).last_hidden_state
+        zeros = model(**{**inputs, "token_type_ids": torch.zeros_like(inputs["token_type_ids"])}).last_hidden_state
+        default = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+    torch.testing.assert_close(default, zeros, rtol=0, atol=0)
+    assert not torch.allclose(with_types, zeros)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input errors
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            dict(input_ids=torch.full((1, 129), 7)),
+            r"Sequence length 129 exceeds max_position_embeddings=128.*truncation",
+        ),
+        (dict(input_ids=torch.tensor([[2, 7, 101]])), r"`input_ids` contains 101, outside \[0, vocab_size=101\)"),
+        (dict(input_ids=torch.tensor([[2, -100, 3]])), r"`input_ids` contains -100.*resize_token_embeddings"),
+        (
+            dict(input_ids=torch.tensor([[2, 7, 3]]), token_type_ids=torch.tensor([[0, 1, 2]])),
+            r"`token_type_ids` contains 2, outside \[0, type_vocab_size=2\)",
+        ),
+    ],
+    ids=["too-long", "id-too-big", "negative-id", "token-type"],
+)
+def test_bad_inputs_give_clear_errors(change, message):
+    model = BERT_HEADS["masked-lm"](make_config()).eval()
+    with pytest.raises(ValueError, match=message):
+        model(**change)
+
+
+def test_multiple_choice_needs_3d_inputs():
+    model = BERT_HEADS["multiple-choice"](make_config()).eval()
+    with pytest.raises(ValueError, match=r"input_ids of shape \(batch, num_choices, seq\)"):
+        model(input_ids=torch.tensor([[2, 7, 3]]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Training: activation checkpointing, gradient accumulation, bf16
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_activation_checkpointing_gives_same_loss_and_grads():
+    reference = BERT_HEADS["pretraining"](make_config()).train()
+    checkpointed = BERT_HEADS["pretraining"](make_config()).train()
+    checkpointed.load_state_dict(reference.state_dict())
+    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    calls = []
+    checkpointed.bert.layers[0].attention.qkv_proj.register_forward_hook(lambda *args: calls.append(1))
+    inputs = make_inputs("pretraining")
+    inputs["labels"] = torch.where(inputs["input_ids"] % 3 == 0, inputs["input_ids"], -100)
+    inputs["next_sentence_label"] = torch.tensor([1, 0, 1])
+    results = []
+    for model in (reference, checkpointed):
+        loss = model(**inputs).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert len(calls) == 2  # forward, then recomputed in backward: checkpointing is really on
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, msg=name)
+
+
+def _labelled_rows(task: str) -> list[dict]:
+    """Four examples; MLM rows have 2, 4, 3, 3 labels (micro-batches of 2 hold 6 each)."""
+    inputs = make_inputs(task, batch=4, seed=5)
+    inputs["attention_mask"][1] = 1
+    if task in ("pretraining", "masked-lm", "token-classification"):
+        labels = torch.full(inputs["input_ids"].shape, -100)
+        for row, count in enumerate((2, 4, 3, 3)):
+            positions = torch.arange(1, 1 + count) * 2
+            values = inputs["input_ids"][row, positions] if task != "token-classification" else positions % 3
+            labels[row, positions] = values
+        inputs["labels"] = labels
+        if task == "pretraining":
+            inputs["next_sentence_label"] = torch.tensor([0, 1, 1, 0])
+    else:
+        inputs["labels"] = torch.tensor([0, 2, 1, 1] if task == "sequence-classification" else [0, 1, 1, 0])
+    return [{k: v[i] for k, v in inputs.items()} for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    "task",
+    ["pretraining", "masked-lm", "token-classification", "sequence-classification", "multiple-choice"],
+)
+def test_trainer_gradient_accumulation_logs_the_full_batch_loss(tmp_path, task):
+    from transformers import Trainer, TrainingArguments
+
+    model = BERT_HEADS[task](make_config(initializer_range=0.2))
+    rows = _labelled_rows(task)
+    with torch.no_grad():
+        batch = {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
+        expected = model.eval()(**batch).loss.item()  # eval mode: every MLM position, no sparse head
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        learning_rate=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model.train(), args=args, train_dataset=rows)
+    trainer.train()
+    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    # Two micro-batches of 2 must log the loss of the whole batch of 4, not gradient_accumulation_steps times it.
+    assert logged == [pytest.approx(expected, rel=1e-4)]
+
+
+def test_masked_lm_loss_honours_num_items_in_batch():
+    model = BERT_HEADS["masked-lm"](make_config(initializer_range=0.2)).train()
+    rows = _labelled_rows("masked-lm")
+    batch = {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
+    full = model(**batch).loss
+    halves = [
+        model(**{k: v[s] for k, v in batch.items()}, num_items_in_batch=12).loss for s in (slice(0, 2), slice(2, None))
+    ]
+    torch.testing.assert_close(halves[0] + halves[1], full)
+
+
+def test_bf16_forward_and_autocast():
+    model = BERT_HEADS["pretraining"](make_config(initializer_range=0.2)).eval()
+    inputs = make_inputs("pretraining")
+    with torch.no_grad():
+        reference = model(**inputs).prediction_logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(**inputs).prediction_logits
+        bf16 = model.to(torch.bfloat16)(**inputs).prediction_logits
+    assert autocast.dtype == bf16.dtype == torch.bfloat16
+    for got in (autocast, bf16):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got.float(), reference, rtol=0.1, atol=0.1)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Save / load
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", list(BERT_HEADS))
+def test_save_load_round_trip(tmp_path, task):
+    model = BERT_HEADS[task](make_config(initializer_range=0.3)).eval()
+    model.save_pretrained(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "configuration_bert.py", "modeling_bert.py"} <= names
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == AUTO_MAP
+    loaded, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
+    assert type(loaded) is BERT_HEADS[task]
+    assert info == {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
+    inputs = make_inputs(task)
+    with torch.no_grad():
+        expected, got = output_tensors(model(**inputs)), output_tensors(loaded(**inputs))
+    # Bit-exact except for the last bit at most: a (1, hidden) weight mapped from an unaligned file offset can take
+    # another matmul kernel than the freshly allocated one.
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
+
+
+def test_sharded_save_reloads_identically(tmp_path):
+    model = BERT_HEADS["pretraining"](make_config(initializer_range=0.3)).eval()
+    model.save_pretrained(tmp_path, max_shard_size="10KB")
+    shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and not (tmp_path / "model.safetensors").exists()
+    loaded, info = AutoModelForPreTraining.from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
+    assert not any(info.values())
+    inputs = make_inputs("pretraining")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(**inputs).prediction_logits, model(**inputs).prediction_logits, rtol=0, atol=0
+        )
+
+
+def test_tied_decoder_is_the_word_embedding(tmp_path):
+    model = BERT_HEADS["masked-lm"](make_config())
+    assert model.get_output_embeddings() is model.cls.decoder
+    assert model.cls.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    model.save_pretrained(tmp_path)
+    assert "cls.decoder.weight" not in load_file(tmp_path / "model.safetensors")  # stored once
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path, trust_remote_code=False)
+    assert loaded.cls.decoder.weight is loaded.bert.embeddings.word_embeddings.weight
+    loaded.resize_token_embeddings(120)
+    assert loaded.cls.decoder.weight is loaded.bert.embeddings.word_embeddings.weight
+    assert loaded.cls.decoder.bias.shape == (120,) and loaded.config.vocab_size == 120
+    assert loaded(input_ids=torch.tensor([[2, 119, 3]])).logits.shape == (1, 3, 120)
+
+
+def test_untied_decoder(tmp_path):
+    model = BERT_HEADS["masked-lm"](make_config(tie_word_embeddings=False))
+    assert model.cls.decoder.weight.data_ptr() != model.bert.embeddings.word_embeddings.weight.data_ptr()
+    model.save_pretrained(tmp_path)
+    assert "cls.decoder.weight" in load_file(tmp_path / "model.safetensors")
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path, trust_remote_code=False)
+    torch.testing.assert_close(loaded.cls.decoder.weight, model.cls.decoder.weight, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("task", ["pretraining", "masked-lm", "sequence-classification", "question-answering"])
+def test_head_from_base_checkpoint_reports_only_head_params_missing(tmp_path, task):
+    base = BERT_HEADS["base"](make_config())
+    base.save_pretrained(tmp_path)
+    head, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
+    expected = {n for n, _ in head.named_parameters(remove_duplicate=False) if not n.startswith("bert.")}
+    expected.discard("cls.decoder.weight")  # tied to the loaded word embeddings
+    assert info["missing_keys"] == expected
+    # Heads without a pooler drop it from the body checkpoint.
+    assert info["unexpected_keys"] == (
+        {"pooler.dense.weight", "pooler.dense.bias"} if head.bert.pooler is None else set()
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Remote code: a clean process, with and without hf_bigmodel
+# --------------------------------------------------------------------------------------------------------------------
+
+CHECK_FOLDERS = """
+import json, sys
+import torch, transformers
+from safetensors.torch import load_file
+
+cases = json.loads(sys.argv[1])
+trust = {"true": True, "unset": None}[sys.argv[2]]
+results = {}
+for folder, auto_name in cases.items():
+    kwargs = {} if trust is None else {"trust_remote_code": trust}
+    model = getattr(transformers, auto_name).from_pretrained(folder, **kwargs).eval()
+    ref = load_file(f"{folder}/reference.safetensors")
+    inputs = {k: v for k, v in ref.items() if not k.startswith("out.")}
+    with torch.no_grad():
+        out = model(**inputs)
+    diffs = [(out[k[4:]] - v).abs().max().item() for k, v in ref.items() if k.startswith("out.")]
+    results[folder] = {"module": type(model).__module__, "max_diff": max(diffs), "outputs": len(diffs)}
+if len(sys.argv) > 3:  # a fill-mask folder (model + tokenizer) for the pipeline
+    fill = transformers.pipeline("fill-mask", model=sys.argv[3], trust_remote_code=trust, top_k=2)
+    out = fill("the [MASK] sat on the mat")
+    results["fill-mask"] = {"n": len(out), "module": type(fill.model).__module__, "token": out[0]["token_str"]}
+print("\\nRESULTS" + json.dumps(results))
+"""
+
+
+def _run_child(code: str, args: list[str], cwd: Path, with_repo: bool) -> dict:
+    env = {**os.environ, "HF_HOME": str(cwd / "hf"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONPATH", None)
+    if with_repo:  # this checkout's hf_bigmodel, whatever is pip-installed
+        env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))
+    return json.loads(line[len("RESULTS") :])
+
+
+@pytest.fixture(scope="module")
+def saved_heads(tmp_path_factory) -> dict:
+    """{folder: Auto class name}: every head saved with its inputs and outputs."""
+    root = tmp_path_factory.mktemp("saved")
+    torch.manual_seed(0)
+    cases = {}
+    for task, model_class in BERT_HEADS.items():
+        model = model_class(make_config(initializer_range=0.3)).eval()
+        model.save_pretrained(root / task)
+        inputs = make_inputs(task)
+        with torch.no_grad():
+            outputs = output_tensors(model(**inputs))
+        tensors = {**inputs, **{f"out.{k}": v.contiguous() for k, v in outputs.items()}}
+        save_file(tensors, str(root / task / "reference.safetensors"))
+        cases[str(root / task)] = TASK_AUTO_CLASS[task].__name__
+    return cases
+
+
+def test_remote_code_without_hf_bigmodel(saved_heads, pipeline_folders, tmp_path):
+    block = (
+        WITHOUT_HF_BIGMODEL
+        + "\ntry:\n    import hf_bigmodel\n    raise SystemExit('importable')\nexcept ImportError:\n    pass\n"
+    )
+    fill_mask = str(pipeline_folders["fill-mask"])
+    results = _run_child(block + CHECK_FOLDERS, [json.dumps(saved_heads), "true", fill_mask], tmp_path, False)
+    for folder in saved_heads:
+        assert results[folder]["module"].startswith("transformers_modules."), folder
+        assert results[folder]["max_diff"] == 0.0 and results[folder]["outputs"] >= 1, folder
+    # The fill-mask pipeline runs on the remote code alone and predicts what the registered classes predict.
+    remote = results["fill-mask"]
+    assert remote["n"] == 2 and remote["module"].startswith("transformers_modules.")
+    from transformers import pipeline
+
+    local = pipeline("fill-mask", model=fill_mask, trust_remote_code=False, top_k=2)
+    assert local("the [MASK] sat on the mat")[0]["token_str"] == remote["token"]
+
+
+def test_import_hf_bigmodel_loads_without_trust_flag(saved_heads, tmp_path):
+    results = _run_child("import hf_bigmodel\n" + CHECK_FOLDERS, [json.dumps(saved_heads), "unset"], tmp_path, True)
+    for folder in saved_heads:
+        assert results[folder]["module"] == "hf_bigmodel.models.bert.modeling_bert", folder
+        assert results[folder]["max_diff"] == 0.0, folder
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pipelines
+# --------------------------------------------------------------------------------------------------------------------
+
+WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "red", "house", "paris", "is", "in", "france", "."]
+PIECES = ["##s", "##ing", "##ed"]
+
+
+def wordpiece_tokenizer():
+    """A BERT-style WordPiece tokenizer built directly with the `tokenizers` library."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *PIECES])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline_folders(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("pipelines")
+    tokenizer = wordpiece_tokenizer()
+    folders = {}
+    labels = {0: "negative", 1: "positive"}
+    for task, head in (
+        ("fill-mask", "masked-lm"),
+        ("text-classification", "sequence-classification"),
+        ("token-classification", "token-classification"),
+        ("feature-extraction", "base"),
+    ):
+        config = make_config(
+            vocab_size=len(tokenizer), num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()}
+        )
+        BERT_HEADS[head](config).save_pretrained(root / task)
+        tokenizer.save_pretrained(root / task)
+        folders[task] = root / task
+    return folders
+
+
+def test_tokenizer_gives_pairs_with_token_type_ids():
+    encoded = wordpiece_tokenizer()("The cats sat", "on the mat")
+    assert encoded["input_ids"][0] == 2 and encoded["input_ids"].count(3) == 2
+    assert encoded["token_type_ids"] == [0] * 6 + [1] * 4
+
+
+def test_pipelines(pipeline_folders):
+    from transformers import pipeline
+
+    fill = pipeline("fill-mask", model=str(pipeline_folders["fill-mask"]), trust_remote_code=False, top_k=3)
+    predictions = fill("paris is in [MASK] .")
+    assert len(predictions) == 3 and {"score", "token", "token_str", "sequence"} <= set(predictions[0])
+    assert predictions[0]["score"] >= predictions[1]["score"] >= predictions[2]["score"]
+
+    classify = pipeline(
+        "text-classification", model=str(pipeline_folders["text-classification"]), trust_remote_code=False
+    )
+    result = classify(["the big red house", "a dog sat on the mat"])
+    assert [r["label"] in ("negative", "positive") for r in result] == [True, True]
+
+    tag = pipeline(
+        "token-classification",
+        model=str(pipeline_folders["token-classification"]),
+        trust_remote_code=False,
+        aggregation_strategy="simple",
+    )
+    entities = tag("the cats sat on the mat")
+    assert entities and all(e["entity_group"] in ("negative", "positive") for e in entities)
+    assert {"start", "end", "word", "score"} <= set(entities[0])
+
+    extract = pipeline(
+        "feature-extraction", model=str(pipeline_folders["feature-extraction"]), trust_remote_code=False
+    )
+    features = extract("the cat sat on the mat")
+    assert torch.tensor(features).shape == (1, 8, 32)  # [CLS] + 6 words + [SEP], hidden 32
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model card
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head, pipeline_tag",
+    [("masked-lm", "fill-mask"), ("pretraining", "fill-mask"), ("question-answering", "question-answering")],
+)
+def test_model_card(tmp_path, head, pipeline_tag):
+    from hf_bigmodel.model_card import build_model_card
+
+    BERT_HEADS[head](make_config()).save_pretrained(tmp_path)
+    wordpiece_tokenizer().save_pretrained(tmp_path)
+    card = build_model_card(tmp_path, repo_id="me/tiny-bert")
+    assert f"pipeline_tag: {pipeline_tag}" in card.text
+    assert "| Attention | 4 heads of 8, bidirectional |" in card.text
+    assert "configuration_bert.py" in card.text and "hf-bigmodel convert tiny-bert/ tiny-bert-bert/" in card.text
+    assert f'{TASK_AUTO_CLASS[head].__name__}.from_pretrained("me/tiny-bert", trust_remote_code=True)' in card.text
+    assert "Devlin" in card.text
+
+
+def test_lora_trains_and_merges():
+    peft = pytest.importorskip("peft")
+    model = BERT_HEADS["sequence-classification"](make_config(initializer_range=0.2))
+    inputs = make_inputs("sequence-classification")
+    with torch.no_grad():
+        base_logits = model.eval()(**inputs).logits
+    lora = peft.get_peft_model(
+        model, peft.LoraConfig(target_modules=["qkv_proj", "o_proj"], task_type="SEQ_CLS", r=4, lora_alpha=8)
+    )
+    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
+    assert any("qkv_proj.lora_A" in name for name in trainable) and any("o_proj.lora_B" in name for name in trainable)
+    assert all("lora_" in name or "classifier" in name for name in trainable)  # SEQ_CLS also trains the head
+    optimizer = torch.optim.SGD([p for p in lora.parameters() if p.requires_grad], lr=0.5)
+    lora.train()
+    for _ in range(2):  # lora_B starts at zero: step so the adapter changes the output
+        lora(**inputs, labels=torch.tensor([0, 2, 1])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    lora.eval()
+    with torch.no_grad():
+        adapted = lora(**inputs).logits
+        merged_model = lora.merge_and_unload()
+        merged = merged_model(**inputs).logits
+    assert type(merged_model) is BERT_HEADS["sequence-classification"]
+    assert not torch.allclose(adapted, base_logits, atol=1e-4)
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compile_fullgraph_and_export_of_the_inference_forward():
+    # The input checks are skipped while tracing (they read tensor values); everything else traces as one graph.
+    model = BERT_HEADS["masked-lm"](make_config(initializer_range=0.3)).eval()
+    inputs = make_inputs("masked-lm")
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        compiled = torch.compile(model, fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(**inputs).logits, expected, rtol=1e-5, atol=1e-5)
+        exported = torch.export.export(model, (), kwargs=inputs)
+        torch.testing.assert_close(exported.module()(**inputs).logits, expected, rtol=1e-5, atol=1e-5)
