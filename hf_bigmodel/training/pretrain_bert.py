@@ -190,12 +190,17 @@ class BertPretrainingTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        labels = inputs.pop("labels")
+        labels = inputs["labels"]
         nsp_labels = inputs.pop("next_sentence_label", None)
+        # The MLM labels go to the model: in training mode hf_bigmodel's BERT then runs its prediction head only at
+        # the labelled positions (its logits are (number of labels, vocab), in the order of labels[labels != -100]);
+        # in eval mode, and for stock BERT, the logits cover every position. The loss is computed here either way,
+        # so that the NSP part is scaled exactly under gradient accumulation and several processes.
         outputs = model(**inputs)
         logits = outputs["prediction_logits"] if "prediction_logits" in outputs else outputs["logits"]
+        targets = labels[labels != -100] if logits.dim() == 2 else labels.reshape(-1)
         mlm_sum = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100, reduction="sum"
+            logits.reshape(-1, logits.shape[-1]).float(), targets, ignore_index=-100, reduction="sum"
         )
         masked = (labels != -100).sum()
         training = num_items_in_batch is not None and model.training
