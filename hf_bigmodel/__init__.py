@@ -11,6 +11,11 @@ from .models.gpt import (
     BigModelGPTForTokenClassification,
     BigModelGPTModel,
 )
+from .models.transformer import (
+    BigModelTransformerConfig,
+    BigModelTransformerForConditionalGeneration,
+    BigModelTransformerModel,
+)
 from .registry import create_config, create_model, list_presets
 
 try:
@@ -25,6 +30,9 @@ __all__ = [
     "BigModelGPTForCausalLM",
     "BigModelGPTForSequenceClassification",
     "BigModelGPTForTokenClassification",
+    "BigModelTransformerConfig",
+    "BigModelTransformerModel",
+    "BigModelTransformerForConditionalGeneration",
     "create_config",
     "create_model",
     "list_presets",

@@ -1,6 +1,6 @@
 """The architectures of the zoo. Importing this package registers each with transformers' Auto classes."""
 
-from . import gpt
+from . import gpt, transformer
 
 # model_type -> (config class, {task name: model class}). Every test and CLI command loops over this table, so a new
 # architecture is wired in by adding one line here.
@@ -13,6 +13,14 @@ ARCHITECTURES = {
             "causal-lm": gpt.BigModelGPTForCausalLM,
             "sequence-classification": gpt.BigModelGPTForSequenceClassification,
             "token-classification": gpt.BigModelGPTForTokenClassification,
+        },
+    ),
+    "transformer": (
+        transformer.BigModelTransformerConfig,
+        transformer.PRESETS,
+        {
+            "base": transformer.BigModelTransformerModel,
+            "seq2seq-lm": transformer.BigModelTransformerForConditionalGeneration,
         },
     ),
 }
