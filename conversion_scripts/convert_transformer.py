@@ -296,6 +296,18 @@ def convert_marian_to_bigmodel(
     if has_bias:
         tensors["lm_head.bias"] = bias.reshape(-1)
     config = marian_config_to_bigmodel(marian_config, has_bias)
+    if config.share_encoder_decoder_embeddings and not config.tie_word_embeddings:
+        # transformers ties Marian's embeddings only when tie_word_embeddings is set: otherwise its encoder and
+        # decoder embeddings are separate matrices (and `model.shared` is unused) despite the sharing flag.
+        names = ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "model.shared.weight")
+        present = [tensors[n] for n in names if n in tensors]
+        if not all(torch.equal(present[0], t) for t in present[1:]):
+            logger.info(
+                "Marian's share_encoder_decoder_embeddings=True has no effect without tie_word_embeddings: its "
+                "encoder and decoder embeddings differ, so they are converted as separate matrices."
+            )
+            config.share_encoder_decoder_embeddings = False
+            tensors.pop("model.shared.weight", None)
     ours = _fuse_projections(tensors, str(src))
     model = _build(BigModelTransformerForConditionalGeneration, config, ours, resolve_dtype(dtype, tensors), str(src))
     return _write(model, src, dst, overwrite, tokenizer)
