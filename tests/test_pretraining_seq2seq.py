@@ -339,3 +339,18 @@ def test_denoising_pretraining_runs(noise, tmp_path):
     else:
         assert "<extra_id_99>" in tokenizer.get_vocab()
     assert json.loads((out / "config.json").read_text())["vocab_size"] >= len(tokenizer)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MULTI30K / "raw").is_dir(), reason="Multi30k not available")
+def test_bench_multi30k_quick_runs(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_multi30k.py"
+    result = subprocess.run([sys.executable, str(script), "--quick", "--output_dir", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sacreBLEU (detokenized, cased, 13a):" in result.stdout
+    assert "lower-cased tokenized BLEU:" in result.stdout and "tokens/s" in result.stdout
+    assert len((tmp_path / "run" / PREDICTIONS_FILE).read_text().splitlines()) == 200

@@ -679,7 +679,8 @@ def translation_scores(
         ).score
     elif lowercase_bleu == "moses":
         hyps, refs = _moses_lowercase_tokenize(hypotheses, lang), _moses_lowercase_tokenize(references, lang)
-        scores["bleu_lc_tok"] = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score
+        # force: the text is tokenized on purpose (sacreBLEU would warn that it looks tokenized).
+        scores["bleu_lc_tok"] = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score
     return scores
 
 
