@@ -164,6 +164,9 @@ METRICS = {
     "eval_loss": ("loss", "Loss (cross-entropy, nats per token)"),
     "eval_accuracy": ("accuracy", "Accuracy"),
     "eval_f1": ("f1", "F1"),
+    "eval_bleu": ("bleu", "BLEU (sacreBLEU, detokenized, 13a)"),
+    "eval_bleu_lc_tok": ("bleu", "BLEU (lower-cased, Moses-tokenized)"),
+    "eval_chrf": ("chrf", "chrF (sacreBLEU)"),
 }
 # TrainingArguments shown in the hyperparameter table (when set), in this order.
 HYPERPARAMETERS = (

@@ -181,7 +181,16 @@ def test_translation_end_to_end_with_beam_search_predictions(data, tmp_path, cap
     with torch.no_grad():
         generated = model.generate(**batch)
     assert [t.strip() for t in tokenizer.batch_decode(generated, skip_special_tokens=True)] == predictions[:4]
-    assert sorted(p.name for p in out.glob("*.py")) == ["configuration_transformer.py", "modeling_transformer.py"]
+    assert {"configuration_transformer.py", "modeling_transformer.py"} <= {p.name for p in out.glob("*.py")}
+    # The model card reports the BLEU and chrF of the last evaluation, also as model-index metadata.
+    import yaml
+
+    card = (out / "README.md").read_text()
+    results = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]["metrics"]
+    assert {(m["name"], m["value"]) for m in results} >= {
+        ("BLEU (sacreBLEU, detokenized, 13a)", round(metrics["eval_bleu"], 6)),
+        ("chrF (sacreBLEU)", round(metrics["eval_chrf"], 6)),
+    }
 
 
 def test_predict_without_targets_and_from_a_datasets_dataset(data, tmp_path):
