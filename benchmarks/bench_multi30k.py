@@ -16,7 +16,7 @@ Scores printed:
 
 The recipe: a joint 8000-piece unigram tokenizer on both sides of the training data; 3+3 layers, d_model 256, 4
 heads, d_ff 1024, dropout 0.1 (`transformer-multi30k`); label smoothing 0.1 in the model's loss; AdamW (beta2 0.98)
-at peak learning rate 1e-3 with 300 warm-up steps and linear decay; 64 pairs per step, batches of similar lengths
+at peak learning rate 1e-3 with 500 warm-up steps and linear decay; 64 pairs per step, batches of similar lengths
 (`group_by_length`, less padding); 8 epochs; beam search of 5 with length penalty 1.0. Training data: the 29,000
 pairs of `train`; no checkpoint selection on `val` (the last model is scored).
 """
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=float, default=8.0)
     parser.add_argument("--batch", type=int, default=64, help="sentence pairs per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--warmup_steps", type=int, default=300)
+    parser.add_argument("--warmup_steps", type=int, default=500)
     parser.add_argument("--scheduler", default="linear", help="Trainer lr_scheduler_type (linear, inverse_sqrt, ...)")
     parser.add_argument("--label_smoothing", type=float, default=0.1)
     parser.add_argument("--beams", type=int, default=5)
