@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--vocab_size", type=int, default=8000, help="joint tokenizer size")
     parser.add_argument("--epochs", type=float, default=8.0)
     parser.add_argument("--batch", type=int, default=64, help="sentence pairs per step")
+    parser.add_argument("--max_tokens", type=int, default=None, help="batch by tokens instead (e.g. 2500)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--warmup_steps", type=int, default=500)
     parser.add_argument("--scheduler", default="linear", help="Trainer lr_scheduler_type (linear, inverse_sqrt, ...)")
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     if args.config_overrides:
         cli += ["--config_overrides", args.config_overrides]
+    if args.max_tokens:
+        cli += ["--max_tokens_per_batch", str(args.max_tokens)]
     if args.max_train_samples:
         cli += ["--max_train_samples", str(args.max_train_samples)]
     if args.max_test_samples:

@@ -17,6 +17,7 @@ from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.data import DataError
 from hf_bigmodel.training.pretrain_seq2seq import (
     PREDICTIONS_FILE,
+    TokenBudgetBatchSampler,
     infilling_noise,
     permute_sentences,
     read_lines,
@@ -249,6 +250,35 @@ def test_gradient_accumulation_gives_the_full_batch_loss(data, tmp_path):
         losses[name] = logged_losses(tmp_path / name)
     assert len(losses["batch8"]) == 3
     assert losses["ga2"] == pytest.approx(losses["batch8"], rel=1e-5)
+
+
+def test_token_budget_batches():
+    rng = np.random.default_rng(0)
+    sources, targets = rng.integers(3, 40, size=500).tolist(), rng.integers(3, 40, size=500).tolist()
+    sampler = TokenBudgetBatchSampler(sources, targets, max_tokens=400, seed=1)
+    first = list(sampler)
+    assert sorted(i for batch in first for i in batch) == list(range(500))  # every pair once per epoch
+    for batch in first:
+        assert len(batch) * (max(sources[i] for i in batch) + max(targets[i] for i in batch)) <= 400
+    assert np.mean([len(b) for b in first]) > 6  # similar lengths together: little padding, full batches
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert len(second) == len(first) == len(sampler) and second != first  # same batches, new order
+    assert sorted(map(tuple, second)) == sorted(map(tuple, first))
+    sampler.set_epoch(0)
+    assert list(sampler) == first  # an epoch's order is reproducible (exact resume)
+    with pytest.raises(DataError, match=r"--max_tokens_per_batch 50 is smaller than the longest training pair"):
+        TokenBudgetBatchSampler([30, 10], [30, 5], max_tokens=50)
+
+
+def test_training_with_batches_by_tokens(data, tmp_path):
+    out = tmp_path / "tokens"
+    assert cli_main(seq2seq_args(data, out, "--num_train_epochs", "2", "--max_tokens_per_batch", "300")) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    pairs = len(PAIRS) * 2
+    steps_per_epoch = state["global_step"] // 2
+    # About 10 pairs of ~30 tokens per 300-token batch.
+    assert state["global_step"] == 2 * steps_per_epoch and pairs / 12 < steps_per_epoch < pairs / 5
 
 
 @pytest.mark.skipif(not (MULTI30K / "raw").is_dir(), reason="Multi30k not available")

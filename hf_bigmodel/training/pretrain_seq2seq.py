@@ -149,6 +149,13 @@ class Seq2SeqDataArguments:
     skip_empty_pairs: bool = field(
         default=False, metadata={"help": "Drop pairs with an empty side instead of stopping with an error."}
     )
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "Batch by tokens: each training batch holds pairs of similar length with at most this many "
+            "padded source + target tokens (replaces --per_device_train_batch_size)."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training pairs."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation pairs."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test pairs."})
@@ -690,6 +697,46 @@ def decode_generations(tokenizer, ids: np.ndarray) -> list[str]:
     return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
+class TokenBudgetBatchSampler:
+    """Batches by tokens, as fairseq's --max-tokens: pairs sorted by (source, target) length (ties in a seeded
+    random order) are cut greedily into batches whose padded size, rows x (longest source + longest target), stays
+    within `max_tokens`; the batch order is shuffled each epoch (`set_epoch`, called by Trainer), so resuming
+    replays the same batches. Batches are fixed across epochs, so the number of steps per epoch is constant."""
+
+    def __init__(self, source_lengths: Sequence[int], target_lengths: Sequence[int], max_tokens: int, seed: int = 0):
+        longest = max(s + t for s, t in zip(source_lengths, target_lengths))
+        if max_tokens < longest:
+            raise DataError(
+                f"--max_tokens_per_batch {max_tokens} is smaller than the longest training pair ({longest} source + "
+                f"target tokens). Raise it (a few thousand is usual) or lower --max_source_length/--max_target_length."
+            )
+        self.seed, self.epoch = seed, 0
+        tie_break = np.random.default_rng(seed).permutation(len(source_lengths))
+        order = np.lexsort((tie_break, np.asarray(target_lengths), np.asarray(source_lengths)))
+        self.batches: list[list[int]] = []
+        current: list[int] = []
+        longest_source = longest_target = 0
+        for index in order.tolist():
+            source, target = max(longest_source, source_lengths[index]), max(longest_target, target_lengths[index])
+            if current and (len(current) + 1) * (source + target) > max_tokens:
+                self.batches.append(current)
+                current, source, target = [], source_lengths[index], target_lengths[index]
+            current.append(index)
+            longest_source, longest_target = source, target
+        if current:
+            self.batches.append(current)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for index in np.random.default_rng((self.seed, self.epoch)).permutation(len(self.batches)):
+            yield self.batches[index]
+
+
 class TranslationTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose metrics (with --predict_with_generate) score the generated translations against the
     raw reference text of the dataset being evaluated (not the decoded labels, which went through the tokenizer)."""
@@ -699,6 +746,26 @@ class TranslationTrainer(Seq2SeqTrainer):
         self._references = references  # id(dataset) -> raw reference texts
         self._current: list[str] | None = None
         self._data_args = data_args
+
+    def get_train_dataloader(self):
+        max_tokens = self._data_args.max_tokens_per_batch
+        if not max_tokens:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        data = self.train_dataset
+        sources = [len(ids) for ids in data["input_ids"]]
+        # Denoising makes its labels in the collator: the target is as long as the clean source.
+        targets = [len(ids) for ids in data["labels"]] if "labels" in data.column_names else sources
+        sampler = TokenBudgetBatchSampler(sources, targets, max_tokens, self.args.seed)
+        loader = DataLoader(
+            self._remove_unused_columns(data, description="Training"),
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def evaluate(self, eval_dataset=None, *args, **kwargs):
         self._current = self._references.get(id(eval_dataset if eval_dataset is not None else self.eval_dataset))
