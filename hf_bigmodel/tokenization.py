@@ -27,7 +27,7 @@ after each document; to generate "from the start of a document", prepend ``bos_t
 ``padding_side="left"`` (a decoder-only model continues from the last position of each row) and
 ``clean_up_tokenization_spaces=False``, so ``tokenizer.decode(tokenizer(text)["input_ids"]) == text`` for any text.
 
-Seq2seq (translation) tokenizers: ``kind="unigram"``, or any kind with ``seq2seq=True`` (``train_seq2seq_tokenizer``
+Seq2seq (translation) tokenizers: ``kind="unigram"``, or ``"bpe"`` with ``seq2seq=True`` (``train_seq2seq_tokenizer``
 trains one jointly on both sides of parallel data), use the Marian/BART-style special tokens and ids::
 
     0  <pad>   pad_token (also a fine decoder_start_token_id, as Marian)
@@ -37,7 +37,10 @@ trains one jointly on both sides of parallel data), use the Marian/BART-style sp
 
 ``padding_side="right"``, and ``tokenizer(src, text_target=tgt)`` returns ``input_ids`` and ``labels`` that both end
 with ``</s>``. For "unigram" the round trip is exact up to NFKC normalization:
-``decode(encode(text), skip_special_tokens=True) == unicodedata.normalize("NFKC", text)``.
+``decode(encode(text), skip_special_tokens=True) == unicodedata.normalize("NFKC", text)``, spaces, tabs and line
+breaks included. Exceptions (as for any tokenizer with these tokens): the special-token strings (``</s>``...) and
+"\u2581" written in the text, and a literal byte-token name such as ``<0x41>`` when ``<`` or ``>`` never occurred in
+training (it then decodes as its byte).
 """
 
 from __future__ import annotations
