@@ -393,3 +393,43 @@ def test_bench_multi30k_quick_runs(tmp_path):
     assert "sacreBLEU (detokenized, cased, 13a):" in result.stdout
     assert "lower-cased tokenized BLEU:" in result.stdout and "tokens/s" in result.stdout
     assert len((tmp_path / "run" / PREDICTIONS_FILE).read_text().splitlines()) == 200
+
+
+def test_push_to_hub_publishes_model_tokenizer_code_and_card(data, tmp_path):
+    """--push_to_hub against the local Hub-compatible server: the repo gets the weights, tokenizer, generation
+    config, modeling code and the model card with BLEU; a clean process loads and translates from it."""
+    import os
+    import subprocess
+    import sys
+
+    from huggingface_hub import HfApi
+
+    from hf_bigmodel.testing.hub_server import HubServer
+
+    with HubServer(tmp_path / "hub") as hub:
+        env = {**os.environ, **hub.env(), "HF_HOME": str(tmp_path / "hf_home"), "OMP_NUM_THREADS": "1"}
+        repo = f"{hub.user}/tiny-translator"
+        args = seq2seq_args(data, tmp_path / "run", "--max_steps", "2", "--do_eval", "--predict_with_generate",
+                            "--push_to_hub", "--hub_model_id", repo)  # fmt: skip
+        result = subprocess.run([sys.executable, "-m", "hf_bigmodel.cli", *args], env=env, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        files = set(HfApi(endpoint=hub.endpoint, token=hub.token).list_repo_files(repo))
+        expected = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "README.md",
+                    "configuration_transformer.py", "modeling_transformer.py"}  # fmt: skip
+        # Weights as safetensors only (Trainer's own push adds its training_args.bin, as for `pretrain gpt`).
+        assert expected <= files and not any(f.endswith((".bin", ".pt")) for f in files - {"training_args.bin"})
+        load = (
+            "import sys; from transformers import AutoModelForSeq2SeqLM, AutoTokenizer; "
+            "m = AutoModelForSeq2SeqLM.from_pretrained(sys.argv[1], trust_remote_code=True); "
+            "t = AutoTokenizer.from_pretrained(sys.argv[1]); "
+            "print('OUT', m.generate(**t(['Ein Mann.'], return_tensors='pt'), max_new_tokens=3).shape[0], "
+            "type(m).__module__)"
+        )
+        child = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+        loaded = subprocess.run([sys.executable, "-c", load, repo], env=child, capture_output=True, text=True,
+                                cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=300)  # fmt: skip
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        assert "OUT 1 transformers_modules." in loaded.stdout
+        card = HfApi(endpoint=hub.endpoint, token=hub.token).hf_hub_download(repo, "README.md", cache_dir=tmp_path)
+        assert "BLEU (sacreBLEU, detokenized, 13a)" in Path(card).read_text()
