@@ -93,6 +93,37 @@ def test_marian_to_bigmodel_and_back(tmp_path, overrides):
     assert_same_function(marian, back)
 
 
+def test_training_loss_and_grads_equal_marian(tmp_path):
+    marian = marian_model(dropout=0.0)
+    marian.save_pretrained(tmp_path / "marian")
+    convert_marian_to_bigmodel(tmp_path / "marian", tmp_path / "ours")
+    ours = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours")
+    batch = inputs()
+    labels = torch.randint(1, PAD, (2, 6))
+    labels[0, 4:] = -100  # padded targets: ours skips them (and the padded source) while training
+    losses = []
+    for model in (marian.train(), ours.train()):
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    # Marian's embedding has padding_idx (its pad row, also its decoder start, gets no gradient through lookups);
+    # ours has none. Every other row gets the same gradient.
+    rows = torch.arange(marian.config.vocab_size) != PAD
+    torch.testing.assert_close(
+        ours.model.shared.weight.grad[rows], marian.model.shared.weight.grad[rows], rtol=1e-4, atol=1e-6
+    )
+    for name in ("fc1", "self_attn_layer_norm"):
+        ours_grad = getattr(ours.model.encoder.layers[0], name).weight.grad
+        torch.testing.assert_close(
+            ours_grad, getattr(marian.model.encoder.layers[0], name).weight.grad, rtol=1e-4, atol=1e-6
+        )
+    q, k, v = (getattr(marian.model.decoder.layers[1].self_attn, f"{n}_proj").weight.grad for n in "qkv")
+    torch.testing.assert_close(
+        ours.model.decoder.layers[1].self_attn.qkv_proj.weight.grad, torch.cat([q, k, v]), rtol=1e-4, atol=1e-6
+    )
+
+
 def test_zero_logits_bias_gives_no_bias(tmp_path):
     marian = marian_model()
     with torch.no_grad():

@@ -296,7 +296,9 @@ def test_training_loss_and_grads_equal_torch_label_smoothed_cross_entropy(monkey
     monkeypatch.setattr(mt, "LOSS_CHUNK_ELEMENTS", chunk_elements)
     config = make_config(label_smoothing=smoothing)
     model = Seq2Seq(config).train()  # dropout 0 in the tiny preset: train and eval compute the same function
-    reference = Seq2Seq(config).train()
+    # The reference runs in eval mode: full padded computation, full logits, torch's loss. Ours in training mode
+    # skips padding (TokenPacking) and computes logits for labelled positions only.
+    reference = Seq2Seq(config).eval()
     reference.load_state_dict(model.state_dict())
     inputs = batch(config)
     out = model(**inputs)

@@ -98,6 +98,43 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * keep.to(x.dtype)
 
 
+class TokenPacking:
+    """The real (non-padding) tokens of a padded batch, for training without the padding.
+
+    Every per-token layer (projections, feed-forward, LayerNorm, dropout) then runs on the `N` real tokens only,
+    as a (1, N, hidden) tensor; attention unpacks its projections into the padded (batch, seq) layout, where the
+    padding mask applies as usual, and packs its output back. Padding positions contribute nothing to real tokens
+    (they are masked keys), so the real tokens' values are exactly those of the padded computation, at
+    (real tokens / all positions) of the cost.
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        self.batch, self.seq = mask.shape
+        self.index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of the real tokens
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, ...) -> (1, N, ...)."""
+        return x.reshape(self.batch * self.seq, *x.shape[2:]).index_select(0, self.index).unsqueeze(0)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, N, ...) -> (batch, seq, ...), zeros at padding positions."""
+        out = x.new_zeros(self.batch * self.seq, *x.shape[2:]).index_copy(0, self.index, x[0])
+        return out.view(self.batch, self.seq, *x.shape[2:])
+
+
+def _token_packing(module: nn.Module, mask: torch.Tensor | None, kwargs: dict) -> TokenPacking | None:
+    """Packing for a training forward over a padded batch; None when there is no padding to skip, outside
+    training (generation, evaluation: outputs keep their padded layout), or when layer outputs are captured."""
+    if not module.training or mask is None or mask.dim() != 2 or bool(mask.all()):
+        return None
+    config = module.config
+    if kwargs.get("output_hidden_states", config.output_hidden_states) or kwargs.get(
+        "output_attentions", config.output_attentions
+    ):
+        return None
+    return TokenPacking(mask.bool())
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -150,26 +187,32 @@ class BigModelTransformerAttention(nn.Module):
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        packing: TokenPacking | None = None,
+        kv_packing: TokenPacking | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        input_shape = hidden_states.shape[:-1]  # (batch, q_len)
+        # With `packing`, hidden_states holds the real tokens only (1, N, hidden); see TokenPacking.
+        unpack = packing.unpack if packing is not None else (lambda x: x)
         layer_cache = cache
         if isinstance(cache, EncoderDecoderCache):
             layer_cache = cache.cross_attention_cache if self.is_cross else cache.self_attention_cache
 
         if self.is_cross:
-            query = self._heads(self.q_proj(hidden_states))
+            query = self._heads(unpack(self.q_proj(hidden_states)))
             if cache is not None and cache.is_updated.get(self.layer_idx):
                 key = layer_cache.layers[self.layer_idx].keys  # the encoder keys/values of an earlier step
                 value = layer_cache.layers[self.layer_idx].values
             else:
-                key, value = self.kv_proj(key_value_states).chunk(2, dim=-1)
+                key_value = self.kv_proj(key_value_states)
+                if kv_packing is not None:
+                    key_value = kv_packing.unpack(key_value)
+                key, value = key_value.chunk(2, dim=-1)
                 key, value = self._heads(key), self._heads(value)
                 if cache is not None:
                     key, value = layer_cache.update(key, value, self.layer_idx)
                     cache.is_updated[self.layer_idx] = True
         else:
-            query, key, value = (self._heads(x) for x in self.qkv_proj(hidden_states).chunk(3, dim=-1))
+            query, key, value = (self._heads(x) for x in unpack(self.qkv_proj(hidden_states)).chunk(3, dim=-1))
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)  # (batch, heads, past + q_len, head_dim)
 
@@ -186,8 +229,10 @@ class BigModelTransformerAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        attn_output = attn_output.reshape(*input_shape, -1).contiguous()  # (batch, q_len, hidden)
-        return self.out_proj(attn_output), attn_weights
+        attn_output = attn_output.reshape(*attn_output.shape[:2], -1)  # (batch, q_len, hidden)
+        if packing is not None:
+            attn_output = packing.pack(attn_output)  # (1, N, hidden)
+        return self.out_proj(attn_output.contiguous()), attn_weights
 
 
 class BigModelTransformerEncoderLayer(GradientCheckpointingLayer):
@@ -376,14 +421,19 @@ class BigModelTransformerEncoder(BigModelTransformerPreTrainedModel):
         _check_length(seq_len, self.config, "source")
         positions = torch.arange(seq_len, device=inputs_embeds.device)
         hidden_states = inputs_embeds + self.embed_positions(positions)
-        hidden_states = dropout(hidden_states, self.config.dropout, self.training)
         mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask
         )
+        packing = _token_packing(self, attention_mask, kwargs)
+        if packing is not None:
+            hidden_states = packing.pack(hidden_states)  # (1, real tokens, hidden)
+        hidden_states = dropout(hidden_states, self.config.dropout, self.training)
         for layer in self.layers:
-            hidden_states = layer(hidden_states, mask, **kwargs)
+            hidden_states = layer(hidden_states, mask, packing=packing, **kwargs)
         if self.layer_norm is not None:
             hidden_states = self.layer_norm(hidden_states)
+        if packing is not None:
+            hidden_states = packing.unpack(hidden_states)  # zeros at padding positions
         return BaseModelOutput(last_hidden_state=hidden_states)
 
 
@@ -452,6 +502,14 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
             encoder_hidden_states=encoder_hidden_states,
         )
         hidden_states = inputs_embeds + self.embed_positions(position_ids)
+        packing = kv_packing = None
+        if cache is None:
+            packing = _token_packing(self, attention_mask, kwargs)
+            kv_packing = _token_packing(self, encoder_attention_mask, kwargs)
+        if packing is not None:
+            hidden_states = packing.pack(hidden_states)  # (1, real tokens, hidden)
+        if kv_packing is not None and encoder_hidden_states is not None:
+            encoder_hidden_states = kv_packing.pack(encoder_hidden_states)
         hidden_states = dropout(hidden_states, self.config.dropout, self.training)
         for layer in self.layers:
             hidden_states = layer(
@@ -461,10 +519,14 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
                 encoder_attention_mask=cross_mask,
                 cache=cache,
                 use_cache=use_cache,
+                packing=packing,
+                kv_packing=kv_packing,
                 **kwargs,
             )
         if self.layer_norm is not None:
             hidden_states = self.layer_norm(hidden_states)
+        if packing is not None:
+            hidden_states = packing.unpack(hidden_states)  # zeros at padding positions
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache)
 
 
@@ -613,6 +675,14 @@ def label_smoothed_loss(
     return total / num_items_in_batch
 
 
+def _target_mask(labels: torch.Tensor) -> torch.Tensor | None:
+    """1 up to each row's last labelled position (at least the first position), 0 after; None if nothing is cut."""
+    positions = torch.arange(labels.shape[1], device=labels.device)
+    last = torch.where(labels != -100, positions, 0).amax(dim=1, keepdim=True)  # (batch, 1)
+    mask = (positions <= last).long()
+    return None if bool(mask.all()) else mask
+
+
 class BigModelTransformerForConditionalGeneration(BigModelTransformerPreTrainedModel, GenerationMixin):
     """The Transformer with its output projection (`lm_head`, tied to the decoder embedding by default): translation
     and other sequence-to-sequence tasks, `generate` with greedy, beam or sampled decoding."""
@@ -666,6 +736,10 @@ class BigModelTransformerForConditionalGeneration(BigModelTransformerPreTrainedM
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+            if self.training and decoder_attention_mask is None:
+                # Positions after a row's last label feed no labelled position (causal attention): mark them as
+                # padding so that training skips them (TokenPacking). Labelled positions are computed unchanged.
+                decoder_attention_mask = _target_mask(labels)
         outputs: Seq2SeqModelOutput = self.model(
             input_ids,
             attention_mask=attention_mask,
