@@ -243,3 +243,21 @@ def test_saved_pipeline_loads_without_hf_bigmodel(model_folder, tmp_path):
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))[7:])
     assert result["output"] == expected
     assert result["module"].startswith("transformers_modules.") and result["model"].startswith("transformers_modules.")
+
+
+@pytest.mark.slow  # about 10 s of graph capture
+def test_compiled_forward_and_compiled_static_generation_equal_eager():
+    from transformers import CompileConfig
+
+    model = make_model()
+    ids, mask = right_pad(sources((7, 5)))
+    decoder_ids = torch.randint(3, 128, (2, 4))
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # graph capture without graph breaks
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
+        got = compiled(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
+    assert torch.equal(got, expected)
+    compile_config = CompileConfig(fullgraph=True, backend="eager")
+    compile_config._compile_all_devices = True  # generate compiles the decode step on accelerators only otherwise
+    static = greedy(model, ids, mask, cache_implementation="static", compile_config=compile_config)
+    assert torch.equal(static, greedy(model, ids, mask))
