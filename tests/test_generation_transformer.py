@@ -195,6 +195,31 @@ def test_translation_pipeline_from_a_folder(model_folder):
     assert generic(texts[0], num_beams=2, max_new_tokens=6) == [{"generated_text": expected}]
 
 
+def test_translation_pipeline_serves_stock_seq2seq_models_too(tmp_path):
+    from transformers import MarianConfig, MarianMTModel
+
+    config = MarianConfig(
+        vocab_size=len(WORDS) + 4,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=32,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=PAD,
+    )
+    MarianMTModel(config).save_pretrained(tmp_path)
+    make_tokenizer().save_pretrained(tmp_path)
+    translate = pipeline("translation", model=str(tmp_path))
+    assert type(translate.model) is MarianMTModel
+    (result,) = translate("ein hund", max_new_tokens=4)
+    assert set(result) == {"translation_text"} and isinstance(result["translation_text"], str)
+
+
 def test_translation_pipeline_rejects_non_text(model_folder):
     translate = pipeline("translation", model=str(model_folder[0]), trust_remote_code=False)
     with pytest.raises(TypeError, match=r"translation inputs must be strings, got int"):

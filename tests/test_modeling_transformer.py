@@ -555,6 +555,21 @@ def test_registry_loads_in_a_fresh_process(saved_folders, tmp_path):
         assert results[folder].get("generate_equal", True), folder
 
 
+def test_model_card(tmp_path):
+    from hf_bigmodel.model_card import build_model_card
+
+    Seq2Seq(make_config()).save_pretrained(tmp_path)
+    card = build_model_card(tmp_path, repo_id="someone/tiny-transformer")
+    assert card.metadata["pipeline_tag"] == "translation"
+    assert {"transformer", "seq2seq", "custom_code"} <= set(card.metadata["tags"])
+    assert "| Layers | 2 encoder + 2 decoder |" in card.text
+    assert "post-norm (as the paper)" in card.text and "Attention Is All You Need" in card.text
+    assert 'AutoModelForSeq2SeqLM.from_pretrained("someone/tiny-transformer", trust_remote_code=True)' in card.text
+    assert "--to marian" in card.text  # default settings convert to stock MarianMTModel
+    Seq2Seq(make_config(pre_norm=True)).save_pretrained(tmp_path / "pre")
+    assert "--to marian" not in build_model_card(tmp_path / "pre").text
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Benchmark smoke test
 # --------------------------------------------------------------------------------------------------------------------
