@@ -155,6 +155,38 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+# Largest score tensor (batch x heads x queries x keys) for which training on CPU uses `math_attention` instead of
+# sdpa: 16M float32 scores (64 MiB per attention layer kept for backward).
+MATH_ATTENTION_MAX_SCORES = 2**24
+
+
+def math_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    scaling: float,
+    dropout_p: float,
+    is_causal: bool,
+) -> torch.Tensor:
+    """softmax(q k^T * scaling + mask) v, exactly the function sdpa computes, as plain matmuls: on CPU, for the
+    short sequences of translation training, forward + backward runs faster than sdpa's flash kernel (whose
+    backward dominates in bfloat16). Scores and softmax are float32, as in sdpa's kernels. `mask` is sdpa's
+    boolean mask (True = attend) or an additive float mask. Returns (batch, q_len, heads, head_dim)."""
+    with torch.autocast(query.device.type, enabled=False):
+        scores = torch.matmul(query.float(), key.float().transpose(2, 3)).mul_(scaling)  # (batch, heads, q, k)
+        if is_causal:
+            causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril_()
+            mask = causal if mask is None else mask & causal
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            else:
+                scores = scores + mask
+        probs = dropout(scores.softmax(dim=-1).to(value.dtype), dropout_p, True)
+        return torch.matmul(probs, value).transpose(1, 2)
+
+
 class BigModelTransformerAttention(nn.Module):
     """Multi-head attention. Self-attention projects q, k, v with one fused `qkv_proj`; cross-attention projects
     the decoder state with `q_proj` and the encoder output with one fused `kv_proj` (computed once per generation
@@ -177,6 +209,15 @@ class BigModelTransformerAttention(nn.Module):
         else:
             self.qkv_proj = nn.Linear(hidden, 3 * hidden)
         self.out_proj = nn.Linear(hidden, hidden)
+
+    def _use_math_attention(self, query: torch.Tensor, key: torch.Tensor) -> bool:
+        """Whether sdpa is better served by `math_attention`: training on CPU with a moderate score tensor."""
+        return (
+            self.training
+            and self.config._attn_implementation == "sdpa"
+            and query.device.type == "cpu"
+            and query.shape[0] * query.shape[1] * query.shape[2] * key.shape[2] <= MATH_ATTENTION_MAX_SCORES
+        )
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(*x.shape[:-1], -1, self.head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
@@ -216,19 +257,26 @@ class BigModelTransformerAttention(nn.Module):
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)  # (batch, heads, past + q_len, head_dim)
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        attn_output, attn_weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
+        if self._use_math_attention(query, key):
+            is_causal = self.is_causal and attention_mask is None and query.shape[2] > 1
+            attn_output = math_attention(
+                query, key, value, attention_mask, self.scaling, self.attention_dropout, is_causal
+            )
+            attn_weights = None  # sdpa returns none either
+        else:
+            attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
+            attn_output, attn_weights = attention_interface(
+                self,
+                query,
+                key,
+                value,
+                attention_mask,
+                dropout=self.attention_dropout if self.training else 0.0,
+                scaling=self.scaling,
+                **kwargs,
+            )
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1)  # (batch, q_len, hidden)
         if packing is not None:
             attn_output = packing.pack(attn_output)  # (1, N, hidden)
