@@ -23,6 +23,11 @@ from .models.gpt import (
     BigModelGPTForTokenClassification,
     BigModelGPTModel,
 )
+from .models.transformer import (
+    BigModelTransformerConfig,
+    BigModelTransformerForConditionalGeneration,
+    BigModelTransformerModel,
+)
 from .registry import create_config, create_model, list_presets
 
 try:
@@ -46,6 +51,9 @@ __all__ = [
     "BigModelBertForTokenClassification",
     "BigModelBertForQuestionAnswering",
     "BigModelBertForMultipleChoice",
+    "BigModelTransformerConfig",
+    "BigModelTransformerModel",
+    "BigModelTransformerForConditionalGeneration",
     "create_config",
     "create_model",
     "list_presets",

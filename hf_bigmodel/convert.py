@@ -4,6 +4,8 @@
     hf-bigmodel convert llama-folder/ ours/           stock Llama (LlamaForCausalLM) -> bigmodel_gpt
     hf-bigmodel convert ours/ stock/                  bigmodel_gpt -> GPT2LMHeadModel (GPT-2 settings) or
                                                       LlamaForCausalLM (rope + rmsnorm + swiglu); force with --to
+    hf-bigmodel convert marian-folder/ ours/          stock Marian (MarianMTModel) -> bigmodel_transformer
+    hf-bigmodel convert ours-seq2seq/ stock/          bigmodel_transformer -> MarianMTModel (Marian settings)
     hf-bigmodel convert out/ckpt.pt ours/ --vocab-chars-from input.txt
                                                       nanoGPT checkpoint (+ its character tokenizer) -> bigmodel_gpt
     hf-bigmodel convert bert-folder/ ours/            stock BERT (BertModel, BertForPreTraining, BertForMaskedLM,
@@ -37,6 +39,7 @@ from conversion_scripts.convert_gpt import (
     convert_llama_to_bigmodel,
     convert_nanogpt_to_bigmodel,
 )
+from conversion_scripts.convert_transformer import convert_bigmodel_to_marian, convert_marian_to_bigmodel
 
 NANOGPT = "nanogpt"
 
@@ -58,6 +61,8 @@ _OURS_BERT = (
     "`import hf_bigmodel`)"
 )
 _STOCK_BERT = "the Auto class of its head, e.g. AutoModelForMaskedLM.from_pretrained(DST), plain transformers"
+_OURS_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+_STOCK_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST), plain transformers, no remote code"
 
 ROUTES: dict[tuple[str, str], Route] = {
     (route.source, route.target): route
@@ -69,6 +74,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         Route("bigmodel_gpt", "llama", convert_bigmodel_to_llama, _STOCK),
         Route("bert", "bigmodel_bert", convert_bert_to_bigmodel, _OURS_BERT),
         Route("bigmodel_bert", "bert", convert_bigmodel_to_bert, _STOCK_BERT),
+        Route("marian", "bigmodel_transformer", convert_marian_to_bigmodel, _OURS_SEQ2SEQ),
+        Route("bigmodel_transformer", "marian", convert_bigmodel_to_marian, _STOCK_SEQ2SEQ),
     )
 }
 
@@ -87,6 +94,8 @@ DEFAULT_TARGETS: dict[str, Callable[[Path], str]] = {
     "bigmodel_gpt": _bigmodel_gpt_target,
     "bert": lambda src: "bigmodel_bert",
     "bigmodel_bert": lambda src: "bert",
+    "marian": lambda src: "bigmodel_transformer",
+    "bigmodel_transformer": lambda src: "marian",
 }
 
 
@@ -215,8 +224,10 @@ __all__ = [
     "convert_bigmodel_to_bert",
     "convert_bigmodel_to_gpt2",
     "convert_bigmodel_to_llama",
+    "convert_bigmodel_to_marian",
     "convert_gpt2_to_bigmodel",
     "convert_llama_to_bigmodel",
+    "convert_marian_to_bigmodel",
     "convert_nanogpt_to_bigmodel",
     "detect_source",
     "main",

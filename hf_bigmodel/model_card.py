@@ -124,6 +124,28 @@ def describe_bert(config: dict) -> list[tuple[str, str]]:
     ]
 
 
+def describe_transformer(config: dict) -> list[tuple[str, str]]:
+    """Model-details rows for a `bigmodel_transformer` config.json."""
+    heads = config["num_attention_heads"]
+    positions = config.get("position_embedding_type", "sinusoidal")
+    if positions == "sinusoidal":
+        positions += f" ({config.get('sinusoidal_layout', 'split')} layout)"
+    norm = "pre-norm" if config.get("pre_norm") else "post-norm (as the paper)"
+    return [
+        ("Type", f"encoder-decoder Transformer, {norm}"),
+        ("Layers", f"{config['encoder_layers']} encoder + {config['decoder_layers']} decoder"),
+        ("Hidden size (d_model)", str(config["hidden_size"])),
+        ("Attention", f"{heads} heads of {config['hidden_size'] // heads}"),
+        ("Feed-forward size (d_ff)", f"{config['intermediate_size']}, {config.get('activation_function', 'relu')}"),
+        ("Positions", positions),
+        ("Maximum length", f"{config['max_position_embeddings']} tokens (source and target)"),
+        ("Vocabulary", f"{config['vocab_size']} embeddings"),
+        ("Shared source/target embeddings", "yes" if config.get("share_encoder_decoder_embeddings", True) else "no"),
+        ("Tied output projection", "yes" if config.get("tie_word_embeddings", True) else "no"),
+        ("Dropout / label smoothing", f"{config.get('dropout', 0.0):g} / {config.get('label_smoothing', 0.0):g}"),
+    ]
+
+
 CARD_SPECS: dict[str, CardSpec] = {
     "bigmodel_gpt": CardSpec(
         template="gpt.md",
@@ -136,6 +158,12 @@ CARD_SPECS: dict[str, CardSpec] = {
         family="a BERT encoder (bidirectional Transformer) from hf_bigmodel",
         describe=describe_bert,
         tags=("bert",),
+    ),
+    "bigmodel_transformer": CardSpec(
+        template="transformer.md",
+        family="an encoder-decoder Transformer (Attention Is All You Need) from hf_bigmodel",
+        describe=describe_transformer,
+        tags=("transformer", "seq2seq", "translation"),
     ),
 }
 
@@ -174,6 +202,9 @@ METRICS = {
     "eval_exact_match": ("exact_match", "Exact match (%)"),
     "eval_mlm_accuracy": ("accuracy", "Masked-token accuracy (MLM)"),
     "eval_nsp_accuracy": ("accuracy", "Next-sentence accuracy (NSP)"),
+    "eval_bleu": ("bleu", "BLEU (sacreBLEU, detokenized, 13a)"),
+    "eval_bleu_lc_tok": ("bleu", "BLEU (lower-cased, Moses-tokenized)"),
+    "eval_chrf": ("chrf", "chrF (sacreBLEU)"),
 }
 # TrainingArguments shown in the hyperparameter table (when set), in this order.
 HYPERPARAMETERS = (

@@ -8,7 +8,11 @@ Kinds (a small dispatch table, `KINDS`, so that later kinds only add an entry):
   followed by the 256 byte tokens ``<0x00>`` ... ``<0xFF>``. A character never seen in training is encoded as its
   UTF-8 bytes (byte fallback), so it still decodes back exactly.
 
-Special tokens and ids (the same for both kinds, always at the start of the vocabulary)::
+* ``"unigram"``: SentencePiece-style Unigram for translation and other seq2seq models: NFKC normalization, spaces
+  become ``\u2581`` (Metaspace), pieces are learned by the Unigram EM trainer, then the 256 byte tokens are added
+  with byte fallback, so a character never seen in training still encodes (as its UTF-8 bytes) and decodes back.
+
+Special tokens and ids of "bpe" and "char" (always at the start of the vocabulary)::
 
     0  <|pad|>        pad_token
     1  <|endoftext|>  bos_token and eos_token (one document separator, as GPT-2's <|endoftext|>)
@@ -30,12 +34,29 @@ only. Pretraining packs documents as ``doc_1 <|endoftext|> doc_2 <|endoftext|> .
 after each document; to generate "from the start of a document", prepend ``bos_token_id`` (the same token).
 ``padding_side="left"`` (a decoder-only model continues from the last position of each row) and
 ``clean_up_tokenization_spaces=False``, so ``tokenizer.decode(tokenizer(text)["input_ids"]) == text`` for any text.
+
+Seq2seq (translation) tokenizers: ``kind="unigram"``, or ``"bpe"`` with ``seq2seq=True`` (``train_seq2seq_tokenizer``
+trains one jointly on both sides of parallel data), use the Marian/BART-style special tokens and ids::
+
+    0  <pad>   pad_token (also a fine decoder_start_token_id, as Marian)
+    1  <s>     bos_token
+    2  </s>    eos_token: appended to every source and target by the post-processor
+    3  <unk>   unk_token (byte fallback makes it rare: only for text the model cannot represent at all)
+
+``padding_side="right"``, and ``tokenizer(src, text_target=tgt)`` returns ``input_ids`` and ``labels`` that both end
+with ``</s>``. For "unigram" the round trip is exact up to NFKC normalization:
+``decode(encode(text), skip_special_tokens=True) == unicodedata.normalize("NFKC", text)``, spaces, tabs and line
+breaks included. Exceptions (as for any tokenizer with these tokens): the special-token strings (``</s>``...) and
+"\u2581" written in the text, and a literal byte-token name such as ``<0x41>`` when ``<`` or ``>`` never occurred in
+training (it then decodes as its byte).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
+import json
 import math
 import os
 import shutil
@@ -59,6 +80,9 @@ PAD_TOKEN = "<|pad|>"
 ENDOFTEXT_TOKEN = "<|endoftext|>"
 # Order = ids: pad is 0, the document separator is 1.
 SPECIAL_TOKENS = {"pad_token": PAD_TOKEN, "bos_token": ENDOFTEXT_TOKEN, "eos_token": ENDOFTEXT_TOKEN}
+# Seq2seq (Marian/BART-style): pad 0, bos 1, eos 2, unk 3.
+SEQ2SEQ_SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+_METASPACE = "\u2581"
 
 # WordPiece (BERT) special tokens, in id order 0..4: the order of transformers 5's BertTokenizer defaults, with
 # padding at id 0 so that a zero-initialised id tensor is all padding. (Google's BERT vocabularies put [PAD] at 0
@@ -89,8 +113,14 @@ def _special_token_list(special_tokens: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(special_tokens.values()))
 
 
-def _build_bpe(texts: Iterable[list[str]], vocab_size: int, min_frequency: int, show_progress: bool) -> Tokenizer:
-    specials = _special_token_list(SPECIAL_TOKENS)
+def _build_bpe(
+    texts: Iterable[list[str]],
+    vocab_size: int,
+    min_frequency: int,
+    show_progress: bool,
+    special_tokens: dict[str, str] = SPECIAL_TOKENS,
+) -> Tokenizer:
+    specials = _special_token_list(special_tokens)
     smallest = len(specials) + 256
     if vocab_size < smallest:
         raise TokenizerTrainingError(
@@ -196,6 +226,47 @@ def _wrap_wordpiece(backend: Tokenizer, options: dict[str, Any], kwargs: dict[st
     )
 
 
+def _build_unigram(texts: Iterable[list[str]], vocab_size: int, min_frequency: int, show_progress: bool) -> Tokenizer:
+    del min_frequency  # Unigram prunes by likelihood, not by pair counts
+    specials = _special_token_list(SEQ2SEQ_SPECIAL_TOKENS)
+    smallest = len(specials) + 256 + 2
+    if vocab_size < smallest:
+        raise TokenizerTrainingError(
+            f"vocab_size={vocab_size} is too small for a unigram tokenizer: it needs {len(specials)} special tokens "
+            f"+ 256 byte-fallback tokens + some pieces. Use vocab_size >= {smallest} (about 8000 for Multi30k-sized "
+            f"data, 32000 for large corpora)."
+        )
+    tokenizer = Tokenizer(models.Unigram())
+    # Spaces become "\u2581" in the normalizer (after NFKC), with one prepended so that a sentence's first word
+    # looks like every other word; Metaspace then only splits before each "\u2581". Doing the replacement here
+    # rather than with Metaspace's own prepend_scheme keeps leading spaces: "  a" -> "\u2581\u2581\u2581a".
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Prepend(_METASPACE), normalizers.Replace(" ", _METASPACE)]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_METASPACE, prepend_scheme="never", split=True)
+    trainer = trainers.UnigramTrainer(
+        # The byte tokens are added below, so the learned pieces leave room for them.
+        vocab_size=vocab_size - 256,
+        special_tokens=specials,
+        unk_token=SEQ2SEQ_SPECIAL_TOKENS["unk_token"],
+        show_progress=show_progress,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace(_METASPACE, " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    # Byte fallback (as SentencePiece's --byte_fallback): the 256 <0xNN> pieces get a score far below any learned
+    # piece, so the lattice never prefers them (not even for a literal "<0x41>" in the text); they are used only
+    # for characters the vocabulary lacks.
+    data = json.loads(tokenizer.to_str())
+    pieces = data["model"]["vocab"]
+    floor = min(score for _, score in pieces) - 1e4
+    known = {piece for piece, _ in pieces}
+    pieces.extend([byte, floor] for byte in _BYTE_TOKENS if byte not in known)
+    data["model"]["byte_fallback"] = True
+    return Tokenizer.from_str(json.dumps(data))
+
+
 @dataclass(frozen=True)
 class _Kind:
     build: Callable[..., Tokenizer]
@@ -205,9 +276,9 @@ class _Kind:
     # Builds the transformers tokenizer from the trained backend; None: the GPT-style PreTrainedTokenizerFast.
     wrap: Callable[[Tokenizer, dict[str, Any], dict[str, Any]], PreTrainedTokenizerFast] | None = None
     options: tuple[str, ...] = ()  # extra keyword options of `train_tokenizer` this kind accepts
+    add_eos: bool = False  # the post-processor appends eos to every sequence (seq2seq sources and targets)
 
 
-# Unigram (seq2seq) will be added here.
 KINDS: dict[str, _Kind] = {
     "bpe": _Kind(_build_bpe, SPECIAL_TOKENS, "left", "byte-level BPE (GPT-2)"),
     "char": _Kind(_build_char, SPECIAL_TOKENS, "left", "one token per character, byte fallback for unseen ones"),
@@ -218,6 +289,24 @@ KINDS: dict[str, _Kind] = {
         "WordPiece (BERT): [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, pairs as [CLS] a [SEP] b [SEP]",
         wrap=_wrap_wordpiece,
         options=("lowercase", "strip_accents"),
+    ),
+    "unigram": _Kind(
+        _build_unigram,
+        SEQ2SEQ_SPECIAL_TOKENS,
+        "right",
+        "SentencePiece-style unigram (NFKC, metaspace, byte fallback) for seq2seq: <pad> <s> </s> <unk>, eos appended",
+        add_eos=True,
+    ),
+}
+# The same kinds with the seq2seq conventions (special tokens <pad> <s> </s> <unk>, eos appended, right padding).
+SEQ2SEQ_KINDS: dict[str, _Kind] = {
+    "unigram": KINDS["unigram"],
+    "bpe": _Kind(
+        functools.partial(_build_bpe, special_tokens=SEQ2SEQ_SPECIAL_TOKENS),
+        SEQ2SEQ_SPECIAL_TOKENS,
+        "right",
+        "byte-level BPE with seq2seq special tokens",
+        add_eos=True,
     ),
 }
 
@@ -254,6 +343,9 @@ def _column_texts(dataset: Any, text_column: str) -> Iterator[str]:
     for batch in dataset.iter(batch_size=_TEXT_BATCH_SIZE):
         for text in batch[text_column]:
             if text is None:
+                continue
+            if isinstance(text, dict):  # a "translation" column {lang: text}: every language feeds one tokenizer
+                yield from (value for value in text.values() if isinstance(value, str))
                 continue
             if not isinstance(text, str):
                 raise TokenizerTrainingError(
@@ -293,13 +385,15 @@ def train_tokenizer(
     show_progress: bool = True,
     lowercase: bool | None = None,
     strip_accents: bool | None = None,
+    seq2seq: bool = False,
 ) -> PreTrainedTokenizerFast:
-    """Train a `kind` tokenizer ("bpe", "char" or "wordpiece") on text files or a `datasets` dataset and wrap it for
-    transformers.
+    """Train a `kind` tokenizer ("bpe", "char", "wordpiece" or "unigram") on text files or a `datasets` dataset and
+    wrap it for transformers. All files (or every language of a "translation" column) feed one trainer: a joint
+    vocabulary.
 
     Args:
-        kind: "bpe" (byte-level BPE), "char" (characters with byte fallback) or "wordpiece" (BERT); see the module
-            docstring.
+        kind: "bpe" (byte-level BPE), "char" (characters with byte fallback), "wordpiece" (BERT) or "unigram"
+            (SentencePiece-style, seq2seq); see the module docstring.
         files: UTF-8 text files. Each is checked up front (exists, valid UTF-8, not empty or whitespace only),
             then streamed line by line.
         dataset: a `datasets.Dataset` (or `IterableDataset`) whose `text_column` holds strings; read in batches.
@@ -312,21 +406,28 @@ def train_tokenizer(
         show_progress: show the trainer's progress bars.
         lowercase: "wordpiece" only: lowercase the text (BERT "uncased"; default True).
         strip_accents: "wordpiece" only: remove accents (default: follow `lowercase`, as BERT does).
+        seq2seq: use the seq2seq conventions ("bpe" or "unigram"; always on for "unigram"): special tokens
+            <pad>=0 <s>=1 </s>=2 <unk>=3, </s> appended to every encoded sequence, right padding.
 
     Returns:
         "bpe"/"char": a `PreTrainedTokenizerFast` with pad id 0 and bos = eos id 1, left padding, no special tokens
         added by `__call__`, and exact `decode(encode(text)) == text`. "wordpiece": a `BertTokenizer` with
         [PAD] [UNK] [CLS] [SEP] [MASK] = 0..4, right padding, `[CLS] a [SEP] (b [SEP])` with token_type_ids.
+        Seq2seq: see the module docstring.
     """
     if kind not in KINDS:
         raise TokenizerTrainingError(f"Unknown tokenizer kind {kind!r}. Available kinds: {', '.join(KINDS)}.")
+    if seq2seq and kind not in SEQ2SEQ_KINDS:
+        raise TokenizerTrainingError(
+            f"Tokenizer kind {kind!r} has no seq2seq variant; use one of {', '.join(SEQ2SEQ_KINDS)}."
+        )
     if (files is None) == (dataset is None):
         raise TokenizerTrainingError("Pass exactly one of `files` (text files) and `dataset` (a datasets.Dataset).")
     if min_frequency < 0:
         raise TokenizerTrainingError(f"min_frequency must be >= 0, got {min_frequency}.")
     if model_max_length is not None and model_max_length <= 0:
         raise TokenizerTrainingError(f"model_max_length must be a positive integer, got {model_max_length}.")
-    spec = KINDS[kind]
+    spec = SEQ2SEQ_KINDS[kind] if seq2seq else KINDS[kind]
     options = {
         name: value
         for name, value in (("lowercase", lowercase), ("strip_accents", strip_accents))
@@ -372,15 +473,47 @@ def train_tokenizer(
         **spec.special_tokens,
         padding_side=spec.padding_side,
         clean_up_tokenization_spaces=False,
-        # Explicit False: transformers then installs a pass-through post-processor (no bos/eos insertion).
+        # Explicit values: transformers then installs the matching post-processor (none, or "$A </s>" for seq2seq).
         add_bos_token=False,
-        add_eos_token=False,
+        add_eos_token=spec.add_eos,
         model_input_names=["input_ids", "attention_mask"],
         **kwargs,
     )
     if output_dir is not None:
         save_tokenizer(tokenizer, output_dir)
     return tokenizer
+
+
+def train_seq2seq_tokenizer(
+    kind: str = "unigram",
+    source_files: Sequence[str | Path] | None = None,
+    target_files: Sequence[str | Path] | None = None,
+    dataset: datasets.Dataset | None = None,
+    translation_column: str = "translation",
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    model_max_length: int | None = None,
+    output_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> PreTrainedTokenizerFast:
+    """Train one joint source/target tokenizer for translation ("unigram" or "bpe", seq2seq conventions).
+
+    Both sides go to one trainer: `source_files` + `target_files` (UTF-8 text), or the `translation_column` of a
+    dataset whose rows are `{lang: text}` dicts (every language is used). A shared vocabulary lets the model tie
+    its encoder, decoder and output embeddings, and copies names and numbers from source to target naturally.
+    """
+    if dataset is not None:
+        if source_files or target_files:
+            raise TokenizerTrainingError("Pass either parallel files or a dataset, not both.")
+        return train_tokenizer(kind, dataset=dataset, text_column=translation_column, vocab_size=vocab_size,
+                               min_frequency=min_frequency, model_max_length=model_max_length,
+                               output_dir=output_dir, show_progress=show_progress, seq2seq=True)  # fmt: skip
+    files = [*(source_files or []), *(target_files or [])]
+    if not files:
+        raise TokenizerTrainingError("Pass source_files and target_files (parallel text) or a dataset.")
+    return train_tokenizer(kind, files=files, vocab_size=vocab_size, min_frequency=min_frequency,
+                           model_max_length=model_max_length, output_dir=output_dir, show_progress=show_progress,
+                           seq2seq=True)  # fmt: skip
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, output_dir: str | Path) -> Path:
@@ -511,7 +644,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-bigmodel train-tokenizer",
         description="Train a tokenizer that AutoTokenizer.from_pretrained(OUTPUT_DIR) loads. Special tokens: "
-        f"{PAD_TOKEN} = 0 (padding), {ENDOFTEXT_TOKEN} = 1 (bos and eos); no bos/eos is added when encoding.",
+        f"{PAD_TOKEN} = 0 (padding), {ENDOFTEXT_TOKEN} = 1 (bos and eos); no bos/eos is added when encoding. "
+        "With --kind unigram or --seq2seq: <pad> <s> </s> <unk> = 0 1 2 3 and </s> appended to every sequence.",
     )
     parser.add_argument(
         "--kind",
@@ -567,6 +701,12 @@ def _parser() -> argparse.ArgumentParser:
     accents.add_argument(
         "--no_strip_accents", dest="strip_accents", action="store_false", help="wordpiece: keep accents"
     )
+    parser.add_argument(
+        "--seq2seq",
+        action="store_true",
+        help="seq2seq conventions (bpe or unigram; always on for unigram): <pad> <s> </s> <unk> = 0 1 2 3, </s> "
+        "appended to every sequence, right padding. Give the source and target files together for a joint vocabulary",
+    )
     parser.add_argument("--output_dir", required=True, help="folder to save the tokenizer in (created if needed)")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     return parser
@@ -595,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             show_progress=not args.no_progress,
             lowercase=args.lowercase,
             strip_accents=args.strip_accents,
+            seq2seq=args.seq2seq,
         )
     except (DataError, FileNotFoundError, ConnectionError) as e:
         print(f"hf-bigmodel train-tokenizer: error: {e}", file=sys.stderr)
@@ -602,12 +743,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Saved a {args.kind} tokenizer with {len(tokenizer)} tokens to {Path(args.output_dir).absolute()}")
     for name, token_id in _special_ids(tokenizer).items():
         print(f"  {name} = {token_id} ({getattr(tokenizer, name.removesuffix('_id'))!r})")
+    if tokenizer.unk_token is not None:
+        print(f"  unk_token_id = {tokenizer.unk_token_id} ({tokenizer.unk_token!r})")
     print(f"Load it with AutoTokenizer.from_pretrained({str(args.output_dir)!r}).")
     return 0
 
 
 __all__ = [
     "KINDS",
+    "SEQ2SEQ_KINDS",
+    "SEQ2SEQ_SPECIAL_TOKENS",
     "SPECIAL_TOKENS",
     "TokenizerTrainingError",
     "WORDPIECE_SPECIAL_TOKENS",
@@ -615,5 +760,6 @@ __all__ = [
     "main",
     "save_tokenizer",
     "sync_config_with_tokenizer",
+    "train_seq2seq_tokenizer",
     "train_tokenizer",
 ]

@@ -64,6 +64,7 @@ def corpus_file(tmp_path_factory) -> Path:
     return path
 
 
+# The GPT-style kinds; wordpiece and unigram have their own conventions and test files.
 @pytest.fixture(scope="module", params=[kind for kind in KINDS if KINDS[kind].special_tokens is SPECIAL_TOKENS])
 def trained(request, corpus_file, tmp_path_factory) -> tuple[str, PreTrainedTokenizerFast, Path]:
     out = tmp_path_factory.mktemp(f"tok_{request.param}") / "tokenizer"

@@ -1,6 +1,6 @@
 """The architectures of the zoo. Importing this package registers each with transformers' Auto classes."""
 
-from . import bert, gpt
+from . import bert, gpt, transformer
 
 # model_type -> (config class, {task name: model class}). Every test and CLI command loops over this table, so a new
 # architecture is wired in by adding one line here.
@@ -27,6 +27,14 @@ ARCHITECTURES = {
             "token-classification": bert.BigModelBertForTokenClassification,
             "question-answering": bert.BigModelBertForQuestionAnswering,
             "multiple-choice": bert.BigModelBertForMultipleChoice,
+        },
+    ),
+    "transformer": (
+        transformer.BigModelTransformerConfig,
+        transformer.PRESETS,
+        {
+            "base": transformer.BigModelTransformerModel,
+            "seq2seq-lm": transformer.BigModelTransformerForConditionalGeneration,
         },
     ),
 }

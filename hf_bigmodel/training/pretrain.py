@@ -50,7 +50,10 @@ PRETRAINING_HEADS = {"gpt": "causal-lm"}
 
 # Architectures whose pretraining lives in a module of its own (its objective needs other data and arguments):
 # arch -> module exposing `main(argv: list[str]) -> int`, imported only when asked for.
-OTHER_PRETRAINERS: dict[str, str] = {"bert": "hf_bigmodel.training.pretrain_bert"}
+OTHER_PRETRAINERS: dict[str, str] = {
+    "bert": "hf_bigmodel.training.pretrain_bert",
+    "transformer": "hf_bigmodel.training.pretrain_seq2seq",
+}
 
 
 @dataclass
