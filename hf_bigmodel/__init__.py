@@ -11,6 +11,12 @@ from .models.gpt import (
     BigModelGPTForTokenClassification,
     BigModelGPTModel,
 )
+from .models.resnet import (
+    BigModelResNetConfig,
+    BigModelResNetForImageClassification,
+    BigModelResNetImageProcessor,
+    BigModelResNetModel,
+)
 from .registry import create_config, create_model, list_presets
 
 try:
@@ -25,6 +31,10 @@ __all__ = [
     "BigModelGPTForCausalLM",
     "BigModelGPTForSequenceClassification",
     "BigModelGPTForTokenClassification",
+    "BigModelResNetConfig",
+    "BigModelResNetModel",
+    "BigModelResNetForImageClassification",
+    "BigModelResNetImageProcessor",
     "create_config",
     "create_model",
     "list_presets",

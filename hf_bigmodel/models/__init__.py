@@ -1,6 +1,6 @@
 """The architectures of the zoo. Importing this package registers each with transformers' Auto classes."""
 
-from . import gpt
+from . import gpt, resnet
 
 # model_type -> (config class, {task name: model class}). Every test and CLI command loops over this table, so a new
 # architecture is wired in by adding one line here.
@@ -13,6 +13,14 @@ ARCHITECTURES = {
             "causal-lm": gpt.BigModelGPTForCausalLM,
             "sequence-classification": gpt.BigModelGPTForSequenceClassification,
             "token-classification": gpt.BigModelGPTForTokenClassification,
+        },
+    ),
+    "resnet": (
+        resnet.BigModelResNetConfig,
+        resnet.configuration_resnet.PRESETS,
+        {
+            "base": resnet.BigModelResNetModel,
+            "image-classification": resnet.BigModelResNetForImageClassification,
         },
     ),
 }
