@@ -132,7 +132,7 @@ class BigModelResNetImageProcessor(PilBackend):
             return [self.fetch_images(image) for image in images]
         if isinstance(images, (bytes, bytearray, memoryview)):
             return _open_image(io.BytesIO(bytes(images)), "the given bytes")
-        if isinstance(images, os.PathLike) or isinstance(images, str):
+        if isinstance(images, (os.PathLike, str)):
             text = os.fspath(images)
             if isinstance(text, str) and text.startswith(("http://", "https://", "data:image/")):
                 return load_image(text)

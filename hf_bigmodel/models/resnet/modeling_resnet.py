@@ -300,10 +300,11 @@ class BigModelResNetPreTrainedModel(PreTrainedModel):
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
-        elif isinstance(module, (BigModelResNetBasicBlock, BigModelResNetBottleneckBlock)):
+        elif self.config.zero_init_residual and isinstance(
+            module, (BigModelResNetBasicBlock, BigModelResNetBottleneckBlock)
+        ):
             # Modules are visited children first, so this overrides the ones_ above (never a loaded weight).
-            if self.config.zero_init_residual:
-                init.zeros_(module.last_norm.weight)
+            init.zeros_(module.last_norm.weight)
 
     def _set_gradient_checkpointing(
         self, enable: bool = True, gradient_checkpointing_func: Callable | None = None, every_n_layers: int = 1
