@@ -203,8 +203,11 @@ def decode_image(value, mode: str | None):
         elif isinstance(value, (str, os.PathLike)):
             source = value
             image = Image.open(value)
-        elif isinstance(value, np.ndarray):
-            image = Image.fromarray(value.astype(np.uint8) if value.dtype != np.uint8 else value)
+        elif isinstance(value, (np.ndarray, list)):  # an array column: (H, W) or (H, W, C) of 8-bit values
+            array = np.asarray(value)
+            if array.dtype != np.uint8:
+                array = np.clip(array, 0, 255).astype(np.uint8)
+            image = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
         elif isinstance(value, Image.Image):
             source = getattr(value, "filename", None)
             image = value

@@ -277,7 +277,7 @@ def test_unknown_architecture_and_missing_config(tmp_path):
         build_model_card(tmp_path)
     with pytest.raises(ModelCardError, match="has no config.json"):
         build_model_card(tmp_path / "nowhere")
-    assert set(CARD_SPECS) == {"bigmodel_gpt"}
+    assert {"bigmodel_gpt"} <= set(CARD_SPECS)  # every architecture adds its row
 
 
 def test_record_training_run_rejects_other_objects(tmp_path):

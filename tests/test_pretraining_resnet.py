@@ -3,11 +3,16 @@ folders and `datasets` datasets (augmentation, mixup, label smoothing, resume, e
 image-classification pipeline on the result."""
 
 import gzip
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
+from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.data import DataError
 from hf_bigmodel.data_images import (
     MNIST_FILES,
@@ -140,3 +145,244 @@ def test_image_checks_name_the_file(tmp_path):
         decode_image({"bytes": broken.read_bytes(), "path": str(broken)}, "RGB")
     with pytest.raises(DataError, match="zero-size image"):
         decode_image(np.zeros((0, 5), np.uint8), "L")
+
+
+# ------------------------------------------------------------------------------------------------- training
+
+
+def train_args(output_dir, *extra: str, data: tuple[str, ...] | None = None) -> list[str]:
+    """`hf-bigmodel pretrain resnet` on 512 MNIST training / 256 test images (or `data`) with resnet-tiny."""
+    data = data or ("--mnist_dir", str(MNIST_DIR), "--max_train_samples", "512", "--max_eval_samples", "256")
+    return [
+        "pretrain", "resnet", *data, "--preset", "resnet-tiny", "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64", "--learning_rate", "1e-2",
+        "--report_to", "none", "--use_cpu", "true", "--seed", "3", "--dataloader_num_workers", "0",
+        "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip
+
+
+def logged(output_dir: Path, key: str = "loss") -> list[float]:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry[key] for entry in state["log_history"] if key in entry]
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory) -> Path:
+    if not MNIST_DIR.is_dir():
+        pytest.skip("MNIST idx files not in ../shared/data/mnist")
+    out = tmp_path_factory.mktemp("mnist") / "run"
+    args = train_args(out, "--num_train_epochs", "3", "--learning_rate", "2e-2", "--warmup_steps", "5",
+                      "--random_crop_padding", "2", "--eval_strategy", "epoch", "--logging_steps", "4",
+                      "--label_smoothing", "0.1")  # fmt: skip
+    assert cli_main(args) == 0
+    return out
+
+
+@needs_mnist
+def test_mnist_end_to_end_learns_and_saves_a_complete_folder(mnist_run):
+    metrics = json.loads((mnist_run / "all_results.json").read_text())
+    assert metrics["eval_accuracy"] > 0.35, metrics  # chance is 0.1 (a 256-image std of 0.02); 48 steps give ~0.55
+    assert metrics["eval_top5_accuracy"] >= metrics["eval_accuracy"] and metrics["eval_top5_accuracy"] > 0.6
+    assert len(logged(mnist_run, "eval_accuracy")) == 3  # one evaluation per epoch
+    losses = logged(mnist_run)
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    config = json.loads((mnist_run / "config.json").read_text())
+    assert config["model_type"] == "bigmodel_resnet" and config["num_channels"] == 1  # from the data
+    assert len(config["id2label"]) == 10 and config["id2label"]["5"] == "5" and config["label_smoothing"] == 0.1
+    processor = json.loads((mnist_run / "preprocessor_config.json").read_text())
+    assert processor["num_channels"] == 1 and processor["crop_size"] == {"height": 28, "width": 28}
+    assert processor["image_mean"] == [0.1307] and processor["image_std"] == [0.3081]
+    for name in ("configuration_resnet.py", "modeling_resnet.py", "image_processing_resnet.py", "README.md"):
+        assert (mnist_run / name).is_file(), name
+
+
+@needs_mnist
+def test_pipeline_classifies_with_the_trained_model(mnist_run):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+
+    test = load_mnist(MNIST_DIR, splits=("test",), limit={"test": 4})["test"]
+    classifier = pipeline("image-classification", model=str(mnist_run))
+    results = classifier([row["image"] for row in test], top_k=3)
+    model = AutoModelForImageClassification.from_pretrained(mnist_run).eval()
+    processor = AutoImageProcessor.from_pretrained(mnist_run)
+    with torch.no_grad():
+        probs = model(**processor([row["image"] for row in test], return_tensors="pt")).logits.softmax(-1)
+    for result, row_probs in zip(results, probs):
+        assert [r["label"] for r in result] == [model.config.id2label[i] for i in row_probs.topk(3).indices.tolist()]
+        assert result[0]["score"] == pytest.approx(row_probs.max().item(), abs=1e-5)
+
+
+@needs_mnist
+def test_resume_from_checkpoint_continues_exactly(tmp_path):
+    common = ("--lr_scheduler_type", "constant", "--save_strategy", "steps", "--save_steps", "2",
+              "--train_sampling_strategy", "sequential", "--logging_steps", "1", "--max_eval_samples", "64")  # fmt: skip
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli_main(train_args(straight, "--max_steps", "4", *common)) == 0
+    assert cli_main(train_args(resumed, "--max_steps", "2", *common)) == 0  # "interrupted" after 2 steps
+    assert (resumed / "checkpoint-2" / "optimizer.pt").is_file()
+    assert cli_main(train_args(resumed, "--max_steps", "4", "--resume_from_checkpoint", "last", *common)) == 0
+    assert json.loads((resumed / "trainer_state.json").read_text())["global_step"] == 4
+    assert logged(resumed)[-2:] == pytest.approx(logged(straight)[-2:], abs=1e-5)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+
+
+def make_image_folder(root: Path, per_class: int = 4) -> Path:
+    """Class folders of PNGs in the modes L, RGB, RGBA and P, of different sizes: dark / bright / striped."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    modes = ("L", "RGB", "RGBA", "P")
+    for c, name in enumerate(("dark", "bright", "striped")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            size = (20 + 4 * i, 16 + 6 * i)
+            pixels = rng.integers(0, 60, (size[1], size[0], 3)) + 150 * (c == 1)
+            if c == 2:
+                pixels[:, ::4] = 255
+            image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+            mode = modes[i % len(modes)]
+            image = image.quantize(16) if mode == "P" else image.convert(mode)
+            image.save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "images")
+
+
+def folder_args(folder: Path, *extra: str) -> tuple[str, ...]:
+    return ("--train_dir", str(folder), "--validation_dir", str(folder), "--image_size", "24", *extra)
+
+
+def test_image_folder_of_mixed_modes_trains_with_augmentation(image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert cli_main(train_args(out, "--max_steps", "2", "--logging_steps", "1", data=folder_args(image_folder))) == 0
+    assert all(math.isfinite(x) for x in logged(out)) and len(logged(out)) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_channels"] == 3  # RGB, RGBA and P images among the first ones
+    assert config["id2label"] == {"0": "bright", "1": "dark", "2": "striped"}  # imagefolder sorts the classes
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["crop_size"] == {"height": 24, "width": 24} and processor["num_channels"] == 3
+
+
+def test_corrupt_or_empty_image_files_are_named(image_folder, tmp_path, capsys):
+    broken = image_folder / "dark" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    assert cli_main(train_args(tmp_path / "a", "--max_steps", "1", data=folder_args(image_folder))) == 2
+    assert f"Image file {broken} is corrupt or not an image" in capsys.readouterr().err
+    # Without the up-front check, decoding in the training loop names it too.
+    data = folder_args(image_folder, "--verify_images", "false", "--train_sampling_strategy", "sequential")
+    assert cli_main(train_args(tmp_path / "b", "--max_steps", "4", data=data)) == 2
+    assert "broken.png is corrupt or not an image" in capsys.readouterr().err
+    broken.unlink()
+    (image_folder / "bright" / "empty.png").write_bytes(b"")
+    assert cli_main(train_args(tmp_path / "c", "--max_steps", "1", data=folder_args(image_folder))) == 2
+    assert "empty.png is empty (0 bytes)" in capsys.readouterr().err
+
+
+def test_mixup_collator_gives_soft_targets_of_convex_combinations():
+    from hf_bigmodel.training.pretrain_images import MixupCollator
+
+    features = [{"pixel_values": torch.randn(1, 4, 4), "labels": i % 3} for i in range(6)]
+    collator = MixupCollator(alpha=0.4, num_labels=3)
+    torch.manual_seed(0)
+    batch = collator(features)
+    torch.manual_seed(0)  # the same draws: the mixing weight, then the partner of each image
+    lam, perm = float(collator.beta.sample()), torch.randperm(6)
+    assert 0 < lam < 1 and not torch.equal(perm, torch.arange(6))
+    images = torch.stack([f["pixel_values"] for f in features])
+    one_hot = torch.nn.functional.one_hot(torch.tensor([f["labels"] for f in features]), 3).float()
+    torch.testing.assert_close(batch["pixel_values"], lam * images + (1 - lam) * images[perm])
+    torch.testing.assert_close(batch["labels"], lam * one_hot + (1 - lam) * one_hot[perm])
+    assert batch["labels"].shape == (6, 3) and batch["labels"].is_floating_point()
+    torch.testing.assert_close(batch["labels"].sum(-1), torch.ones(6))
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        MixupCollator(alpha=0.0, num_labels=3)
+
+
+def test_loss_with_soft_targets_and_label_smoothing_matches_the_model():
+    from hf_bigmodel import create_model
+    from hf_bigmodel.training.pretrain_images import classification_loss
+
+    torch.manual_seed(0)
+    logits, ids = torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
+    one_hot = torch.nn.functional.one_hot(ids, 4).float()
+    plain = torch.nn.functional.cross_entropy(logits, ids)
+    torch.testing.assert_close(classification_loss(logits, ids), plain)
+    torch.testing.assert_close(classification_loss(logits, one_hot), plain)
+    smoothed = torch.nn.functional.cross_entropy(logits, ids, label_smoothing=0.1)
+    torch.testing.assert_close(classification_loss(logits, ids, 0.1), smoothed)
+    torch.testing.assert_close(classification_loss(logits, one_hot, 0.1), smoothed)
+    assert smoothed > plain  # smoothing penalizes confident logits
+    # The trainer's loss and the model's own loss (config.label_smoothing) agree, for ids and soft targets.
+    model = create_model("resnet-tiny", "image-classification", num_labels=4, label_smoothing=0.1).eval()
+    pixels = torch.randn(5, 3, 32, 32)
+    soft = 0.7 * one_hot + 0.3 * one_hot.roll(1, 0)
+    for labels in (ids, soft):
+        out = model(pixel_values=pixels, labels=labels)
+        torch.testing.assert_close(out.loss, classification_loss(out.logits, labels, 0.1))
+
+
+def test_label_smoothing_in_training_and_mixup_runs(image_folder, tmp_path):
+    """With learning rate 0 and one batch holding every image, the logged training loss is the smoothed
+    cross-entropy of the (unchanged) model in training mode; evaluation loss is plain cross-entropy."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from hf_bigmodel.data_images import decode_image
+
+    out = tmp_path / "smooth"
+    data = folder_args(image_folder, "--random_resized_crop", "off", "--horizontal_flip", "false",
+                       "--label_smoothing", "0.2", "--train_sampling_strategy", "sequential")  # fmt: skip
+    args = train_args(out, "--max_steps", "1", "--logging_steps", "1", "--learning_rate", "0",
+                      "--per_device_train_batch_size", "12", "--optim", "sgd", data=data)  # fmt: skip
+    assert cli_main(args) == 0
+    files = sorted(image_folder.rglob("*.png"), key=lambda p: (p.parent.name, p.name))
+    labels = torch.tensor([["bright", "dark", "striped"].index(p.parent.name) for p in files])
+    model = AutoModelForImageClassification.from_pretrained(out)
+    processor = AutoImageProcessor.from_pretrained(out)
+    pixels = processor([decode_image(str(p), None) for p in files], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():  # evaluation first: a training-mode forward updates the BatchNorm running statistics
+        eval_logits = model.eval()(pixel_values=pixels).logits
+        train_logits = model.train()(pixel_values=pixels).logits
+    expected = torch.nn.functional.cross_entropy(train_logits, labels, label_smoothing=0.2)
+    assert logged(out)[0] == pytest.approx(expected.item(), rel=1e-4)
+    metrics = json.loads((out / "all_results.json").read_text())
+    assert metrics["eval_loss"] == pytest.approx(
+        torch.nn.functional.cross_entropy(eval_logits, labels).item(), rel=1e-4
+    )
+
+    mixed = tmp_path / "mixup"
+    assert cli_main(train_args(mixed, "--max_steps", "2", "--logging_steps", "1", "--mixup_alpha", "0.4",
+                               data=folder_args(image_folder))) == 0  # fmt: skip
+    assert len(logged(mixed)) == 2 and all(math.isfinite(x) for x in logged(mixed))
+
+
+@needs_mnist
+def test_data_that_does_not_fit_the_model_is_refused(mnist_run, tmp_path, capsys):
+    import datasets
+
+    rows = load_mnist(MNIST_DIR, splits=("test",), limit={"test": 24})["test"]
+    digits = datasets.Dataset.from_dict(
+        {"img": [row["image"] for row in rows], "digit": list(range(12)) * 2},
+        features=datasets.Features({"img": datasets.Image(), "digit": datasets.Value("int64")}),
+    )
+    digits.save_to_disk(tmp_path / "twelve")
+    data = ("--dataset_name", str(tmp_path / "twelve"), "--image_column", "img", "--label_column", "digit")
+    args = train_args(tmp_path / "a", "--max_steps", "1", "--model_name_or_path", str(mnist_run), data=data)
+    assert cli_main(args) == 2
+    assert "has num_labels=10: labels out of range" in capsys.readouterr().err
+    mnist = ("--mnist_dir", str(MNIST_DIR), "--max_train_samples", "32", "--max_eval_samples", "32")
+    args = train_args(tmp_path / "b", "--max_steps", "1", "--model_name_or_path", str(mnist_run),
+                      "--num_channels", "3", data=mnist)  # fmt: skip
+    assert cli_main(args) == 2
+    assert "--num_channels 3 does not match the model" in capsys.readouterr().err
+    # The same dataset trains a fresh 12-class model; a too small num_labels override is refused.
+    assert cli_main(train_args(tmp_path / "c", "--max_steps", "1", data=data)) == 0
+    assert len(json.loads((tmp_path / "c" / "config.json").read_text())["id2label"]) == 12
+    args = train_args(tmp_path / "d", "--max_steps", "1", "--config_overrides", "num_labels=5", data=data)
+    assert cli_main(args) == 2
+    assert "num_labels=5 is smaller than the 12 classes" in capsys.readouterr().err

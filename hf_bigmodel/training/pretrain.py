@@ -50,7 +50,7 @@ PRETRAINING_HEADS = {"gpt": "causal-lm"}
 
 # Architectures whose pretraining lives in a module of its own (its objective needs other data and arguments):
 # arch -> module exposing `main(argv: list[str]) -> int`, imported only when asked for.
-OTHER_PRETRAINERS: dict[str, str] = {}
+OTHER_PRETRAINERS: dict[str, str] = {"resnet": "hf_bigmodel.training.pretrain_images"}
 
 
 @dataclass
