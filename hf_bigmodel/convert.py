@@ -4,6 +4,8 @@
     hf-bigmodel convert llama-folder/ ours/           stock Llama (LlamaForCausalLM) -> bigmodel_gpt
     hf-bigmodel convert ours/ stock/                  bigmodel_gpt -> GPT2LMHeadModel (GPT-2 settings) or
                                                       LlamaForCausalLM (rope + rmsnorm + swiglu); force with --to
+    hf-bigmodel convert resnet-folder/ ours/          stock ResNet (ResNetForImageClassification) -> bigmodel_resnet
+    hf-bigmodel convert ours-resnet/ stock/           bigmodel_resnet (ImageNet stem) -> ResNetForImageClassification
     hf-bigmodel convert out/ckpt.pt ours/ --vocab-chars-from input.txt
                                                       nanoGPT checkpoint (+ its character tokenizer) -> bigmodel_gpt
 
@@ -33,6 +35,7 @@ from conversion_scripts.convert_gpt import (
     convert_llama_to_bigmodel,
     convert_nanogpt_to_bigmodel,
 )
+from conversion_scripts.convert_resnet import convert_bigmodel_to_resnet, convert_resnet_to_bigmodel
 
 NANOGPT = "nanogpt"
 
@@ -49,6 +52,11 @@ class Route:
 
 _OURS = "AutoModelForCausalLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
 _STOCK = "AutoModelForCausalLM.from_pretrained(DST), plain transformers, no remote code"
+_OURS_IMAGE = (
+    "AutoModelForImageClassification.from_pretrained(DST, trust_remote_code=True) and "
+    "AutoImageProcessor.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+)
+_STOCK_IMAGE = "AutoModelForImageClassification.from_pretrained(DST), plain transformers, no remote code"
 
 ROUTES: dict[tuple[str, str], Route] = {
     (route.source, route.target): route
@@ -58,6 +66,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         Route(NANOGPT, "bigmodel_gpt", convert_nanogpt_to_bigmodel, _OURS),
         Route("bigmodel_gpt", "gpt2", convert_bigmodel_to_gpt2, _STOCK),
         Route("bigmodel_gpt", "llama", convert_bigmodel_to_llama, _STOCK),
+        Route("resnet", "bigmodel_resnet", convert_resnet_to_bigmodel, _OURS_IMAGE),
+        Route("bigmodel_resnet", "resnet", convert_bigmodel_to_resnet, _STOCK_IMAGE),
     )
 }
 
@@ -74,6 +84,8 @@ DEFAULT_TARGETS: dict[str, Callable[[Path], str]] = {
     "llama": lambda src: "bigmodel_gpt",
     NANOGPT: lambda src: "bigmodel_gpt",
     "bigmodel_gpt": _bigmodel_gpt_target,
+    "resnet": lambda src: "bigmodel_resnet",
+    "bigmodel_resnet": lambda src: "resnet",
 }
 
 
