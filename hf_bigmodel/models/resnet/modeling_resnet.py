@@ -49,8 +49,11 @@ class BigModelResNetBatchNorm(nn.BatchNorm2d):
     recomputation of activation checkpointing, so a checkpointed step updates them exactly once, as without it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and _is_recomputing():
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        if self.training and _is_recomputing() and self.running_mean is not None:
+            # Throwaway copies take the update: the same op (and the same saved tensors, which non-reentrant
+            # checkpointing checks) as the first pass, with the real statistics untouched.
+            mean, var = self.running_mean.clone(), self.running_var.clone()
+            return F.batch_norm(x, mean, var, self.weight, self.bias, True, self.momentum or 0.0, self.eps)
         return super().forward(x)
 
 
@@ -212,14 +215,11 @@ class BigModelResNetBasicBlock(GradientCheckpointingLayer):
         self.norm1 = BigModelResNetBatchNorm(out_channels)
         self.conv2 = _conv(out_channels, out_channels, 3)
         self.norm2 = BigModelResNetBatchNorm(out_channels)
+        self.norm2.is_last_in_block = True
         needs_projection = in_channels != out_channels or stride != 1
         self.shortcut = BigModelResNetShortCut(in_channels, out_channels, stride) if needs_projection else None
         self.act = BigModelResNetActivation(config.hidden_act)
         self.channels_last = config.channels_last
-
-    @property
-    def last_norm(self) -> nn.BatchNorm2d:
-        return self.norm2
 
     def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         conv_norm, cl = BigModelResNetConvNorm.forward, self.channels_last
@@ -241,14 +241,11 @@ class BigModelResNetBottleneckBlock(GradientCheckpointingLayer):
         self.norm2 = BigModelResNetBatchNorm(reduced)
         self.conv3 = _conv(reduced, out_channels, 1)
         self.norm3 = BigModelResNetBatchNorm(out_channels)
+        self.norm3.is_last_in_block = True
         needs_projection = in_channels != out_channels or stride != 1
         self.shortcut = BigModelResNetShortCut(in_channels, out_channels, stride) if needs_projection else None
         self.act = BigModelResNetActivation(config.hidden_act)
         self.channels_last = config.channels_last
-
-    @property
-    def last_norm(self) -> nn.BatchNorm2d:
-        return self.norm3
 
     def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         conv_norm, cl = BigModelResNetConvNorm.forward, self.channels_last
@@ -295,16 +292,15 @@ class BigModelResNetPreTrainedModel(PreTrainedModel):
                 bound = 1 / math.sqrt(module.weight.shape[1]) if module.weight.shape[1] > 0 else 0
                 init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, nn.BatchNorm2d):
-            init.ones_(module.weight)
+            # zero_init_residual: the last BatchNorm of each block starts at 0, so the block starts as the identity.
+            if self.config.zero_init_residual and getattr(module, "is_last_in_block", False):
+                init.zeros_(module.weight)
+            else:
+                init.ones_(module.weight)
             init.zeros_(module.bias)
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
-        elif self.config.zero_init_residual and isinstance(
-            module, (BigModelResNetBasicBlock, BigModelResNetBottleneckBlock)
-        ):
-            # Modules are visited children first, so this overrides the ones_ above (never a loaded weight).
-            init.zeros_(module.last_norm.weight)
 
     def _set_gradient_checkpointing(
         self, enable: bool = True, gradient_checkpointing_func: Callable | None = None, every_n_layers: int = 1
