@@ -82,8 +82,8 @@ class BigModelResNetImageProcessor(PilBackend):
     do_normalize = True
     num_channels = 3
     do_augment = False
-    augment_scale = (0.08, 1.0)
-    augment_ratio = (3 / 4, 4 / 3)
+    augment_scale = [0.08, 1.0]
+    augment_ratio = [3 / 4, 4 / 3]
     flip_probability = 0.5
     augment_seed = None
 
@@ -95,6 +95,9 @@ class BigModelResNetImageProcessor(PilBackend):
                 if kwargs.get(name) is None:
                     kwargs[name] = [round(sum(w * v for w, v in zip(LUMA_WEIGHTS, getattr(self, name))), 4)]
         super().__init__(**kwargs)
+        # Lists, as JSON gives them back: a saved and reloaded processor compares equal.
+        self.augment_scale = [float(v) for v in self.augment_scale]
+        self.augment_ratio = [float(v) for v in self.augment_ratio]
         self._check_settings(
             self.num_channels, self.image_mean, self.image_std, self.augment_scale, self.augment_ratio
         )
