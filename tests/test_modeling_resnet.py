@@ -118,6 +118,11 @@ def test_config_errors_name_the_problem(overrides, message):
         tiny_config(**overrides)
 
 
+def test_preset_with_a_label_map_takes_its_class_count():
+    config = BigModelResNetConfig.from_preset("resnet-20", id2label={0: "cat", 1: "dog"})
+    assert config.num_labels == 2 and config.label2id == {"cat": 0, "dog": 1}
+
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match=r"Unknown ResNet preset 'resnet-7'\. Available presets: resnet-tiny"):
         BigModelResNetConfig.from_preset("resnet-7")

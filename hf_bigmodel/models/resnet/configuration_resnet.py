@@ -94,6 +94,8 @@ class BigModelResNetConfig(PreTrainedConfig):
         self.depths = list(self.depths)
         kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
         super().__post_init__(**kwargs)
+        if self.id2label and not self.label2id:  # label -> id for datasets and Trainer; transformers leaves it unset
+            self.label2id = {label: int(index) for index, label in self.id2label.items()}
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "BigModelResNetConfig":
@@ -101,7 +103,10 @@ class BigModelResNetConfig(PreTrainedConfig):
         overridden."""
         if name not in PRESETS:
             raise ValueError(f"Unknown ResNet preset {name!r}. Available presets: {', '.join(PRESETS)}.")
-        return cls(**{**PRESETS[name], **overrides})
+        settings = dict(PRESETS[name])
+        if "id2label" in overrides or "label2id" in overrides:
+            settings.pop("num_labels")  # the label map decides the class count
+        return cls(**{**settings, **overrides})
 
     @property
     def num_stages(self) -> int:
