@@ -260,8 +260,12 @@ def folder_args(folder: Path, *extra: str) -> tuple[str, ...]:
 
 def test_image_folder_of_mixed_modes_trains_with_augmentation(image_folder, tmp_path):
     out = tmp_path / "run"
-    assert cli_main(train_args(out, "--max_steps", "2", "--logging_steps", "1", data=folder_args(image_folder))) == 0
+    args = train_args(out, "--max_steps", "2", "--logging_steps", "1", "--report_to", "tensorboard",
+                      data=folder_args(image_folder))  # fmt: skip
+    assert cli_main(args) == 0
     assert all(math.isfinite(x) for x in logged(out)) and len(logged(out)) == 2
+    events = list((out / "runs").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
     config = json.loads((out / "config.json").read_text())
     assert config["num_channels"] == 3  # RGB, RGBA and P images among the first ones
     assert config["id2label"] == {"0": "bright", "1": "dark", "2": "striped"}  # imagefolder sorts the classes
@@ -380,9 +384,61 @@ def test_data_that_does_not_fit_the_model_is_refused(mnist_run, tmp_path, capsys
                       "--num_channels", "3", data=mnist)  # fmt: skip
     assert cli_main(args) == 2
     assert "--num_channels 3 does not match the model" in capsys.readouterr().err
+    # Matching data continues training the saved model, with its image processor.
+    args = train_args(tmp_path / "more", "--max_steps", "1", "--model_name_or_path", str(mnist_run), data=mnist)
+    assert cli_main(args) == 0
+    assert json.loads((tmp_path / "more" / "preprocessor_config.json").read_text())["image_mean"] == [0.1307]
+    assert json.loads((tmp_path / "more" / "config.json").read_text())["id2label"]["9"] == "9"
     # The same dataset trains a fresh 12-class model; a too small num_labels override is refused.
     assert cli_main(train_args(tmp_path / "c", "--max_steps", "1", data=data)) == 0
     assert len(json.loads((tmp_path / "c" / "config.json").read_text())["id2label"]) == 12
     args = train_args(tmp_path / "d", "--max_steps", "1", "--config_overrides", "num_labels=5", data=data)
     assert cli_main(args) == 2
     assert "num_labels=5 is smaller than the 12 classes" in capsys.readouterr().err
+
+
+def test_channels_come_from_the_data(tmp_path):
+    import datasets
+    from PIL import Image
+
+    from hf_bigmodel.training.pretrain_images import detect_num_channels
+
+    grey = [Image.new("L", (8, 8), 30), Image.new("I;16", (8, 8), 3000)]
+    assert detect_num_channels(datasets.Dataset.from_dict({"image": grey}).cast_column("image", datasets.Image())) == 1
+    mixed = [*grey, Image.new("P", (8, 8))]
+    assert (
+        detect_num_channels(datasets.Dataset.from_dict({"image": mixed}).cast_column("image", datasets.Image())) == 3
+    )
+
+
+@pytest.mark.slow  # a child process: ~15 s on a quiet machine
+@needs_mnist
+def test_push_to_hub_publishes_model_processor_code_and_card(tmp_path):
+    """`--push_to_hub` against the offline Hub server, in a child process (huggingface_hub reads HF_ENDPOINT once)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from hf_bigmodel.testing import HubServer
+
+    repo = "testuser/mnist-resnet-tiny"
+    with HubServer(tmp_path / "hub") as hub:
+        args = train_args(tmp_path / "run", "--max_steps", "2", "--push_to_hub", "true", "--hub_model_id", repo)
+        env = {**os.environ, **hub.env(), "OMP_NUM_THREADS": "1"}
+        result = subprocess.run([sys.executable, "-m", "hf_bigmodel.cli", *args], env=env, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        files = hub.files(repo)
+        for name in ("model.safetensors", "config.json", "preprocessor_config.json", "configuration_resnet.py",
+                     "modeling_resnet.py", "image_processing_resnet.py", "README.md"):  # fmt: skip
+            assert name in files, (name, sorted(files))
+        # Optimizer state stays local (Trainer's own push adds only its training_args.bin pickle).
+        assert not [n for n in files if n.endswith(".pt") or n.startswith("checkpoint-")], sorted(files)
+        card = hub.read(repo, "README.md").decode()
+        metadata = yaml.safe_load(card.split("---")[1])
+        metrics = {m["type"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
+        saved = json.loads((tmp_path / "run" / "all_results.json").read_text())
+        assert metrics["accuracy"] == pytest.approx(saved["eval_accuracy"], abs=1e-6)
+        assert metadata["pipeline_tag"] == "image-classification"
