@@ -311,19 +311,20 @@ class ShiftAndFlip:
         return pixels
 
 
-def make_transform(image_processor, augment: dict | None = None, shift_and_flip: ShiftAndFlip | None = None):
-    """A `set_transform` function: decode (errors name the file), run the image processor (with `augment`, the
+class ImageTransform:
+    """The `set_transform` function: decode (errors name the file), run the image processor (with `augment`, the
     processor's training-augmentation arguments, if given), then `shift_and_flip`; gives {"pixel_values", "labels"}.
-    """
+    A class rather than a closure so that DataLoader workers started with "spawn" can pickle it."""
 
-    def transform(batch):
+    def __init__(self, image_processor, augment: dict | None = None, shift_and_flip: ShiftAndFlip | None = None):
+        self.image_processor, self.augment, self.shift_and_flip = image_processor, augment or {}, shift_and_flip
+
+    def __call__(self, batch: dict) -> dict:
         images = [decode_image(value, mode=None) for value in batch["image"]]
-        pixels = image_processor(images, return_tensors="pt", **(augment or {}))["pixel_values"]
-        if shift_and_flip is not None:
-            pixels = shift_and_flip(pixels)
+        pixels = self.image_processor(images, return_tensors="pt", **self.augment)["pixel_values"]
+        if self.shift_and_flip is not None:
+            pixels = self.shift_and_flip(pixels)
         return {"pixel_values": pixels, "labels": batch["label"]}
-
-    return transform
 
 
 class MixupCollator:
@@ -563,10 +564,10 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     )  # fmt: skip
 
     train_dataset = raw["train"]
-    train_dataset.set_transform(make_transform(processor, augment, shift_and_flip))
+    train_dataset.set_transform(ImageTransform(processor, augment, shift_and_flip))
     eval_dataset = raw.get("validation")
     if eval_dataset is not None:
-        eval_dataset.set_transform(make_transform(processor))
+        eval_dataset.set_transform(ImageTransform(processor))
     training_args.remove_unused_columns = False  # the transform needs the raw "image" column
     train_collator = MixupCollator(data_args.mixup_alpha, config.num_labels) if data_args.mixup_alpha > 0 else None
 
@@ -615,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_training(model_args, data_args, training_args)
     except (DataError, FileNotFoundError) as err:
-        print(f"hf-bigmodel pretrain resnet: error: {err}", file=sys.stderr)
+        message = str(err)
+        if "Original Traceback" in message:  # raised in a DataLoader worker: keep the message, not the traceback
+            message = message.strip().splitlines()[-1].split("DataError: ", 1)[-1]
+        print(f"hf-bigmodel pretrain resnet: error: {message}", file=sys.stderr)
         return 2
     return 0
