@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -341,16 +342,17 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, pipeline
 
 results = {}
+trust = sys.argv[2] == "true"
 for folder in json.loads(sys.argv[1]):
     ref = load_file(f"{folder}/reference.safetensors")
-    model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True).eval()
-    body = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
-    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=trust).eval()
+    body = AutoModel.from_pretrained(folder, trust_remote_code=trust).eval()
+    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=trust)
     pixels = processor(f"{folder}/image.png", return_tensors="pt").pixel_values
     with torch.no_grad():
         logits = model(pixels).logits
         features = body(pixels).pooler_output
-    classifier = pipeline("image-classification", model=folder, trust_remote_code=True)
+    classifier = pipeline("image-classification", model=folder, trust_remote_code=trust)
     results[folder] = {
         "modules": [type(o).__module__ for o in (model, body, processor)],
         "pixels_equal": torch.equal(pixels, ref["pixels"]),
@@ -362,7 +364,12 @@ print("RESULTS" + json.dumps(results))
 """
 
 
-def test_remote_code_and_pipeline_without_hf_bigmodel(tmp_path):
+@pytest.mark.parametrize(
+    ("prelude", "trust", "module_prefix"),
+    [(WITHOUT_HF_BIGMODEL, "true", "transformers_modules."), ("import hf_bigmodel\n", "false", "hf_bigmodel.")],
+    ids=["remote-code-without-hf_bigmodel", "registry"],
+)
+def test_fresh_process_loads_model_processor_and_pipeline(tmp_path, prelude, trust, module_prefix):
     expected = {}
     for channels in (3, 1):
         folder = tmp_path / f"resnet-{channels}ch"
@@ -373,8 +380,10 @@ def test_remote_code_and_pipeline_without_hf_bigmodel(tmp_path):
         assert processor_config["auto_map"]["AutoImageProcessor"].startswith("image_processing_resnet.")
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
+    if trust == "false":  # the registry child imports this checkout's hf_bigmodel
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     proc = subprocess.run(
-        [sys.executable, "-c", WITHOUT_HF_BIGMODEL + CHILD, json.dumps(list(expected))],
+        [sys.executable, "-c", prelude + CHILD, json.dumps(list(expected)), trust],
         cwd=tmp_path,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -386,7 +395,7 @@ def test_remote_code_and_pipeline_without_hf_bigmodel(tmp_path):
     results = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))[7:])
     for folder, want in expected.items():
         got = results[folder]
-        assert all(module.startswith("transformers_modules.") for module in got["modules"]), got["modules"]
+        assert all(module.startswith(module_prefix) for module in got["modules"]), got["modules"]
         assert got["pixels_equal"]
         assert got["logits_diff"] < 1e-5 and got["features_diff"] < 1e-5
         assert got["pipeline"]["label"] == want["label"]
