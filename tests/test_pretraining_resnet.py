@@ -443,3 +443,25 @@ def test_push_to_hub_publishes_model_processor_code_and_card(tmp_path):
         saved = json.loads((tmp_path / "run" / "all_results.json").read_text())
         assert metrics["accuracy"] == pytest.approx(saved["eval_accuracy"], abs=1e-6)
         assert metadata["pipeline_tag"] == "image-classification"
+
+
+def test_help_lists_the_image_options(capsys):
+    assert cli_main(["pretrain", "resnet", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--mnist_dir", "--train_dir", "--random_crop_padding", "--mixup_alpha", "--learning_rate"):
+        assert option in text, option
+    assert cli_main(["pretrain", "--help"]) == 0
+    assert "ARCH: gpt, resnet" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_mnist_benchmark_quick_mode_runs():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mnist.py"
+    result = subprocess.run([sys.executable, str(script), "--quick", "--threads", "1", "--mnist_dir", str(MNIST_DIR)],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy :" in result.stdout and "images/s" in result.stdout and "not judged" in result.stdout

@@ -89,7 +89,7 @@ class DataArguments:
     text_column: str = field(default="text", metadata={"help": "Column of the dataset that holds the text."})
     validation_split_percentage: float = field(
         default=5.0,
-        metadata={"help": "Without a validation set, hold out the last N% of the training tokens (as nanoGPT)."},
+        metadata={"help": "Without a validation set, hold out the last N%% of the training tokens (as nanoGPT)."},
     )
     block_size: int | None = field(
         default=None, metadata={"help": "Tokens per training sequence; defaults to max_position_embeddings."}

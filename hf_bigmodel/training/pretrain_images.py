@@ -90,7 +90,7 @@ class DataArguments:
     image_column: str = field(default="image", metadata={"help": "Column holding the images."})
     label_column: str = field(default="label", metadata={"help": "Column holding the class labels."})
     validation_split_percentage: float = field(
-        default=5.0, metadata={"help": "Without a validation set, hold out this % of the training images (0: none)."}
+        default=5.0, metadata={"help": "Without a validation set, hold out this %% of the training images (0: none)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation images."})
