@@ -238,6 +238,18 @@ def test_folded_weights_follow_parameter_updates():
     assert not any(hasattr(m, "_bigmodel_folded") for m in model.modules())
 
 
+def test_compile_and_export_of_the_inference_path():
+    model = BigModelResNetForImageClassification(tiny_config()).eval()
+    randomize_batch_norm(model)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(pixels).logits
+        compiled = torch.compile(model, backend="eager", fullgraph=True)(pixels).logits
+        exported = torch.export.export(model, (pixels,)).module()(pixels).logits
+    torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_zero_init_residual():
     model = BigModelResNetForImageClassification(tiny_config(zero_init_residual=True))
     assert torch.count_nonzero(model.resnet.stages[0].layers[0].norm3.weight) == 0

@@ -89,10 +89,20 @@ class BigModelResNetConvNorm:
     """Helpers for a (Conv2d without bias, BatchNorm) pair: the plain path and the folded inference path."""
 
     @staticmethod
+    def fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+        """conv + BN (eval) as one convolution: w' = w * g / sqrt(var + eps), b' = b - mean * g / sqrt(var + eps)."""
+        scale = norm.weight.float() * torch.rsqrt(norm.running_var.float() + norm.eps)
+        weight = (conv.weight.float() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
+        bias = (norm.bias.float() - norm.running_mean.float() * scale).to(conv.weight.dtype)
+        return weight, bias
+
+    @staticmethod
     def folded(conv: nn.Conv2d, norm: nn.BatchNorm2d, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """conv + BN (eval) as one convolution: w' = w * g / sqrt(var + eps), b' = b - mean * g / sqrt(var + eps).
-        Cached on the conv module; the key holds every tensor's version counter, so an optimizer step, a
-        `load_state_dict` or a new running statistic recomputes it."""
+        """`fold(conv, norm)`, cached on the conv module; the key holds every tensor's version counter, so an
+        optimizer step, a `load_state_dict` or a new running statistic recomputes it. Under torch.compile /
+        torch.export the folding is traced as plain tensor ops instead (the compiler constant-folds it)."""
+        if _tracing():
+            return BigModelResNetConvNorm.fold(conv, norm)
         key = (
             _tensor_key(conv.weight),
             _tensor_key(norm.weight),
@@ -106,9 +116,7 @@ class BigModelResNetConvNorm:
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         with torch.no_grad():
-            scale = norm.weight.float() * torch.rsqrt(norm.running_var.float() + norm.eps)
-            weight = (conv.weight.float() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
-            bias = (norm.bias.float() - norm.running_mean.float() * scale).to(conv.weight.dtype)
+            weight, bias = BigModelResNetConvNorm.fold(conv, norm)
             if channels_last:
                 weight = weight.contiguous(memory_format=torch.channels_last)
         conv._bigmodel_folded = (key, weight, bias)
@@ -145,10 +153,16 @@ class BigModelResNetConvNorm:
         return act(y) if act is not None else y
 
 
+def _tracing() -> bool:
+    """Whether torch.compile or torch.export is tracing (no Python-side caches or backend-specific ops then)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
 def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether oneDNN's fused convolution op can run this inference convolution (CPU, float32, no autocast)."""
     return (
         _HAS_ONEDNN_POINTWISE
+        and not _tracing()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
