@@ -155,7 +155,8 @@ class BigModelResNetConvNorm:
 
 def _tracing() -> bool:
     """Whether torch.compile or torch.export is tracing (no Python-side caches or backend-specific ops then)."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return torch.compiler.is_compiling() or (is_exporting is not None and is_exporting())
 
 
 def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
