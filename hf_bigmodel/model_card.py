@@ -486,6 +486,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _augmentation_lines(arguments: dict) -> list[str]:
+    """How `pretrain resnet` augmented and labelled the training images (its defaults depend on the data)."""
+    mnist = bool(arguments.get("mnist_dir"))
+    crop = arguments.get("random_resized_crop") or ("off" if mnist else "0.08,1.0")
+    flip = arguments.get("horizontal_flip")
+    flip = (not mnist) if flip is None else flip
+    parts = [
+        f"random-resized crop {'off' if crop.lower() in ('off', 'none', 'false', '0') else f'(area {crop})'}",
+        f"horizontal flip {'on' if flip else 'off'}",
+    ]
+    if arguments.get("random_crop_padding"):
+        parts.append(f"random {arguments['random_crop_padding']}-pixel shift (pad and crop)")
+    if arguments.get("mixup_alpha"):
+        parts.append(f"mixup (alpha {arguments['mixup_alpha']:g})")
+    if arguments.get("label_smoothing"):
+        parts.append(f"label smoothing {arguments['label_smoothing']:g}")
+    return ["Training augmentation: " + ", ".join(parts)]
+
+
 def _data_section(arguments: dict, split_percentage: Any) -> tuple[list[str], str, str]:
     """(bullet lines about the training data, model-index dataset type, model-index dataset name)."""
     lines = []
@@ -494,12 +513,16 @@ def _data_section(arguments: dict, split_percentage: Any) -> tuple[list[str], st
         train, test = arguments.get("max_train_samples"), arguments.get("max_eval_samples")
         lines.append(f"MNIST (idx files): {f'the first {train:,} of ' if train else ''}the 60,000 training images")
         lines.append(f"Evaluation: {f'the first {test:,} of ' if test else ''}the 10,000 MNIST test images")
-        return lines, "mnist", "MNIST test split"
+        return lines + _augmentation_lines(arguments), "mnist", "MNIST test split"
     if arguments.get("train_dir"):
         lines.append(f"Training images: the class folders of `{arguments['train_dir']}`")
         if arguments.get("validation_dir"):
             lines.append(f"Evaluation images: `{arguments['validation_dir']}`")
-        return lines, "imagefolder", arguments.get("validation_dir") or "held-out images"
+        return (
+            lines + _augmentation_lines(arguments),
+            "imagefolder",
+            arguments.get("validation_dir") or "held-out images",
+        )
     if dataset:
         config = arguments.get("dataset_config_name")
         lines.append(f"Dataset: `{dataset}`" + (f" (configuration `{config}`)" if config else ""))

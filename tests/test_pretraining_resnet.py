@@ -194,6 +194,13 @@ def test_mnist_end_to_end_learns_and_saves_a_complete_folder(mnist_run):
     assert processor["image_mean"] == [0.1307] and processor["image_std"] == [0.3081]
     for name in ("configuration_resnet.py", "modeling_resnet.py", "image_processing_resnet.py", "README.md"):
         assert (mnist_run / name).is_file(), name
+    card = (mnist_run / "README.md").read_text()
+    assert "- MNIST (idx files): the first 512 of the 60,000 training images" in card
+    assert "- Training augmentation: random-resized crop off, horizontal flip off, random 2-pixel shift" in card
+    assert (
+        f"| Top-5 accuracy | {metrics['eval_top5_accuracy']:.6g} |" in card
+        and "| Input | 1 channel (greyscale) |" in card
+    )
 
 
 @needs_mnist
