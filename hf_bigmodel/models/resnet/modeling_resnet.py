@@ -387,7 +387,11 @@ class BigModelResNetModel(BigModelResNetPreTrainedModel):
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         fused = self.config.fold_batch_norm and not self.training and not torch.is_grad_enabled()
-        x = pixel_values.to(self.embedder.conv.weight.dtype) if not torch.is_autocast_enabled() else pixel_values
+        x = (
+            pixel_values.to(self.embedder.conv.weight.dtype)
+            if not torch.is_autocast_enabled(pixel_values.device.type)
+            else pixel_values
+        )
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.embedder(x, fused)
