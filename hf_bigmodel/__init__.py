@@ -23,6 +23,12 @@ from .models.gpt import (
     BigModelGPTForTokenClassification,
     BigModelGPTModel,
 )
+from .models.resnet import (
+    BigModelResNetConfig,
+    BigModelResNetForImageClassification,
+    BigModelResNetImageProcessor,
+    BigModelResNetModel,
+)
 from .models.transformer import (
     BigModelTransformerConfig,
     BigModelTransformerForConditionalGeneration,
@@ -54,6 +60,10 @@ __all__ = [
     "BigModelTransformerConfig",
     "BigModelTransformerModel",
     "BigModelTransformerForConditionalGeneration",
+    "BigModelResNetConfig",
+    "BigModelResNetModel",
+    "BigModelResNetForImageClassification",
+    "BigModelResNetImageProcessor",
     "create_config",
     "create_model",
     "list_presets",

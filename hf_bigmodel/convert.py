@@ -6,6 +6,8 @@
                                                       LlamaForCausalLM (rope + rmsnorm + swiglu); force with --to
     hf-bigmodel convert marian-folder/ ours/          stock Marian (MarianMTModel) -> bigmodel_transformer
     hf-bigmodel convert ours-seq2seq/ stock/          bigmodel_transformer -> MarianMTModel (Marian settings)
+    hf-bigmodel convert resnet-folder/ ours/          stock ResNet (ResNetForImageClassification) -> bigmodel_resnet
+    hf-bigmodel convert ours-resnet/ stock/           bigmodel_resnet (ImageNet stem) -> ResNetForImageClassification
     hf-bigmodel convert out/ckpt.pt ours/ --vocab-chars-from input.txt
                                                       nanoGPT checkpoint (+ its character tokenizer) -> bigmodel_gpt
     hf-bigmodel convert bert-folder/ ours/            stock BERT (BertModel, BertForPreTraining, BertForMaskedLM,
@@ -39,6 +41,7 @@ from conversion_scripts.convert_gpt import (
     convert_llama_to_bigmodel,
     convert_nanogpt_to_bigmodel,
 )
+from conversion_scripts.convert_resnet import convert_bigmodel_to_resnet, convert_resnet_to_bigmodel
 from conversion_scripts.convert_transformer import convert_bigmodel_to_marian, convert_marian_to_bigmodel
 
 NANOGPT = "nanogpt"
@@ -63,6 +66,11 @@ _OURS_BERT = (
 _STOCK_BERT = "the Auto class of its head, e.g. AutoModelForMaskedLM.from_pretrained(DST), plain transformers"
 _OURS_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
 _STOCK_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST), plain transformers, no remote code"
+_OURS_IMAGE = (
+    "AutoModelForImageClassification.from_pretrained(DST, trust_remote_code=True) and "
+    "AutoImageProcessor.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+)
+_STOCK_IMAGE = "AutoModelForImageClassification.from_pretrained(DST), plain transformers, no remote code"
 
 ROUTES: dict[tuple[str, str], Route] = {
     (route.source, route.target): route
@@ -76,6 +84,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         Route("bigmodel_bert", "bert", convert_bigmodel_to_bert, _STOCK_BERT),
         Route("marian", "bigmodel_transformer", convert_marian_to_bigmodel, _OURS_SEQ2SEQ),
         Route("bigmodel_transformer", "marian", convert_bigmodel_to_marian, _STOCK_SEQ2SEQ),
+        Route("resnet", "bigmodel_resnet", convert_resnet_to_bigmodel, _OURS_IMAGE),
+        Route("bigmodel_resnet", "resnet", convert_bigmodel_to_resnet, _STOCK_IMAGE),
     )
 }
 
@@ -96,6 +106,8 @@ DEFAULT_TARGETS: dict[str, Callable[[Path], str]] = {
     "bigmodel_bert": lambda src: "bert",
     "marian": lambda src: "bigmodel_transformer",
     "bigmodel_transformer": lambda src: "marian",
+    "resnet": lambda src: "bigmodel_resnet",
+    "bigmodel_resnet": lambda src: "resnet",
 }
 
 

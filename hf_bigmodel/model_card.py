@@ -146,6 +146,24 @@ def describe_transformer(config: dict) -> list[tuple[str, str]]:
     ]
 
 
+def describe_resnet(config: dict) -> list[tuple[str, str]]:
+    """Model-details rows for a `bigmodel_resnet` config.json."""
+    depths, widths = config.get("depths") or [], config.get("hidden_sizes") or []
+    bottleneck = config.get("layer_type") == "bottleneck"
+    layers = (3 if bottleneck else 2) * sum(depths) + 2  # the stem convolution and the classifier count too
+    cifar = config.get("stem_type") == "cifar"
+    stem = "3x3 convolution, stride 1 (for small images)" if cifar else "7x7 convolution, stride 2, 3x3 max pool"
+    channels = config.get("num_channels", 3)
+    return [
+        ("Type", f"ResNet-{layers}, {'bottleneck' if bottleneck else 'basic'} residual blocks"),
+        ("Stem", f"{stem}, {config.get('embedding_size')} channels"),
+        ("Stages (blocks x channels)", ", ".join(f"{d} x {w}" for d, w in zip(depths, widths))),
+        ("Input", f"{channels} channel{'s' if channels != 1 else ''} ({'greyscale' if channels == 1 else 'RGB'})"),
+        ("Classes", str(len(config.get("id2label") or {}) or config.get("num_labels", "?"))),
+        ("Label smoothing (training loss)", f"{config.get('label_smoothing', 0.0):g}"),
+    ]
+
+
 CARD_SPECS: dict[str, CardSpec] = {
     "bigmodel_gpt": CardSpec(
         template="gpt.md",
@@ -164,6 +182,12 @@ CARD_SPECS: dict[str, CardSpec] = {
         family="an encoder-decoder Transformer (Attention Is All You Need) from hf_bigmodel",
         describe=describe_transformer,
         tags=("transformer", "seq2seq", "translation"),
+    ),
+    "bigmodel_resnet": CardSpec(
+        template="resnet.md",
+        family="a ResNet image classifier from hf_bigmodel",
+        describe=describe_resnet,
+        tags=("resnet", "image-classification"),
     ),
 }
 
@@ -198,6 +222,7 @@ METRICS = {
     "eval_perplexity": ("perplexity", "Perplexity"),
     "eval_loss": ("loss", "Loss (cross-entropy, nats per token)"),
     "eval_accuracy": ("accuracy", "Accuracy"),
+    "eval_top5_accuracy": ("top-5 accuracy", "Top-5 accuracy"),
     "eval_f1": ("f1", "F1"),
     "eval_exact_match": ("exact_match", "Exact match (%)"),
     "eval_mlm_accuracy": ("accuracy", "Masked-token accuracy (MLM)"),
@@ -530,10 +555,43 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _augmentation_lines(arguments: dict) -> list[str]:
+    """How `pretrain resnet` augmented and labelled the training images (its defaults depend on the data)."""
+    mnist = bool(arguments.get("mnist_dir"))
+    crop = arguments.get("random_resized_crop") or ("off" if mnist else "0.08,1.0")
+    flip = arguments.get("horizontal_flip")
+    flip = (not mnist) if flip is None else flip
+    parts = [
+        f"random-resized crop {'off' if crop.lower() in ('off', 'none', 'false', '0') else f'(area {crop})'}",
+        f"horizontal flip {'on' if flip else 'off'}",
+    ]
+    if arguments.get("random_crop_padding"):
+        parts.append(f"random {arguments['random_crop_padding']}-pixel shift (pad and crop)")
+    if arguments.get("mixup_alpha"):
+        parts.append(f"mixup (alpha {arguments['mixup_alpha']:g})")
+    if arguments.get("label_smoothing"):
+        parts.append(f"label smoothing {arguments['label_smoothing']:g}")
+    return ["Training augmentation: " + ", ".join(parts)]
+
+
 def _data_section(arguments: dict, split_percentage: Any) -> tuple[list[str], str, str]:
     """(bullet lines about the training data, model-index dataset type, model-index dataset name)."""
     lines = []
     dataset = arguments.get("dataset_name")
+    if arguments.get("mnist_dir"):  # image classification (`pretrain resnet`): MNIST idx files or image folders
+        train, test = arguments.get("max_train_samples"), arguments.get("max_eval_samples")
+        lines.append(f"MNIST (idx files): {f'the first {train:,} of ' if train else ''}the 60,000 training images")
+        lines.append(f"Evaluation: {f'the first {test:,} of ' if test else ''}the 10,000 MNIST test images")
+        return lines + _augmentation_lines(arguments), "mnist", "MNIST test split"
+    if arguments.get("train_dir"):
+        lines.append(f"Training images: the class folders of `{arguments['train_dir']}`")
+        if arguments.get("validation_dir"):
+            lines.append(f"Evaluation images: `{arguments['validation_dir']}`")
+        return (
+            lines + _augmentation_lines(arguments),
+            "imagefolder",
+            arguments.get("validation_dir") or "held-out images",
+        )
     if dataset:
         config = arguments.get("dataset_config_name")
         lines.append(f"Dataset: `{dataset}`" + (f" (configuration `{config}`)" if config else ""))
@@ -686,6 +744,7 @@ def build_model_card(
         "dtypes": ", ".join(dtypes),
         "config": config,
         "tokenizer": describe_tokenizer(folder),
+        "image_processor": _read_json(folder / "preprocessor_config.json"),
         "has_run": has_training_run(folder),
         "data_lines": data_lines,
         "setup": setup,

@@ -12,7 +12,15 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["bench_gpt_train.py", "bench_gpt_generate.py", "bench_bert_train.py"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "bench_gpt_train.py",
+        "bench_gpt_generate.py",
+        "bench_bert_train.py",
+        "bench_resnet50.py",
+    ],
+)
 def test_benchmark_quick_mode_runs(script):
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True, timeout=300

@@ -1,6 +1,6 @@
 """The architectures of the zoo. Importing this package registers each with transformers' Auto classes."""
 
-from . import bert, gpt, transformer
+from . import bert, gpt, resnet, transformer
 
 # model_type -> (config class, {task name: model class}). Every test and CLI command loops over this table, so a new
 # architecture is wired in by adding one line here.
@@ -35,6 +35,14 @@ ARCHITECTURES = {
         {
             "base": transformer.BigModelTransformerModel,
             "seq2seq-lm": transformer.BigModelTransformerForConditionalGeneration,
+        },
+    ),
+    "resnet": (
+        resnet.BigModelResNetConfig,
+        resnet.configuration_resnet.PRESETS,
+        {
+            "base": resnet.BigModelResNetModel,
+            "image-classification": resnet.BigModelResNetForImageClassification,
         },
     ),
 }

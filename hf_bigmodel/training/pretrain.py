@@ -53,6 +53,7 @@ PRETRAINING_HEADS = {"gpt": "causal-lm"}
 OTHER_PRETRAINERS: dict[str, str] = {
     "bert": "hf_bigmodel.training.pretrain_bert",
     "transformer": "hf_bigmodel.training.pretrain_seq2seq",
+    "resnet": "hf_bigmodel.training.pretrain_images",
 }
 
 

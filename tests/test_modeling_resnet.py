@@ -1,0 +1,430 @@
+"""The ResNet family as transformers sees it: registration, config validation, presets against transformers' own
+ResNet, parity with it in train and eval mode, the fast paths (channels-last, folded BatchNorm) against the plain
+computation, losses, activation checkpointing, bf16, and save/load through the registry, through remote code in a
+clean process, and through the image-classification pipeline."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
+from PIL import Image
+from safetensors.torch import save_file
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    ResNetConfig,
+    ResNetForImageClassification,
+    pipeline,
+)
+
+import hf_bigmodel
+from conversion_scripts.convert_resnet import resnet_key_map
+from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.models.resnet import (
+    BigModelResNetConfig,
+    BigModelResNetForImageClassification,
+    BigModelResNetImageProcessor,
+    BigModelResNetModel,
+)
+from hf_bigmodel.models.resnet.configuration_resnet import AUTO_MAP, PRESETS
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
+HEADS = ARCHITECTURES["resnet"][2]
+TASK_AUTO_CLASS = {"base": AutoModel, "image-classification": AutoModelForImageClassification}
+CODE_FILES = {"configuration_resnet.py", "modeling_resnet.py", "image_processing_resnet.py"}
+
+
+def tiny_config(**overrides) -> BigModelResNetConfig:
+    return BigModelResNetConfig.from_preset("resnet-tiny", **overrides)
+
+
+def randomize_batch_norm(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+
+
+def stock_twin(model: BigModelResNetForImageClassification) -> ResNetForImageClassification:
+    """transformers' ResNetForImageClassification with the same config and weights."""
+    c = model.config
+    stock = ResNetForImageClassification(
+        ResNetConfig(
+            num_channels=c.num_channels,
+            embedding_size=c.embedding_size,
+            hidden_sizes=c.hidden_sizes,
+            depths=c.depths,
+            layer_type=c.layer_type,
+            downsample_in_first_stage=c.downsample_in_first_stage,
+            downsample_in_bottleneck=c.downsample_in_bottleneck,
+            num_labels=c.num_labels,
+        )
+    )
+    stock.load_state_dict(resnet_key_map(c.num_stages).to_theirs(model.state_dict()))
+    return stock
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Registration, config, presets
+
+
+@pytest.mark.parametrize("task", list(HEADS))
+def test_auto_classes_resolve(task):
+    assert type(AutoConfig.for_model("bigmodel_resnet")) is BigModelResNetConfig
+    model = TASK_AUTO_CLASS[task].from_config(tiny_config())
+    assert type(model) is HEADS[task]
+    assert HEADS[task]._auto_class == TASK_AUTO_CLASS[task].__name__
+    assert BigModelResNetImageProcessor._auto_class == "AutoImageProcessor"
+
+
+def test_config_round_trip_and_auto_map(tmp_path):
+    config = tiny_config(num_channels=1, stem_type="cifar", zero_init_residual=True, label_smoothing=0.1)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["auto_map"] == AUTO_MAP and saved["model_type"] == "bigmodel_resnet"
+    reloaded = AutoConfig.from_pretrained(tmp_path)
+    assert (reloaded.num_channels, reloaded.stem_type, reloaded.label_smoothing) == (1, "cifar", 0.1)
+    assert reloaded.hidden_sizes == [16, 32] and reloaded.num_labels == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(depths=[1, 1, 1]), r"`depths` has 3 entries but `hidden_sizes` has 2: give one depth"),
+        (dict(layer_type="wide"), r"`layer_type` must be one of \('basic', 'bottleneck'\), got 'wide'"),
+        (dict(stem_type="tiny"), r"`stem_type` must be one of \('imagenet', 'cifar'\), got 'tiny'"),
+        (dict(hidden_sizes=[16, 30]), r"multiple of 4; \[30\] are not"),
+        (dict(depths=[1, 0]), r"Every entry of `depths` must be a positive integer"),
+        (dict(hidden_act="nope"), r"`hidden_act` 'nope' is not a transformers activation"),
+        (dict(label_smoothing=1.0), r"`label_smoothing` must be in \[0, 1\)"),
+        (dict(num_channels=0), r"`num_channels` must be a positive integer"),
+    ],
+)
+def test_config_errors_name_the_problem(overrides, message):
+    with pytest.raises((ValueError, StrictDataclassError), match=message):
+        tiny_config(**overrides)
+
+
+def test_preset_with_a_label_map_takes_its_class_count():
+    config = BigModelResNetConfig.from_preset("resnet-20", id2label={0: "cat", 1: "dog"})
+    assert config.num_labels == 2 and config.label2id == {"cat": 0, "dog": 1}
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match=r"Unknown ResNet preset 'resnet-7'\. Available presets: resnet-tiny"):
+        BigModelResNetConfig.from_preset("resnet-7")
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_builds(preset):
+    config = hf_bigmodel.create_config(preset)
+    with torch.device("meta"):
+        model = BigModelResNetForImageClassification(config)
+    assert len(model.resnet.stages) == len(config.depths)
+    assert [len(stage.layers) for stage in model.resnet.stages] == config.depths
+    assert model.classifier.weight.shape == (config.num_labels, config.hidden_sizes[-1])
+    kernel = 7 if config.stem_type == "imagenet" else 3
+    assert model.resnet.embedder.conv.weight.shape == (config.embedding_size, config.num_channels, kernel, kernel)
+
+
+@pytest.mark.parametrize(
+    ("preset", "stock_kwargs", "expected"),
+    [
+        ("resnet-18", dict(layer_type="basic", hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2]), 11_689_512),
+        ("resnet-50", dict(), 25_557_032),  # ResNetConfig() is ResNet-50
+    ],
+)
+def test_parameter_count_matches_stock(preset, stock_kwargs, expected):
+    with torch.device("meta"):
+        ours = BigModelResNetForImageClassification(BigModelResNetConfig.from_preset(preset))
+        stock = ResNetForImageClassification(ResNetConfig(num_labels=1000, **stock_kwargs))
+    # torchvision's resnet18 / resnet50 have the same counts.
+    assert ours.num_parameters() == stock.num_parameters() == expected
+
+
+def test_cifar_resnet20_is_the_paper_size():
+    with torch.device("meta"):
+        model = BigModelResNetForImageClassification(BigModelResNetConfig.from_preset("resnet-20"))
+    # He et al.'s 0.27M network has 269,722 parameters with parameter-free (zero-padding) shortcuts; the two 1x1
+    # projection shortcuts (16->32 and 32->64 channels, with their BatchNorms) add 512 + 64 + 2048 + 128.
+    assert model.num_parameters() == 269_722 + 2_752
+    assert model.resnet.embedder.pool is None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Forward: shapes, parity with transformers' ResNet, fast paths
+
+
+def test_backbone_hidden_states_per_stage():
+    config = BigModelResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1])
+    model = BigModelResNetModel(config).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64), output_hidden_states=True)
+    shapes = [tuple(h.shape) for h in out.hidden_states]
+    assert shapes == [(2, 8, 16, 16), (2, 8, 16, 16), (2, 16, 8, 8), (2, 24, 4, 4), (2, 32, 2, 2)]
+    assert out.last_hidden_state.shape == (2, 32, 2, 2) and out.pooler_output.shape == (2, 32, 1, 1)
+    torch.testing.assert_close(out.pooler_output, out.last_hidden_state.mean((2, 3), keepdim=True))
+    as_tuple = model(torch.randn(2, 3, 64, 64), return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+
+
+def test_cifar_stem_keeps_resolution():
+    model = BigModelResNetModel(BigModelResNetConfig.from_preset("resnet-20", num_channels=1)).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, 28, 28), output_hidden_states=True)
+    assert [h.shape[-1] for h in out.hidden_states] == [28, 28, 14, 7]
+
+
+@pytest.mark.parametrize("layer_type", ["basic", "bottleneck"])
+def test_parity_with_stock_in_train_and_eval(layer_type):
+    sizes = [16, 32] if layer_type == "bottleneck" else [8, 16]
+    model = BigModelResNetForImageClassification(tiny_config(layer_type=layer_type, hidden_sizes=sizes))
+    randomize_batch_norm(model)
+    stock = stock_twin(model)
+    pixels = torch.randn(4, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(pixels).logits, stock.eval()(pixels).logits, rtol=1e-5, atol=1e-5)
+    # Training mode: batch statistics, and the same running-statistics update.
+    out, expected = model.train()(pixels).logits, stock.train()(pixels).logits
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        model.resnet.stages[1].layers[0].norm1.running_mean,
+        stock.resnet.encoder.stages[1].layers[0].layer[0].normalization.running_mean,
+    )
+
+
+def test_fast_paths_compute_the_same_function():
+    """channels-last and folded BatchNorm (inference only) against the plain NCHW computation."""
+    base = BigModelResNetForImageClassification(tiny_config(channels_last=False, fold_batch_norm=False))
+    randomize_batch_norm(base)
+    fast = BigModelResNetForImageClassification(tiny_config())
+    fast.load_state_dict(base.state_dict())
+    pixels = torch.randn(3, 3, 40, 40)
+    base.eval(), fast.eval()
+    with torch.no_grad():
+        expected = base(pixels, output_hidden_states=True)
+        got = fast(pixels, output_hidden_states=True)
+    torch.testing.assert_close(got.logits, expected.logits, rtol=1e-5, atol=1e-5)
+    assert got.hidden_states[-1].is_contiguous(memory_format=torch.channels_last)
+    # The folded copies live outside the state dict, which is unchanged.
+    assert fast.state_dict().keys() == base.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), base.state_dict().values()))
+
+
+def test_folded_weights_follow_parameter_updates():
+    model = BigModelResNetForImageClassification(tiny_config()).eval()
+    pixels = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        before = model(pixels).logits
+        model.resnet.stages[0].layers[0].norm2.running_var.mul_(4.0)  # e.g. a load_state_dict or a training step
+        after = model(pixels).logits
+    unfolded = model(pixels).logits  # gradients enabled: the plain path
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, unfolded.detach(), rtol=1e-5, atol=1e-5)
+    model.train()
+    assert not any(hasattr(m, "_bigmodel_folded") for m in model.modules())
+
+
+def test_compile_and_export_of_the_inference_path():
+    model = BigModelResNetForImageClassification(tiny_config()).eval()
+    randomize_batch_norm(model)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(pixels).logits
+        compiled = torch.compile(model, backend="eager", fullgraph=True)(pixels).logits
+        exported = torch.export.export(model, (pixels,)).module()(pixels).logits
+    torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_init_residual():
+    model = BigModelResNetForImageClassification(tiny_config(zero_init_residual=True))
+    assert torch.count_nonzero(model.resnet.stages[0].layers[0].norm3.weight) == 0
+    assert torch.count_nonzero(model.resnet.stages[0].layers[0].norm1.weight) > 0
+    plain = BigModelResNetForImageClassification(tiny_config())
+    assert torch.all(plain.resnet.stages[0].layers[0].norm3.weight == 1)
+
+
+def test_bf16_autocast_and_bf16_weights():
+    model = BigModelResNetForImageClassification(tiny_config()).eval()
+    pixels = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        reference = model(pixels).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(pixels).logits
+        halved = model.to(torch.bfloat16)(pixels).logits
+    assert autocast.dtype == torch.bfloat16 and halved.dtype == torch.bfloat16
+    torch.testing.assert_close(autocast.float(), reference, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(halved.float(), reference, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_activation_checkpointing_gives_the_same_step(reentrant):
+    config = tiny_config()
+    plain = BigModelResNetForImageClassification(config).train()
+    checkpointed = BigModelResNetForImageClassification(config).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
+    assert checkpointed.resnet.stages[1].layers[1].gradient_checkpointing
+    pixels, labels = torch.randn(4, 3, 40, 40), torch.tensor([0, 1, 2, 1])
+    plain(pixels, labels=labels).loss.backward()
+    checkpointed(pixels, labels=labels).loss.backward()
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=name)
+    # The recomputation in backward must not update the BatchNorm running statistics a second time.
+    for (name, a), b in zip(plain.named_buffers(), checkpointed.buffers()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Losses and input errors
+
+
+def test_losses_against_reference():
+    model = BigModelResNetForImageClassification(tiny_config(num_labels=5, label_smoothing=0.1)).eval()
+    pixels = torch.randn(4, 3, 32, 32)
+    labels = torch.tensor([0, 4, 2, 2])
+    out = model(pixels, labels=labels)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels, label_smoothing=0.1))
+    # Soft targets (mixup of two one-hot labels): cross-entropy against the distribution.
+    soft = 0.7 * F.one_hot(labels, 5).float() + 0.3 * F.one_hot(labels.flip(0), 5).float()
+    expected = -(soft * F.log_softmax(out.logits, -1)).sum(-1).mean()
+    model.config.label_smoothing = 0.0
+    torch.testing.assert_close(model(pixels, labels=soft).loss, expected)
+    model.config.problem_type = "multi_label_classification"
+    multi = torch.tensor([[1.0, 0, 1, 0, 0]] * 4)
+    torch.testing.assert_close(model(pixels, labels=multi).loss, F.binary_cross_entropy_with_logits(out.logits, multi))
+
+
+def test_label_and_input_errors():
+    model = BigModelResNetForImageClassification(tiny_config(num_labels=3))
+    pixels = torch.randn(2, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"Labels \[3\] are out of range: this model has 3 classes \(0 to 2"):
+        model(pixels, labels=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"Labels \[-1\] are out of range"):
+        model(pixels, labels=torch.tensor([-1, 0]))
+    with pytest.raises(ValueError, match=r"soft targets .* shape \(batch, num_labels\) = \(2, 3\), got \(2, 4\)"):
+        model(pixels, labels=torch.rand(2, 4))
+    with pytest.raises(ValueError, match=r"`pixel_values` has 1 channels but this model expects 3"):
+        model(torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"must have 4 dimensions .* got shape \(3, 32, 32\).*unsqueeze\(0\)"):
+        model(torch.randn(3, 32, 32))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Saving and loading: registry, remote code in a clean process, pipeline
+
+
+def _save_folder(folder, num_channels: int = 3) -> dict:
+    """A tiny classifier with a grayscale or RGB processor, plus reference outputs for the child process."""
+    config = tiny_config(num_channels=num_channels, id2label={0: "circle", 1: "square", 2: "star"})
+    model = BigModelResNetForImageClassification(config).eval()
+    randomize_batch_norm(model)
+    model.save_pretrained(folder)
+    processor = BigModelResNetImageProcessor(num_channels=num_channels, size={"shortest_edge": 40}, crop_size=32)
+    processor.save_pretrained(folder)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 60, 3), dtype=np.uint8))
+    image.save(folder / "image.png")
+    pixels = processor(image, return_tensors="pt").pixel_values
+    with torch.no_grad():
+        logits = model(pixels).logits
+        features = model.resnet(pixels).pooler_output
+    save_file({"pixels": pixels, "logits": logits, "features": features}, str(folder / "reference.safetensors"))
+    top = logits.softmax(-1)[0]
+    return {"label": config.id2label[int(top.argmax())], "score": float(top.max())}
+
+
+CHILD = """
+import json, sys
+import torch, transformers
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, pipeline
+
+results = {}
+trust = sys.argv[2] == "true"
+for folder in json.loads(sys.argv[1]):
+    ref = load_file(f"{folder}/reference.safetensors")
+    model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=trust).eval()
+    body = AutoModel.from_pretrained(folder, trust_remote_code=trust).eval()
+    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=trust)
+    pixels = processor(f"{folder}/image.png", return_tensors="pt").pixel_values
+    with torch.no_grad():
+        logits = model(pixels).logits
+        features = body(pixels).pooler_output
+    classifier = pipeline("image-classification", model=folder, trust_remote_code=trust)
+    results[folder] = {
+        "modules": [type(o).__module__ for o in (model, body, processor)],
+        "pixels_equal": torch.equal(pixels, ref["pixels"]),
+        "logits_diff": (logits - ref["logits"]).abs().max().item(),
+        "features_diff": (features - ref["features"]).abs().max().item(),
+        "pipeline": classifier(f"{folder}/image.png", top_k=1)[0],
+    }
+print("RESULTS" + json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize(
+    ("prelude", "trust", "module_prefix"),
+    [(WITHOUT_HF_BIGMODEL, "true", "transformers_modules."), ("import hf_bigmodel\n", "false", "hf_bigmodel.")],
+    ids=["remote-code-without-hf_bigmodel", "registry"],
+)
+def test_fresh_process_loads_model_processor_and_pipeline(tmp_path, prelude, trust, module_prefix):
+    expected = {}
+    for channels in (3, 1):
+        folder = tmp_path / f"resnet-{channels}ch"
+        expected[str(folder)] = _save_folder(folder, channels)
+        assert {p.name for p in folder.iterdir()} >= CODE_FILES
+        assert json.loads((folder / "config.json").read_text())["auto_map"] == AUTO_MAP
+        processor_config = json.loads((folder / "preprocessor_config.json").read_text())
+        assert processor_config["auto_map"]["AutoImageProcessor"].startswith("image_processing_resnet.")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    if trust == "false":  # the registry child imports this checkout's hf_bigmodel
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + CHILD, json.dumps(list(expected)), trust],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))[7:])
+    for folder, want in expected.items():
+        got = results[folder]
+        assert all(module.startswith(module_prefix) for module in got["modules"]), got["modules"]
+        assert got["pixels_equal"]
+        assert got["logits_diff"] < 1e-5 and got["features_diff"] < 1e-5
+        assert got["pipeline"]["label"] == want["label"]
+        assert got["pipeline"]["score"] == pytest.approx(want["score"], abs=1e-5)
+
+
+def test_registry_load_and_pipeline(tmp_path):
+    want = _save_folder(tmp_path, num_channels=1)
+    model, info = AutoModelForImageClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(model) is BigModelResNetForImageClassification
+    assert not any(info.values())
+    processor = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=False)
+    assert type(processor) is BigModelResNetImageProcessor and processor.num_channels == 1
+    classifier = pipeline("image-classification", model=str(tmp_path), trust_remote_code=False)
+    results = classifier([str(tmp_path / "image.png"), Image.open(tmp_path / "image.png").convert("RGBA")], top_k=3)
+    assert [r["label"] for r in results[0]][0] == want["label"]
+    assert {r["label"] for r in results[0]} == {"circle", "square", "star"}
+    assert results[0][0]["score"] == pytest.approx(want["score"], abs=1e-5)
+    assert sum(r["score"] for r in results[0]) == pytest.approx(1.0, abs=1e-5)
