@@ -7,9 +7,11 @@ per image); shift augmentation (pad 2, random 28x28 crop; no flips, a flipped di
 smoothing 0.1; SGD with Nesterov momentum 0.9, batch 128, peak learning rate 0.1 after a 10% linear warmup, cosine
 decay to 0, weight decay 5e-4; blocks start as the identity (zero_init_residual); bf16 autocast (about 1.8x faster
 than fp32 on CPUs with AVX-512 BF16 / AMX); evaluation on the 10,000 test images at the end.
-Target: >= 99.5% test accuracy.
+Target: >= 99.5% test accuracy. Measured on the busy 2-core VM of the issue (1 thread, bf16, seed 0): 6 epochs give
+99.56% (1291 s wall, 210 s per epoch at load average ~3-5); 5 epochs gave 99.51% (334 s per epoch at load ~6), too
+close to the target to be the default.
 
-    python benchmarks/bench_mnist.py                 # the full run (5 epochs)
+    python benchmarks/bench_mnist.py                 # the full run (6 epochs)
     python benchmarks/bench_mnist.py --quick         # smoke test: 2,000 training / 1,000 test images, ~1 min
     python benchmarks/bench_mnist.py --epochs 8 --no-bf16 --threads 2 --output_dir runs/mnist
 
@@ -44,7 +46,7 @@ def main() -> int:
     parser.add_argument("--mnist_dir", type=Path, default=default_mnist_dir())
     parser.add_argument("--preset", default="resnet-20")
     parser.add_argument("--config_overrides", default="zero_init_residual=true")
-    parser.add_argument("--epochs", type=float, default=5.0)
+    parser.add_argument("--epochs", type=float, default=6.0)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=0.1)
     parser.add_argument("--padding", type=int, default=2, help="shift augmentation: pad N pixels, random crop")
