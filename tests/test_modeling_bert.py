@@ -590,6 +590,11 @@ print("\\nRESULTS" + json.dumps(results))
 """
 
 
+# The same weights and inputs in another process: CPU kernels may split a reduction differently there (thread count,
+# load), which moves float32 results by a few ulps (2e-7 seen in CI), never by more.
+MAX_PROCESS_DIFF = 1e-6
+
+
 def _run_child(code: str, args: list[str], cwd: Path, with_repo: bool) -> dict:
     env = {**os.environ, "HF_HOME": str(cwd / "hf"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("PYTHONPATH", None)
@@ -636,7 +641,7 @@ def test_remote_code_without_hf_bigmodel(saved_heads, pipeline_folders, tmp_path
     results = _run_child(block + CHECK_FOLDERS, [json.dumps(saved_heads), "true", fill_mask], tmp_path, False)
     for folder in saved_heads:
         assert results[folder]["module"].startswith("transformers_modules."), folder
-        assert results[folder]["max_diff"] == 0.0 and results[folder]["outputs"] >= 1, folder
+        assert results[folder]["max_diff"] <= MAX_PROCESS_DIFF and results[folder]["outputs"] >= 1, folder
     # The fill-mask pipeline runs on the remote code alone and predicts what the registered classes predict.
     remote = results["fill-mask"]
     assert remote["n"] == 2 and remote["module"].startswith("transformers_modules.")
@@ -650,7 +655,7 @@ def test_import_hf_bigmodel_loads_without_trust_flag(saved_heads, tmp_path):
     results = _run_child("import hf_bigmodel\n" + CHECK_FOLDERS, [json.dumps(saved_heads), "unset"], tmp_path, True)
     for folder in saved_heads:
         assert results[folder]["module"] == "hf_bigmodel.models.bert.modeling_bert", folder
-        assert results[folder]["max_diff"] == 0.0, folder
+        assert results[folder]["max_diff"] <= MAX_PROCESS_DIFF, folder
 
 
 # --------------------------------------------------------------------------------------------------------------------
