@@ -431,3 +431,22 @@ def test_push_to_hub_publishes_model_tokenizer_code_and_card(data, tmp_path):
         assert loaded.returncode == 0, loaded.stderr[-3000:]
         assert "OUT 1 transformers_modules." in loaded.stdout
         assert "BLEU (sacreBLEU, detokenized, 13a)" in hub.read(repo, "README.md").decode()
+
+
+def test_evaluation_keeps_the_dataset_order_under_group_by_length(tmp_path):
+    # transformers 5 also groups *evaluation* batches by length under group_by_length; predictions are matched with
+    # references (and written to generated_predictions.txt) by position, so the trainer must keep the dataset's
+    # order: a shuffled prediction file scored BLEU 1 instead of 36 on Multi30k.
+    import datasets
+    from transformers import Seq2SeqTrainingArguments
+
+    import hf_bigmodel
+    from hf_bigmodel.training.pretrain_seq2seq import Seq2SeqDataArguments, TranslationTrainer
+
+    lengths = [3, 9, 1, 7, 5, 2, 8, 4, 6, 10, 2, 9]
+    dataset = datasets.Dataset.from_dict({"input_ids": [[5 + i] * n for i, n in enumerate(lengths)]})
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=3, use_cpu=True,
+                                    train_sampling_strategy="group_by_length", report_to="none")  # fmt: skip
+    model = AutoModelForSeq2SeqLM.from_config(hf_bigmodel.create_config("transformer-tiny"))
+    trainer = TranslationTrainer(model=model, args=args, references={}, data_args=Seq2SeqDataArguments())
+    assert list(trainer._get_eval_sampler(dataset)) == list(range(len(lengths)))

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import transformers
+from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForMultipleChoice,
@@ -457,6 +458,11 @@ class _QuestionAnsweringTrainer(Trainer):
     exact match and F1 (in %)."""
 
     qa_eval = None
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Windows are mapped back to their examples by position: keep the dataset's order (transformers 5 groups
+        # evaluation batches by length too under --train_sampling_strategy group_by_length).
+        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         if self.qa_eval is None:

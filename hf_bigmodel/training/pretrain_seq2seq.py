@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import transformers
+from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForSeq2SeqLM,
@@ -746,6 +747,12 @@ class TranslationTrainer(Seq2SeqTrainer):
         self._references = references  # id(dataset) -> raw reference texts
         self._current: list[str] | None = None
         self._data_args = data_args
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Predictions are matched with the references (and written to generated_predictions.txt) by position, so
+        # evaluation keeps the dataset's order. transformers 5 also groups evaluation batches by length under
+        # --train_sampling_strategy group_by_length, which would pair each translation with another sentence.
+        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
 
     def get_train_dataloader(self):
         max_tokens = self._data_args.max_tokens_per_batch
