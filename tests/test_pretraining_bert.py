@@ -287,7 +287,9 @@ def test_pretrain_mlm_nsp_end_to_end(corpus, model_args, tmp_path):
         assert math.isfinite(metrics[key]), key
     assert 0.0 <= metrics["eval_mlm_accuracy"] <= 1.0 and 0.0 <= metrics["eval_nsp_accuracy"] <= 1.0
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_mlm_loss"]), rel=1e-6)
-    assert metrics["eval_loss"] == pytest.approx(metrics["eval_mlm_loss"] + metrics["eval_nsp_loss"], rel=1e-4)
+    # Trainer's eval_loss is the mean of per-batch losses; eval_mlm_loss is the exact mean over every masked token.
+    # They differ when batches hold different numbers of masked tokens (0.013% in one CI run), so only roughly equal.
+    assert metrics["eval_loss"] == pytest.approx(metrics["eval_mlm_loss"] + metrics["eval_nsp_loss"], rel=1e-2)
     losses = logged_losses(out)
     assert len(losses) == 30 and all(math.isfinite(x) for x in losses)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5  # it learns (first: ~ln(vocab) + ln 2)
