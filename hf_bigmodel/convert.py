@@ -25,6 +25,7 @@ rows to it and to `DEFAULT_TARGETS`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -59,11 +60,8 @@ class Route:
 
 _OURS = "AutoModelForCausalLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
 _STOCK = "AutoModelForCausalLM.from_pretrained(DST), plain transformers, no remote code"
-_OURS_BERT = (
-    "the Auto class of its head, e.g. AutoModelForMaskedLM.from_pretrained(DST, trust_remote_code=True) (or after "
-    "`import hf_bigmodel`)"
-)
-_STOCK_BERT = "the Auto class of its head, e.g. AutoModelForMaskedLM.from_pretrained(DST), plain transformers"
+_OURS_BERT = "AUTO.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+_STOCK_BERT = "AUTO.from_pretrained(DST), plain transformers, no remote code"
 _OURS_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
 _STOCK_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST), plain transformers, no remote code"
 _OURS_IMAGE = (
@@ -221,8 +219,19 @@ def main(argv: list[str] | None = None) -> int:
         notes.removeHandler(handler)
         notes.setLevel(previous_level)
     print(f"Converted {args.src} ({route.source}) -> {dst} ({route.target}).")
-    print(f"Load it with {route.loads_with.replace('DST', repr(str(dst)))}.")
+    how = route.loads_with.replace("DST", repr(str(dst))).replace("AUTO", _auto_class_of(Path(dst)))
+    print(f"Load it with {how}.")
     return 0
+
+
+def _auto_class_of(folder: Path) -> str:
+    """The Auto class that loads the head a converted folder holds, from its config's `architectures`."""
+    try:
+        architecture = json.loads((folder / "config.json").read_text())["architectures"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        return "AutoModel"
+    head = architecture[architecture.rfind("For") :] if "For" in architecture else ""
+    return f"AutoModel{head}"
 
 
 __all__ = [

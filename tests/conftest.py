@@ -1,5 +1,8 @@
 """Shared fixtures: tiny configs of every GPT variant, built from the `gpt-tiny` preset."""
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -36,7 +39,10 @@ def gpt_variant(request) -> str:
     return request.param
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def seeded():
-    """Deterministic random ids and weights: `pytestmark = pytest.mark.usefixtures("seeded")`."""
+    """Every test starts from the same random state, so a tolerance that holds once holds in CI too (a
+    tolerance checked on one draw of random weights can fail on another)."""
+    random.seed(0)
+    np.random.seed(0)
     torch.manual_seed(0)

@@ -214,27 +214,29 @@ for folder, (auto, expected) in cases.items():
     with torch.no_grad():
         out = model(**{k: v for k, v in ref.items() if k != "out"})
     got = out.logits if hasattr(out, "logits") else out.prediction_logits
-    diffs[folder] = (got - ref["out"]).abs().max().item()
+    # excess over the tolerance of assert_same (atol 1e-5 + rtol 1e-5): <= 0 means within it
+    diffs[folder] = ((got - ref["out"]).abs() - 1e-5 * ref["out"].abs()).max().item()
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("hf_bigmodel", "conversion_scripts"))
 assert not leaked, leaked
 print("RESULTS" + json.dumps(diffs))
 """
 
 
-def test_exports_load_in_stock_transformers_without_hf_bigmodel(tmp_path):
+def test_exports_load_in_stock_transformers_without_hf_bigmodel(tmp_path, capsys):
     """Models made with hf_bigmodel (not converted from stock) export to stock BERT classes that a clean interpreter
     loads and runs with the same outputs."""
     import hf_bigmodel
 
     cases = {}
     batch = inputs()
-    for task, expected in (
-        ("pretraining", "BertForPreTraining"),
-        ("sequence-classification", "BertForSequenceClassification"),
+    for seed, (task, expected) in enumerate(
+        (("pretraining", "BertForPreTraining"), ("sequence-classification", "BertForSequenceClassification"))
     ):
+        torch.manual_seed(seed)
         model = hf_bigmodel.create_model("bert-tiny", task, vocab_size=97, num_labels=3, initializer_range=0.3).eval()
         model.save_pretrained(tmp_path / task)
         assert cli_main(["convert", str(tmp_path / task), str(tmp_path / f"{task}-stock")]) == 0
+        assert f"Load it with {AUTO[expected]}.from_pretrained(" in capsys.readouterr().out
         with torch.no_grad():
             out = model(**batch)
         logits = out.logits if hasattr(out, "logits") else out.prediction_logits
@@ -251,7 +253,7 @@ def test_exports_load_in_stock_transformers_without_hf_bigmodel(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     diffs = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULTS"))[7:])
-    assert diffs.keys() == cases.keys() and all(d < 1e-5 for d in diffs.values()), diffs
+    assert diffs.keys() == cases.keys() and all(d <= 1e-5 for d in diffs.values()), diffs
 
 
 def test_cli_dtype_overwrite_and_errors(tmp_path, capsys):

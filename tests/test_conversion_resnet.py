@@ -31,8 +31,6 @@ from hf_bigmodel.models.resnet import (
     BigModelResNetModel,
 )
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 # microsoft/resnet-50's preprocessor_config.json (values as published): ConvNeXT processor, size 224, crop_pct 0.875.
 MICROSOFT_PROCESSOR = {
     "crop_pct": 0.875,

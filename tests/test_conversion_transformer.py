@@ -14,8 +14,6 @@ from hf_bigmodel.convert import main as convert_main
 from hf_bigmodel.convert import resolve_route
 from hf_bigmodel.models.transformer import BigModelTransformerConfig, BigModelTransformerForConditionalGeneration
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 PAD = 98
 
 

@@ -9,8 +9,6 @@ from transformers import PreTrainedTokenizerFast, pipeline
 
 from hf_bigmodel.models import ARCHITECTURES
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 CausalLM = ARCHITECTURES["gpt"][2]["causal-lm"]
 PAD = 0
 NEW_TOKENS = 8

@@ -18,8 +18,6 @@ from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.transformer import BigModelTransformerConfig
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 Seq2Seq = ARCHITECTURES["transformer"][2]["seq2seq-lm"]
 PAD, BOS, EOS = 0, 1, 2
 NEW_TOKENS = 8

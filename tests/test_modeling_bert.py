@@ -34,8 +34,6 @@ from hf_bigmodel.models.bert import BigModelBertConfig
 from hf_bigmodel.models.bert.configuration_bert import AUTO_MAP
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 REPO = Path(__file__).resolve().parents[1]
 BERT_HEADS = ARCHITECTURES["bert"][2]
 BERT_PRESETS = ARCHITECTURES["bert"][1]

@@ -22,8 +22,6 @@ from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt import BigModelGPTConfig
 from hf_bigmodel.models.gpt.configuration_gpt import AUTO_MAP
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 # The Auto class that serves each task name of ARCHITECTURES. A new head without an entry here fails the tests.
 TASK_AUTO_CLASS = {
     "base": AutoModel,

@@ -24,8 +24,6 @@ from hf_bigmodel.models.transformer import modeling_transformer as mt
 from hf_bigmodel.models.transformer.configuration_transformer import AUTO_MAP
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 HEADS = ARCHITECTURES["transformer"][2]
 PRESETS = ARCHITECTURES["transformer"][1]
 TASK_AUTO_CLASS = {"base": AutoModel, "seq2seq-lm": AutoModelForSeq2SeqLM}

@@ -16,8 +16,6 @@ from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt.configuration_gpt import AUTO_MAP
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
 
-pytestmark = pytest.mark.usefixtures("seeded")
-
 GPT_HEADS = ARCHITECTURES["gpt"][2]
 AUTO_CLASS_OF_TASK = {
     "base": "AutoModel",
