@@ -8,6 +8,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, pipeline
 
 from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.models.gpt import modeling_gpt
 
 CausalLM = ARCHITECTURES["gpt"][2]["causal-lm"]
 PAD = 0
@@ -260,6 +261,93 @@ def test_logits_to_keep(make_lm):
     ids = _prompts((7,))[0][None]
     full = model(ids).logits
     torch.testing.assert_close(model(ids, logits_to_keep=1).logits, full[:, -1:])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# decoding on several threads (BigModelGPTLinear) and compilation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def threads():
+    """`threads(n)` sets torch's intra-op threads for the test; the previous count comes back afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("out_features", [96, 97])  # 97: rows beyond a multiple of the parts go through linear()
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("shape", [(24,), (1, 1, 24), (3, 5, 24)])
+def test_few_rows_linear_equals_linear(out_features, bias, parts, shape):
+    weight = torch.randn(out_features, 24)
+    bias_tensor = torch.randn(out_features) if bias else None
+    x = torch.randn(shape)
+    expected = torch.nn.functional.linear(x, weight, bias_tensor)
+    got = modeling_gpt.few_rows_linear(x, weight, bias_tensor, parts)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the batched product as it casts linear()
+        expected, got = (
+            torch.nn.functional.linear(x, weight, bias_tensor),
+            modeling_gpt.few_rows_linear(x, weight, bias_tensor, parts),
+        )
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)
+
+
+def test_linear_splits_only_few_row_inference_on_several_threads(threads, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        modeling_gpt,
+        "few_rows_linear",
+        lambda *args: calls.append(args[0].shape) or torch.nn.functional.linear(*args[:3]),
+    )
+    layer = modeling_gpt.BigModelGPTLinear(24, 48)
+    few, many = torch.randn(2, 3, 24), torch.randn(4, modeling_gpt.FEW_ROWS, 24)
+    threads(2)
+    with torch.no_grad():
+        layer(few), layer(many)
+    assert calls == [few.shape]  # a training-sized input stays with linear()
+    layer(few).sum().backward()  # with gradients: linear(), whose backward autograd knows
+    torch.testing.assert_close(layer.weight.grad, torch.ones(48, 3 * 2) @ few.reshape(-1, 24))
+    threads(1)
+    with torch.no_grad():
+        layer(few)
+    assert calls == [few.shape]  # one thread: nothing to split
+
+
+def test_decoding_on_two_threads_equals_one_thread(gpt_variant, make_lm, threads, monkeypatch):
+    """The decoding steps take the threaded path on 2 threads and give the tokens of the plain path."""
+    model = make_lm(gpt_variant)
+    ids, mask = _left_pad(_prompts())
+    threads(1)
+    expected = _greedy(model, ids, mask)
+    split_rows = []
+    split = modeling_gpt.few_rows_linear
+    monkeypatch.setattr(
+        modeling_gpt, "few_rows_linear", lambda x, *rest: split_rows.append(x.shape) or split(x, *rest)
+    )
+    threads(2)
+    assert torch.equal(_greedy(model, ids, mask), expected)
+    assert (3, 1, model.config.hidden_size) in split_rows  # the decoding steps (3 rows, 1 new token) were split
+
+
+@pytest.mark.slow  # about 10 s of graph capture
+def test_compiled_forward_and_compiled_static_generation_equal_eager(make_lm, threads):
+    from transformers import CompileConfig
+
+    threads(2)  # the threaded decoding path must step aside inside a compiled graph
+    model = make_lm("llama")
+    ids, mask = _left_pad(_prompts())
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # graph capture without graph breaks
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
+    compile_config = CompileConfig(fullgraph=True, backend="eager")
+    compile_config._compile_all_devices = True  # generate compiles the decode step on accelerators only otherwise
+    static = _greedy(model, ids, mask, cache_implementation="static", compile_config=compile_config)
+    assert torch.equal(static, _greedy(model, ids, mask))
 
 
 # --------------------------------------------------------------------------------------------------------------------
