@@ -61,6 +61,7 @@ class CardSpec:
     family: str  # one line: what kind of model this is
     describe: Callable[[dict], list[tuple[str, str]]]  # config.json -> rows of the "Model details" table
     tags: tuple[str, ...] = ()
+    loss_unit: str = "token"  # what one term of the mean cross-entropy is; perplexity is reported for tokens only
 
 
 def _gpt_recipe(config: dict) -> str:
@@ -188,6 +189,7 @@ CARD_SPECS: dict[str, CardSpec] = {
         family="a ResNet image classifier from hf_bigmodel",
         describe=describe_resnet,
         tags=("resnet", "image-classification"),
+        loss_unit="image",
     ),
 }
 
@@ -220,7 +222,7 @@ TASK_NAMES = {
 # all_results.json key -> (model-index metric type, display name). Evaluation results are reported in this order.
 METRICS = {
     "eval_perplexity": ("perplexity", "Perplexity"),
-    "eval_loss": ("loss", "Loss (cross-entropy, nats per token)"),
+    "eval_loss": ("loss", "Loss (cross-entropy, nats per {unit})"),
     "eval_accuracy": ("accuracy", "Accuracy"),
     "eval_top5_accuracy": ("top-5 accuracy", "Top-5 accuracy"),
     "eval_f1": ("f1", "F1"),
@@ -647,7 +649,9 @@ def build_model_card(
     train_losses, eval_losses = _losses(state.get("log_history") or [])
     if not results and eval_losses:
         last = eval_losses[-1][1]
-        results = {"eval_loss": last, "eval_perplexity": math.exp(min(last, 50.0))}
+        results = {"eval_loss": last}
+        if spec.loss_unit == "token":
+            results["eval_perplexity"] = math.exp(min(last, 50.0))
 
     model_name = (repo_id or folder.resolve().name).split("/")[-1]
     repo_ref = repo_id or f"<your-username>/{model_name}"
@@ -655,7 +659,11 @@ def build_model_card(
         arguments, arguments.get("validation_split_percentage", 5.0)
     )
 
-    metrics = [(key, *METRICS[key], results[key]) for key in METRICS if isinstance(results.get(key), (int, float))]
+    metrics = [
+        (key, metric_type, metric_name.format(unit=spec.loss_unit), results[key])
+        for key, (metric_type, metric_name) in METRICS.items()
+        if isinstance(results.get(key), (int, float))
+    ]
     eval_results = [
         EvalResult(
             task_type=pipeline_tag,

@@ -451,6 +451,7 @@ def test_push_to_hub_publishes_model_processor_code_and_card(tmp_path):
         saved = json.loads((tmp_path / "run" / "all_results.json").read_text())
         assert metrics["accuracy"] == pytest.approx(saved["eval_accuracy"], abs=1e-6)
         assert metadata["pipeline_tag"] == "image-classification"
+        assert "nats per image" in card and "per token" not in card and "perplexity" not in metrics
 
 
 def test_help_lists_the_image_options(capsys):
