@@ -7,6 +7,7 @@ the workers to run in alternating rounds (the order flipped every round), so a b
 hits both sides instead of skewing the ratio, and compares medians. Each worker also reports its own peak RSS.
 """
 
+import contextlib
 import multiprocessing
 import os
 import platform
@@ -109,6 +110,76 @@ def verdict(ratio: float, target: float, quick: bool = False) -> str:
     if quick:
         return f"not judged (--quick smoke test; target >= {target:.2f}x applies to the default sizes)"
     return f"{'PASS' if ratio >= target else 'FAIL'} (target >= {target:.2f}x)"
+
+
+def add_run_args(parser, rounds: int = 6, steps_per_round: int = 2, warmup: int = 2, precision: bool = True) -> None:
+    """The flags every timing benchmark shares: precisions, interleaved rounds, warm-up, threads and --quick."""
+    if precision:
+        parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds per model")
+    parser.add_argument("--steps-per-round", type=int, default=steps_per_round, help="timed calls per model per round")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls per model first")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps, for a smoke test")
+
+
+def training_step(name: str, model: torch.nn.Module, inputs: dict[str, torch.Tensor], precision: str):
+    """A closure doing one full training step of `model` (in train mode, sdpa attention) on `inputs`: forward with
+    the loss (under bf16 autocast for precision "bf16"), backward, and a step of Trainer's default optimizer
+    (`adamw_torch_fused` for torch >= 2.8)."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # stock models warn about their default loss type
+    model.train()
+    if model.config._attn_implementation != "sdpa":
+        raise RuntimeError(f"{name} uses {model.config._attn_implementation} attention, expected sdpa.")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    bf16 = precision == "bf16"
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def compare_training_steps(
+    make_step: RunnerFactory,
+    labels: dict[str, str],
+    args,
+    target: float,
+    task: str,
+    dropouts: list[float | None],
+    tokens_per_step: int | None = None,
+) -> list[tuple[str, float | None, float]]:
+    """Time `make_step` for both models at every (dropout, precision) of the run, print one table row per model and
+    the speed-up, then a summary with verdicts; returns [(precision, dropout, speed-up)]. A dropout of None means
+    the script's single setting (no dropout column)."""
+    show_dropout = dropouts != [None]
+    width = max(len(label) for label in labels.values())
+    header = f"{'precision':<9} " + (f"{'dropout':>7} " if show_dropout else "") + f"{'model':<{width}} {'ms/step':>9}"
+    print(header + (f" {'tokens/s':>10}" if tokens_per_step else "") + f" {'peak RSS':>10}")
+    results = []
+    for dropout in dropouts:
+        for precision in args.precision:
+            settings = {**vars(args), "precision": precision, **({"dropout": dropout} if show_dropout else {})}
+            measured = compare_in_workers(make_step, list(labels), settings, args.rounds, args.steps_per_round,
+                                          args.warmup)  # fmt: skip
+            prefix = f"{precision:<9} " + (f"{dropout:>7.2f} " if show_dropout else "")
+            for name, (seconds, peak_mib) in measured.items():
+                rate = f" {tokens_per_step / seconds:>10.0f}" if tokens_per_step else ""
+                print(f"{prefix}{labels[name]:<{width}} {seconds * 1e3:>9.1f}{rate} {peak_mib:>7.0f} MiB")
+            ratio = measured["reference"][0] / measured["ours"][0]
+            results.append((precision, dropout, ratio))
+            print(f"{prefix}{'speed-up':<{width}} {ratio:>8.2f}x")
+    print("summary (speed-up = reference ms/step / our ms/step; peak RSS is each model's own worker process):")
+    for precision, dropout, ratio in results:
+        setting = f" dropout {dropout:.2f}" if show_dropout else ""
+        print(f"  {task} {precision}{setting}: {ratio:.2f}x  {verdict(ratio, target, args.quick)}")
+    return results
 
 
 def add_model_size_args(parser) -> None:

@@ -13,7 +13,6 @@ worker process; the two are timed in interleaved rounds and compared by their me
 """
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,12 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare_in_workers, environment_line, verdict  # noqa: E402
+from _timing import (  # noqa: E402
+    add_run_args,
+    compare_training_steps,
+    environment_line,
+    training_step,
+)
 
 TARGET = 1.2
 MODELS = {"reference": "BertForPreTraining", "ours": "ours"}
@@ -69,24 +73,7 @@ def make_batch(settings: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def make_train_step(name: str, settings: dict[str, Any]):
     """Runs in a worker: build the model and return a closure doing one full training step."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    model = build_model(name, settings).train()
-    if model.config._attn_implementation != "sdpa":
-        raise RuntimeError(f"{name} uses {model.config._attn_implementation} attention, expected sdpa.")
-    batch = make_batch(settings)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    bf16 = settings["precision"] == "bf16"
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return training_step(name, build_model(name, settings), make_batch(settings), settings["precision"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,12 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--seq", type=int, default=128, help="tokens per sequence")
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.1], help="dropout rates to run (BERT: 0.1)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds per model")
-    parser.add_argument("--steps-per-round", type=int, default=2, help="timed steps per model per round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps, for a smoke test")
+    add_run_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.layers, args.hidden, args.heads, args.vocab = 2, 64, 2, 1024
@@ -121,27 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {args.batch}x{args.seq}, MLM labels at {MLM_PROBABILITY:.0%} of positions + NSP; "
         f"{args.rounds} rounds x {args.steps_per_round} steps, warmup {args.warmup}"
     )
-    tokens_per_step = args.batch * args.seq
-    print(f"{'precision':<9} {'dropout':>7} {'model':<18} {'ms/step':>9} {'tokens/s':>10} {'peak RSS':>10}")
-    results = []
-    for dropout in args.dropout:
-        for precision in args.precision:
-            settings = {**vars(args), "dropout": dropout, "precision": precision}
-            measured = compare_in_workers(
-                make_train_step, list(MODELS), settings, args.rounds, args.steps_per_round, args.warmup
-            )
-            for name, (seconds, peak_mib) in measured.items():
-                print(
-                    f"{precision:<9} {dropout:>7.2f} {MODELS[name]:<18} {seconds * 1e3:>9.1f} "
-                    f"{tokens_per_step / seconds:>10.0f} {peak_mib:>7.0f} MiB"
-                )
-            ratio = measured["reference"][0] / measured["ours"][0]
-            results.append((precision, dropout, ratio))
-            print(f"{precision:<9} {dropout:>7.2f} {'speed-up':<18} {ratio:>8.2f}x")
-
-    print("summary (speed-up = reference ms/step / our ms/step; peak RSS is each model's own worker process):")
-    for precision, dropout, ratio in results:
-        print(f"  pretrain {precision} dropout {dropout:.2f}: {ratio:.2f}x  {verdict(ratio, TARGET, args.quick)}")
+    compare_training_steps(make_train_step, MODELS, args, TARGET, "pretrain", args.dropout, args.batch * args.seq)
     return 0
 
 

@@ -16,7 +16,6 @@ model trains in its own worker process; the two are timed in interleaved rounds 
 """
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,12 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare_in_workers, environment_line, verdict  # noqa: E402
+from _timing import (  # noqa: E402
+    add_run_args,
+    compare_training_steps,
+    environment_line,
+    training_step,
+)
 
 TARGET = 1.2
 MODELS = {"reference": "MarianMT", "ours": "ours"}
@@ -92,24 +96,7 @@ def make_batch(settings: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def make_train_step(name: str, settings: dict[str, Any]):
     """Runs in a worker: build the model and return a closure doing one full training step."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    model = build_model(name, settings).train()
-    if model.config._attn_implementation != "sdpa":
-        raise RuntimeError(f"{name} uses {model.config._attn_implementation} attention, expected sdpa.")
-    inputs = make_batch(settings)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    bf16 = settings["precision"] == "bf16"
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return training_step(name, build_model(name, settings), make_batch(settings), settings["precision"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -124,12 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq", type=int, default=64, help="longest source / target length in tokens")
     parser.add_argument("--no-padding", dest="padding", action="store_false", help="all sequences --seq long")
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout (the paper's base model: 0.1)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds per model")
-    parser.add_argument("--steps-per-round", type=int, default=2, help="timed steps per model per round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps, for a smoke test")
+    add_run_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.layers, args.hidden, args.heads, args.ffn, args.vocab = 1, 64, 2, 128, 512
@@ -147,22 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{' (random lengths, padded)' if args.padding else ''}; {args.rounds} rounds x {args.steps_per_round} "
         f"steps, warmup {args.warmup}"
     )
-    print(f"{'precision':<9} {'model':<10} {'ms/step':>9} {'peak RSS':>10}")
-    results = []
-    for precision in args.precision:
-        settings = {**vars(args), "precision": precision}
-        measured = compare_in_workers(
-            make_train_step, list(MODELS), settings, args.rounds, args.steps_per_round, args.warmup
-        )
-        for name, (seconds, peak_mib) in measured.items():
-            print(f"{precision:<9} {MODELS[name]:<10} {seconds * 1e3:>9.1f} {peak_mib:>7.0f} MiB")
-        ratio = measured["reference"][0] / measured["ours"][0]
-        results.append((precision, ratio))
-        print(f"{precision:<9} {'speed-up':<10} {ratio:>8.2f}x")
-
-    print("summary (speed-up = MarianMTModel ms/step / our ms/step; peak RSS is each model's own worker process):")
-    for precision, ratio in results:
-        print(f"  train {precision}: {ratio:.2f}x  {verdict(ratio, TARGET, args.quick)}")
+    compare_training_steps(make_train_step, MODELS, args, TARGET, "train", [None])
     return 0
 
 
