@@ -377,6 +377,51 @@ def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
     return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in tensors.items()}
 
 
+def fuse_projections(
+    tensors: dict[str, torch.Tensor], layer_prefix: str, parts: tuple[str, ...], fused: str, source: str
+) -> dict[str, torch.Tensor]:
+    """Concatenate separate projections into one fused one, per layer and per weight/bias: the keys
+    `<prefix><part>.<kind>` of every layer (`layer_prefix` is a regex ending at the module holding them, e.g.
+    `model\\.layers\\.\\d+\\.self_attn\\.`) become `<prefix><fused>.<kind>`, the parts stacked in the order given.
+    A layer with only some of the parts is an error naming the missing keys."""
+    pattern = re.compile(f"({layer_prefix})({'|'.join(map(re.escape, parts))})\\.(weight|bias)")
+    out, groups = {}, {}
+    for key, tensor in tensors.items():
+        match = pattern.fullmatch(key)
+        if match is None:
+            out[key] = tensor
+        else:
+            groups.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = tensor
+    for (prefix, kind), group in groups.items():
+        if set(group) != set(parts):
+            missing = sorted(set(parts) - set(group))
+            raise ConversionError(f"{source} lacks {', '.join(f'{prefix}{m}.{kind}' for m in missing)}.")
+        out[f"{prefix}{fused}.{kind}"] = torch.cat([group[name] for name in parts], dim=0)
+    return out
+
+
+def split_projection(
+    tensors: dict[str, torch.Tensor],
+    layer_prefix: str,
+    fused: str,
+    parts: tuple[str, ...],
+    sizes: list[int] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The inverse of `fuse_projections`: `<prefix><fused>.<kind>` becomes `<prefix><part>.<kind>` for each part,
+    cut along the output dimension into `sizes` rows (equal parts when None)."""
+    pattern = re.compile(f"({layer_prefix}){re.escape(fused)}\\.(weight|bias)")
+    out = {}
+    for key, tensor in tensors.items():
+        match = pattern.fullmatch(key)
+        if match is None:
+            out[key] = tensor
+            continue
+        pieces = tensor.chunk(len(parts), dim=0) if sizes is None else tensor.split(sizes, dim=0)
+        for name, part in zip(parts, pieces):
+            out[f"{match.group(1)}{name}.{match.group(2)}"] = part.contiguous()
+    return out
+
+
 __all__ = [
     "ConversionError",
     "DTYPES",
@@ -388,11 +433,13 @@ __all__ = [
     "check_tensors",
     "copy_side_files",
     "expected_shapes",
+    "fuse_projections",
     "load_config",
     "load_folder_tensors",
     "quiet_progress",
     "read_config_json",
     "resolve_dtype",
+    "split_projection",
     "strip_prefix",
     "torch_load_tensors_only",
 ]

@@ -53,12 +53,14 @@ from .common import (
     build_model,
     check_destination,
     copy_side_files,
+    fuse_projections,
     load_config,
     load_folder_tensors,
     logger,
     quiet_progress,
     read_config_json,
     resolve_dtype,
+    split_projection,
 )
 
 PathLike = str | os.PathLike
@@ -209,32 +211,15 @@ def detect_stock_head(raw: dict[str, Any], tensors: dict[str, torch.Tensor], src
     )
 
 
+_ATTENTION = r"bert\.layers\.\d+\.attention\."
+
+
 def _fuse_qkv(tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    out, parts = {}, {}
-    for key, tensor in tensors.items():
-        match = re.fullmatch(r"(bert\.layers\.\d+\.attention\.)(query|key|value)\.(weight|bias)", key)
-        if match is None:
-            out[key] = tensor
-        else:
-            parts.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = tensor
-    for (prefix, kind), group in parts.items():
-        if set(group) != set(_QKV):
-            missing = sorted(set(_QKV) - set(group))
-            raise ConversionError(f"{source} lacks {', '.join(f'{prefix}{m}.{kind}' for m in missing)}.")
-        out[f"{prefix}qkv_proj.{kind}"] = torch.cat([group[name] for name in _QKV], dim=0)
-    return out
+    return fuse_projections(tensors, _ATTENTION, _QKV, "qkv_proj", source)
 
 
 def _split_qkv(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, tensor in tensors.items():
-        match = re.fullmatch(r"(bert\.layers\.\d+\.attention\.)qkv_proj\.(weight|bias)", key)
-        if match is None:
-            out[key] = tensor
-            continue
-        for name, part in zip(_QKV, tensor.chunk(3, dim=0)):
-            out[f"{match.group(1)}{name}.{match.group(2)}"] = part.contiguous()
-    return out
+    return split_projection(tensors, _ATTENTION, "qkv_proj", _QKV)
 
 
 def _stock_mlm_bias_to_ours(tensors: dict[str, torch.Tensor], tied: bool) -> dict[str, torch.Tensor]:

@@ -33,12 +33,14 @@ from .common import (
     build_model,
     check_destination,
     copy_side_files,
+    fuse_projections,
     load_config,
     load_folder_tensors,
     logger,
     quiet_progress,
     read_config_json,
     resolve_dtype,
+    split_projection,
     strip_prefix,
     torch_load_tensors_only,
 )
@@ -372,33 +374,16 @@ def _add_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
     return {(k if k.startswith("lm_head.") else prefix + k): v for k, v in tensors.items()}
 
 
+_LLAMA_ATTENTION = r"model\.layers\.\d+\.self_attn\."
+
+
 def _split_qkv(tensors: dict[str, torch.Tensor], config: BigModelGPTConfig) -> dict[str, torch.Tensor]:
     sizes = [config.num_attention_heads * config.head_dim, *[config.num_key_value_heads * config.head_dim] * 2]
-    out = {}
-    for key, tensor in tensors.items():
-        match = re.fullmatch(r"(model\.layers\.\d+\.self_attn\.)qkv_proj\.(weight|bias)", key)
-        if match is None:
-            out[key] = tensor
-            continue
-        for name, part in zip(_LLAMA_QKV, tensor.split(sizes, dim=0)):
-            out[f"{match.group(1)}{name}.{match.group(2)}"] = part.contiguous()
-    return out
+    return split_projection(tensors, _LLAMA_ATTENTION, "qkv_proj", _LLAMA_QKV, sizes)
 
 
 def _fuse_qkv(tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    out, parts = {}, {}
-    for key, tensor in tensors.items():
-        match = re.fullmatch(r"(model\.layers\.\d+\.self_attn\.)([qkv]_proj)\.(weight|bias)", key)
-        if match is None:
-            out[key] = tensor
-        else:
-            parts.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = tensor
-    for (prefix, kind), group in parts.items():
-        if set(group) != set(_LLAMA_QKV):
-            missing = sorted(set(_LLAMA_QKV) - set(group))
-            raise ConversionError(f"{source} lacks {', '.join(f'{prefix}{m}.{kind}' for m in missing)}.")
-        out[f"{prefix}qkv_proj.{kind}"] = torch.cat([group[name] for name in _LLAMA_QKV], dim=0)
-    return out
+    return fuse_projections(tensors, _LLAMA_ATTENTION, _LLAMA_QKV, "qkv_proj", source)
 
 
 def _zero_missing_biases(tensors: dict[str, torch.Tensor], config: BigModelGPTConfig) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from conversion_scripts.common import ConversionError
+from conversion_scripts.common import ConversionError, fuse_projections, split_projection
 from hf_bigmodel import BigModelGPTConfig, BigModelGPTForCausalLM, BigModelGPTForSequenceClassification
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.convert import (
@@ -586,3 +586,20 @@ def test_cli_errors_and_overwrite(gpt2_folder, tmp_path, capsys):
     save_nanogpt_ckpt(tmp_path / "ckpt.pt", bias=True, compiled=False)
     assert cli_main(["convert", str(tmp_path / "ckpt.pt"), str(tmp_path / "nano"), "--tokenizer", str(src)]) == 0
     assert (tmp_path / "nano" / "tokenizer.json").read_bytes() == (src / "tokenizer.json").read_bytes()
+
+
+def test_fused_projections_split_and_fuse_back():
+    prefix, parts = r"model\.layers\.\d+\.self_attn\.", ("q_proj", "k_proj", "v_proj")
+    sizes = [8, 4, 4]  # grouped-query: smaller k and v
+    tensors = {"model.layers.0.self_attn.qkv_proj.weight": torch.randn(16, 6), "other.weight": torch.randn(2)}
+    tensors["model.layers.1.self_attn.qkv_proj.bias"] = torch.randn(16)
+    split = split_projection(tensors, prefix, "qkv_proj", parts, sizes)
+    assert split["model.layers.1.self_attn.k_proj.bias"].shape == (4,)
+    assert torch.equal(
+        split["model.layers.0.self_attn.v_proj.weight"], tensors["model.layers.0.self_attn.qkv_proj.weight"][12:]
+    )
+    fused = fuse_projections(split, prefix, parts, "qkv_proj", "ckpt")
+    assert fused.keys() == tensors.keys() and all(torch.equal(fused[k], tensors[k]) for k in tensors)
+    del split["model.layers.1.self_attn.k_proj.bias"]
+    with pytest.raises(ConversionError, match=r"ckpt lacks model\.layers\.1\.self_attn\.k_proj\.bias"):
+        fuse_projections(split, prefix, parts, "qkv_proj", "ckpt")
