@@ -283,32 +283,29 @@ def threads():
 def test_few_rows_linear_equals_linear(out_features, bias, parts, shape):
     weight = torch.randn(out_features, 24)
     bias_tensor = torch.randn(out_features) if bias else None
+    blocks = modeling_gpt.split_for_threads(weight, bias_tensor, parts)
+    assert blocks.weight.data_ptr() == weight.data_ptr()  # views, no copy
     x = torch.randn(shape)
     expected = torch.nn.functional.linear(x, weight, bias_tensor)
-    got = modeling_gpt.few_rows_linear(x, weight, bias_tensor, parts)
+    got = modeling_gpt.few_rows_linear(x, blocks)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the batched product as it casts linear()
-        expected, got = (
-            torch.nn.functional.linear(x, weight, bias_tensor),
-            modeling_gpt.few_rows_linear(x, weight, bias_tensor, parts),
-        )
+        expected, got = torch.nn.functional.linear(x, weight, bias_tensor), modeling_gpt.few_rows_linear(x, blocks)
     assert got.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)
 
 
 def test_linear_splits_only_few_row_inference_on_several_threads(threads, monkeypatch):
     calls = []
-    monkeypatch.setattr(
-        modeling_gpt,
-        "few_rows_linear",
-        lambda *args: calls.append(args[0].shape) or torch.nn.functional.linear(*args[:3]),
-    )
+    split = modeling_gpt.few_rows_linear
+    monkeypatch.setattr(modeling_gpt, "few_rows_linear", lambda x, blocks: calls.append(x.shape) or split(x, blocks))
     layer = modeling_gpt.BigModelGPTLinear(24, 48)
     few, many = torch.randn(2, 3, 24), torch.randn(4, modeling_gpt.FEW_ROWS, 24)
     threads(2)
     with torch.no_grad():
-        layer(few), layer(many)
+        torch.testing.assert_close(layer(few), torch.nn.functional.linear(few, layer.weight, layer.bias))
+        layer(many)
     assert calls == [few.shape]  # a training-sized input stays with linear()
     layer(few).sum().backward()  # with gradients: linear(), whose backward autograd knows
     torch.testing.assert_close(layer.weight.grad, torch.ones(48, 3 * 2) @ few.reshape(-1, 24))
@@ -316,6 +313,27 @@ def test_linear_splits_only_few_row_inference_on_several_threads(threads, monkey
     with torch.no_grad():
         layer(few)
     assert calls == [few.shape]  # one thread: nothing to split
+
+
+def test_thread_blocks_follow_weight_changes(threads):
+    """The cached views follow in-place updates and are rebuilt for new tensors, dtypes or thread counts."""
+    layer = modeling_gpt.BigModelGPTLinear(24, 48)
+    x = torch.randn(1, 24)
+    threads(2)
+    with torch.no_grad():
+        layer(x)
+        layer.weight.mul_(2.0)  # an optimizer step: same storage
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        layer.weight.data = torch.randn(48, 24)  # new storage
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        layer.load_state_dict({"weight": torch.randn(48, 24), "bias": torch.randn(48)})
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        layer.double()
+        assert "_thread_blocks_cache" not in layer.__dict__  # `.to()` drops views of the old tensors
+        torch.testing.assert_close(layer(x.double()), torch.nn.functional.linear(x.double(), layer.weight, layer.bias))
+        threads(3)  # 48 rows in 3 blocks now
+        assert layer._thread_blocks().weight.shape[0] == 3
+        torch.testing.assert_close(layer(x.double()), torch.nn.functional.linear(x.double(), layer.weight, layer.bias))
 
 
 def test_decoding_on_two_threads_equals_one_thread(gpt_variant, make_lm, threads, monkeypatch):

@@ -14,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from huggingface_hub import try_to_load_from_cache
@@ -145,31 +146,45 @@ class BigModelGPTDropout(nn.Dropout):
 FEW_ROWS = 16
 
 
-def few_rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, parts: int) -> torch.Tensor:
-    """`nn.functional.linear(x, weight, bias)` for an input of a few rows, with the output features split into
-    `parts` blocks computed by one batched product, whose batch entries run on parallel threads.
+class ThreadBlocks(NamedTuple):
+    """A linear layer's weight as views for `few_rows_linear`: `parts` blocks of output rows (one per thread), and
+    the rows beyond a multiple of `parts` (an odd vocabulary), which go through `linear()`."""
+
+    weight: torch.Tensor  # (parts, in, out // parts): transposed views of row blocks of the weight
+    bias: torch.Tensor | None  # (parts, 1, out // parts)
+    rest_weight: torch.Tensor | None  # (out % parts, in)
+    rest_bias: torch.Tensor | None
+
+
+def split_for_threads(weight: torch.Tensor, bias: torch.Tensor | None, parts: int) -> ThreadBlocks:
+    out_features, in_features = weight.shape
+    split = out_features - out_features % parts
+    blocks = weight[:split].view(parts, split // parts, in_features).transpose(1, 2)
+    bias_blocks = None if bias is None else bias[:split].view(parts, 1, -1)
+    if split == out_features:
+        return ThreadBlocks(blocks, bias_blocks, None, None)
+    return ThreadBlocks(blocks, bias_blocks, weight[split:], None if bias is None else bias[split:])
+
+
+def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
+    """`nn.functional.linear(x, weight, bias)` for an input of a few rows, computed as one batched product over the
+    weight's row blocks (`split_for_threads`), whose batch entries run on parallel threads.
 
     MKL runs a matrix-vector product (a decoding step at batch 1) on one thread, so it goes at one core's memory
     bandwidth; the batched product, one block of weight rows per thread, streams the weight from every core at once
     (about 2x faster per decoding step on 2 cores). Nothing is copied: the blocks are views of the weight.
     """
-    out_features, in_features = weight.shape
-    split = out_features - out_features % parts  # rows beyond a multiple of `parts` (an odd vocabulary) go apart
-    blocks = weight[:split].view(parts, split // parts, in_features).transpose(1, 2)  # (parts, in, split / parts)
+    parts, in_features, block = blocks.weight.shape
     rows = x.reshape(1, -1, in_features).expand(parts, -1, -1)  # (parts, rows, in)
-    if bias is None:
-        out = torch.bmm(rows, blocks)
+    if blocks.bias is None:
+        out = torch.bmm(rows, blocks.weight)
     else:
-        out = torch.baddbmm(bias[:split].view(parts, 1, -1), rows, blocks)  # (parts, rows, split / parts)
-    # (rows, parts, split / parts) -> (..., split); with one row that order is already the memory order
-    out = (
-        out.view(x.shape[:-1] + (split,))
-        if rows.shape[1] == 1
-        else out.transpose(0, 1).reshape(x.shape[:-1] + (split,))
-    )
-    if split < out_features:
-        rest = nn.functional.linear(x, weight[split:], None if bias is None else bias[split:])
-        out = torch.cat([out, rest], dim=-1)
+        out = torch.baddbmm(blocks.bias, rows, blocks.weight)  # (parts, rows, block)
+    shape = x.shape[:-1] + (parts * block,)
+    # (parts, rows, block) -> (rows, parts * block); with one row that order is already the memory order
+    out = out.view(shape) if rows.shape[1] == 1 else out.transpose(0, 1).reshape(shape)
+    if blocks.rest_weight is not None:
+        out = torch.cat([out, nn.functional.linear(x, blocks.rest_weight, blocks.rest_bias)], dim=-1)
     return out
 
 
@@ -180,21 +195,42 @@ class BigModelGPTLinear(nn.Linear):
     unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.weight, self.bias
-        if torch.compiler.is_compiling():  # compiled graphs fuse their own kernels; the thread count is not traceable
-            return nn.functional.linear(x, weight, bias)
-        parts = torch.get_num_threads()
         if (
-            parts > 1
+            not torch.compiler.is_compiling()  # compiled graphs fuse their own kernels; the thread count is not traceable
             and x.is_cpu
             and not torch.is_grad_enabled()
-            and x.numel() <= FEW_ROWS * weight.shape[1]
+            and x.numel() <= FEW_ROWS * self.in_features
+        ):
+            blocks = self._thread_blocks()
+            if blocks is not None:
+                return few_rows_linear(x, blocks)
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def _thread_blocks(self) -> ThreadBlocks | None:
+        """The weight split for the current thread count, or None where that does not apply. Cached, because a
+        decoding step is short enough for building the views to show: the cache key is the thread count and the
+        tensors' storage, so a new thread count, `model.to(...)` or replaced weights rebuild it (in-place updates
+        keep the views valid)."""
+        weight, bias = self.weight, self.bias
+        parts = torch.get_num_threads()
+        key = (parts, weight.data_ptr(), None if bias is None else bias.data_ptr())
+        cached = self.__dict__.get("_thread_blocks_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        usable = (
+            parts > 1
             and weight.shape[0] >= parts
             and type(weight) is nn.Parameter
             and weight.is_contiguous()
-        ):
-            return few_rows_linear(x, weight, bias, parts)
-        return nn.functional.linear(x, weight, bias)
+            and (bias is None or bias.is_contiguous())
+        )
+        blocks = split_for_threads(weight, bias, parts) if usable else None
+        self.__dict__["_thread_blocks_cache"] = (key, blocks)
+        return blocks
+
+    def _apply(self, fn, recurse: bool = True):
+        self.__dict__.pop("_thread_blocks_cache", None)  # holds views of the old tensors: let them go
+        return super()._apply(fn, recurse)
 
 
 # Query rows per block of `blockwise_causal_attention`: big enough for efficient matmuls, small enough to skip most
