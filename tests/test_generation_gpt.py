@@ -309,6 +309,8 @@ def test_linear_splits_only_few_row_inference_on_several_threads(threads, monkey
     assert calls == [few.shape]  # a training-sized input stays with linear()
     layer(few).sum().backward()  # with gradients: linear(), whose backward autograd knows
     torch.testing.assert_close(layer.weight.grad, torch.ones(48, 3 * 2) @ few.reshape(-1, 24))
+    with torch.no_grad(), pytest.raises(RuntimeError, match="cannot be multiplied"):
+        layer(torch.randn(2, 12))  # as many numbers as one row of 24, but the wrong width: linear()'s error
     threads(1)
     with torch.no_grad():
         layer(few)

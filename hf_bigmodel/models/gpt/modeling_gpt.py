@@ -199,6 +199,7 @@ class BigModelGPTLinear(nn.Linear):
             not torch.compiler.is_compiling()  # compiled graphs fuse their own kernels; the thread count is not traceable
             and x.is_cpu
             and not torch.is_grad_enabled()
+            and x.shape[-1] == self.in_features  # (a wrong size gets linear()'s error)
             and x.numel() <= FEW_ROWS * self.in_features
         ):
             blocks = self._thread_blocks()
