@@ -214,7 +214,7 @@ for folder, (auto, expected) in cases.items():
     with torch.no_grad():
         out = model(**{k: v for k, v in ref.items() if k != "out"})
     got = out.logits if hasattr(out, "logits") else out.prediction_logits
-    # excess over the tolerance of assert_same (atol 1e-5 + rtol 1e-5): <= 0 means within it
+    # the difference less assert_same's relative tolerance (rtol 1e-5): within it when <= its atol (1e-5)
     diffs[folder] = ((got - ref["out"]).abs() - 1e-5 * ref["out"].abs()).max().item()
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("hf_bigmodel", "conversion_scripts"))
 assert not leaked, leaked
