@@ -309,6 +309,12 @@ def test_linear_splits_only_few_row_inference_on_several_threads(threads, monkey
     assert calls == [few.shape]  # a training-sized input stays with linear()
     layer(few).sum().backward()  # with gradients: linear(), whose backward autograd knows
     torch.testing.assert_close(layer.weight.grad, torch.ones(48, 3 * 2) @ few.reshape(-1, 24))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(few)  # bfloat16 products already use every thread in oneDNN
+    with torch.no_grad():
+        layer.to(torch.bfloat16)(few.to(torch.bfloat16))
+        layer.float()
+    assert calls == [few.shape]
     with torch.no_grad(), pytest.raises(RuntimeError, match="cannot be multiplied"):
         layer(torch.randn(2, 12))  # as many numbers as one row of 24, but the wrong width: linear()'s error
     threads(1)
@@ -333,9 +339,10 @@ def test_thread_blocks_follow_weight_changes(threads):
         layer.double()
         assert "_thread_blocks_cache" not in layer.__dict__  # `.to()` drops views of the old tensors
         torch.testing.assert_close(layer(x.double()), torch.nn.functional.linear(x.double(), layer.weight, layer.bias))
+        layer.float()
         threads(3)  # 48 rows in 3 blocks now
         assert layer._thread_blocks().weight.shape[0] == 3
-        torch.testing.assert_close(layer(x.double()), torch.nn.functional.linear(x.double(), layer.weight, layer.bias))
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
 
 
 def test_decoding_on_two_threads_equals_one_thread(gpt_variant, make_lm, threads, monkeypatch):

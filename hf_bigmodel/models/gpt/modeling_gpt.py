@@ -189,16 +189,18 @@ def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
 
 
 class BigModelGPTLinear(nn.Linear):
-    """`nn.Linear` (same parameters, same results up to float rounding) whose inference on a few CPU rows, the
-    decoding steps of `generate`, uses every thread through `few_rows_linear`. Training, large inputs, other
-    devices, compiled graphs and tensor subclasses (DTensor, quantized weights) go through `nn.functional.linear`
-    unchanged."""
+    """`nn.Linear` (same parameters, same results up to float rounding) whose float32 inference on a few CPU rows,
+    the decoding steps of `generate`, uses every thread through `few_rows_linear`. Training, large inputs, other
+    dtypes, autocast, other devices, compiled graphs and tensor subclasses (DTensor, quantized weights) go through
+    `nn.functional.linear` unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
             not torch.compiler.is_compiling()  # compiled graphs fuse their own kernels; the thread count is not traceable
             and x.is_cpu
+            and x.dtype == torch.float32  # bfloat16 products (and autocast) already use every thread in oneDNN
             and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
             and x.shape[-1] == self.in_features  # (a wrong size gets linear()'s error)
             and x.numel() <= FEW_ROWS * self.in_features
         ):
@@ -221,6 +223,7 @@ class BigModelGPTLinear(nn.Linear):
         usable = (
             parts > 1
             and weight.shape[0] >= parts
+            and weight.dtype == torch.float32
             and type(weight) is nn.Parameter
             and weight.is_contiguous()
             and (bias is None or bias.is_contiguous())
