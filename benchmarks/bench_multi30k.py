@@ -1,7 +1,7 @@
 """Multi30k German->English end to end: train the `transformer-multi30k` preset with `hf-bigmodel pretrain
 transformer` (the same code path as the CLI), beam-search test2016, and score it two ways.
 
-    python benchmarks/bench_multi30k.py            # the full recipe: about an hour on 2 quiet CPU cores
+    python benchmarks/bench_multi30k.py            # the full recipe: about 25 minutes on 2 quiet CPU cores
     python benchmarks/bench_multi30k.py --quick    # a small model on 3000 pairs: a smoke test (about a minute)
 
 Scores printed:
