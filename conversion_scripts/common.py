@@ -330,6 +330,23 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
         raise ConversionError(f"DST ({dst}) exists and is not empty; pass --overwrite (overwrite=True) to replace it.")
 
 
+def check_inputs(src: Path, dst: Path, overwrite: bool, tokenizer: str | os.PathLike | None) -> None:
+    """Everything a conversion can refuse before reading any tensor: the destination, and `--tokenizer`."""
+    check_destination(src, dst, overwrite)
+    if tokenizer is not None and not Path(tokenizer).is_dir():
+        raise ConversionError(f"tokenizer={tokenizer} (--tokenizer) is not a folder.")
+
+
+def expect_model_type(src: Path, raw: dict[str, Any], expected: str) -> None:
+    """Refuse a config.json (`raw`) of another model type than the conversion reads."""
+    found = raw.get("model_type")
+    if found != expected:
+        raise ConversionError(
+            f"{src} holds a {found!r} model, not {expected!r}. `hf-bigmodel convert` picks the direction from "
+            f"config.json's model_type."
+        )
+
+
 @contextlib.contextmanager
 def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `dst`; on success it replaces `dst` in one rename (a crash or an error leaves
@@ -356,13 +373,16 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
 
 
 def copy_side_files(
-    src_folder: str | os.PathLike | None, dst_folder: Path, generation_config: bool = True
+    src_folder: str | os.PathLike | None,
+    dst_folder: Path,
+    generation_config: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> list[str]:
-    """Copy the tokenizer files (and `generation_config.json`) of `src_folder`, which do not depend on parameter
-    names. Returns the copied file names."""
+    """Copy the tokenizer files (and `generation_config.json`, and the `extra` names) of `src_folder`, which do
+    not depend on parameter names. Returns the copied file names."""
     if src_folder is None or not Path(src_folder).is_dir():
         return []
-    names = TOKENIZER_FILES + ((GENERATION_CONFIG_FILE,) if generation_config else ())
+    names = TOKENIZER_FILES + ((GENERATION_CONFIG_FILE,) if generation_config else ()) + extra
     copied = []
     for name in names:
         path = Path(src_folder) / name
@@ -370,6 +390,29 @@ def copy_side_files(
             shutil.copyfile(path, dst_folder / name)
             copied.append(name)
     return copied
+
+
+def write_converted(
+    model: Any,
+    dst: Path,
+    overwrite: bool,
+    side_files: Iterable[tuple[str | os.PathLike | None, bool]] = (),
+    extra: tuple[str, ...] = (),
+    finish: Callable[[Path], None] | None = None,
+) -> Path:
+    """Save a converted `model` into `dst` atomically, with the tokenizer files of each `(folder, generation_config)`
+    of `side_files` (see `copy_side_files`; a None folder is skipped) and `finish(folder)` for anything else the
+    format needs (an image processor config). Returns `dst`."""
+    copied: list[str] = []
+    with atomic_output_dir(dst, overwrite) as tmp, quiet_progress():
+        model.save_pretrained(tmp)
+        for folder, generation_config in side_files:
+            copied += copy_side_files(folder, tmp, generation_config=generation_config, extra=extra)
+        if finish is not None:
+            finish(tmp)
+    if copied:
+        logger.info(f"copied {', '.join(sorted(set(copied)))}")
+    return dst
 
 
 def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -430,8 +473,10 @@ __all__ = [
     "atomic_output_dir",
     "build_model",
     "check_destination",
+    "check_inputs",
     "check_tensors",
     "copy_side_files",
+    "expect_model_type",
     "expected_shapes",
     "fuse_projections",
     "load_config",
@@ -442,4 +487,5 @@ __all__ = [
     "split_projection",
     "strip_prefix",
     "torch_load_tensors_only",
+    "write_converted",
 ]

@@ -49,18 +49,16 @@ from .common import (
     ConversionError,
     KeyMap,
     KeyRule,
-    atomic_output_dir,
     build_model,
-    check_destination,
-    copy_side_files,
+    check_inputs,
+    expect_model_type,
     fuse_projections,
     load_config,
     load_folder_tensors,
-    logger,
-    quiet_progress,
     read_config_json,
     resolve_dtype,
     split_projection,
+    write_converted,
 )
 
 PathLike = str | os.PathLike
@@ -248,32 +246,6 @@ def _our_mlm_bias_to_stock(tensors: dict[str, torch.Tensor], tied: bool) -> dict
 # Converters
 
 
-def _check_inputs(src: Path, dst: Path, overwrite: bool, tokenizer: PathLike | None) -> None:
-    check_destination(src, dst, overwrite)
-    if tokenizer is not None and not Path(tokenizer).is_dir():
-        raise ConversionError(f"tokenizer={tokenizer} (--tokenizer) is not a folder.")
-
-
-def _expect_model_type(src: Path, raw: dict[str, Any], expected: str) -> None:
-    found = raw.get("model_type")
-    if found != expected:
-        raise ConversionError(
-            f"{src} holds a {found!r} model, not {expected!r}. `hf-bigmodel convert` picks the direction from "
-            f"config.json's model_type."
-        )
-
-
-def _write(model: Any, src: Path, dst: Path, overwrite: bool, tokenizer: PathLike | None) -> Path:
-    with atomic_output_dir(dst, overwrite) as tmp, quiet_progress():
-        model.save_pretrained(tmp)
-        copied = copy_side_files(src, tmp, generation_config=False)
-        if tokenizer is not None:
-            copied += copy_side_files(tokenizer, tmp, generation_config=False)
-    if copied:
-        logger.info(f"copied {', '.join(sorted(set(copied)))}")
-    return dst
-
-
 # Our classes with a pooler: those of stock BERT built with its default add_pooling_layer=True.
 _WITH_POOLER = (
     BigModelBertModel,
@@ -304,9 +276,9 @@ def convert_bert_to_bigmodel(
     """Convert a stock transformers BERT folder (`BertModel` or any `BertFor*` head but the causal `BertLMHeadModel`)
     to a `bigmodel_bert` folder with the same head and tokenizer files. Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
+    check_inputs(src, dst, overwrite, tokenizer)
     raw = read_config_json(src)
-    _expect_model_type(src, raw, "bert")
+    expect_model_type(src, raw, "bert")
     config = bert_config_to_bigmodel(load_config(BertConfig, src))
     tensors = load_folder_tensors(src)
     head = detect_stock_head(raw, _add_body_prefix(tensors), src)
@@ -318,7 +290,7 @@ def convert_bert_to_bigmodel(
     if our_class is BigModelBertModel:
         ours = _strip_body_prefix(ours)
     model = build_model(our_class, config, ours, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, False), (tokenizer, False)])
 
 
 def convert_bigmodel_to_bert(
@@ -332,9 +304,9 @@ def convert_bigmodel_to_bert(
     """Export a `bigmodel_bert` folder to the stock transformers BERT class of the same head (`BertModel`,
     `BertForPreTraining`, `BertForMaskedLM`, ...), which loads without hf_bigmodel or remote code. Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
+    check_inputs(src, dst, overwrite, tokenizer)
     raw = read_config_json(src)
-    _expect_model_type(src, raw, BigModelBertConfig.model_type)
+    expect_model_type(src, raw, BigModelBertConfig.model_type)
     architectures = raw.get("architectures") or ["BigModelBertModel"]
     if len(architectures) != 1 or architectures[0] not in OUR_HEADS:
         raise ConversionError(f"{src} has architectures={architectures}; expected one of {', '.join(OUR_HEADS)}.")
@@ -346,7 +318,7 @@ def convert_bigmodel_to_bert(
     if stock_class is BertModel:
         stock = _strip_body_prefix(stock)
     model = build_model(stock_class, bigmodel_to_bert_config(config), stock, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, False), (tokenizer, False)])
 
 
 __all__ = [

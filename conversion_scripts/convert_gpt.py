@@ -29,20 +29,19 @@ from .common import (
     ConversionError,
     KeyMap,
     KeyRule,
-    atomic_output_dir,
     build_model,
-    check_destination,
-    copy_side_files,
+    check_inputs,
+    expect_model_type,
     fuse_projections,
     load_config,
     load_folder_tensors,
     logger,
-    quiet_progress,
     read_config_json,
     resolve_dtype,
     split_projection,
     strip_prefix,
     torch_load_tensors_only,
+    write_converted,
 )
 
 PathLike = str | os.PathLike
@@ -403,36 +402,9 @@ def _zero_missing_biases(tensors: dict[str, torch.Tensor], config: BigModelGPTCo
 # Converters
 
 
-def _check_inputs(src: Path, dst: Path, overwrite: bool, tokenizer: PathLike | None) -> None:
-    """Everything that can be refused before any tensor is read."""
-    check_destination(src, dst, overwrite)
-    if tokenizer is not None and not Path(tokenizer).is_dir():
-        raise ConversionError(f"tokenizer={tokenizer} (--tokenizer) is not a folder.")
-
-
-def _expect_model_type(src: Path, raw: dict[str, Any], expected: str) -> None:
-    found = raw.get("model_type")
-    if found != expected:
-        raise ConversionError(
-            f"{src} holds a {found!r} model, not {expected!r}. `hf-bigmodel convert` picks the direction from "
-            f"config.json's model_type."
-        )
-
-
-def _write(model: Any, src: Path | None, dst: Path, overwrite: bool, tokenizer: PathLike | None) -> Path:
-    with atomic_output_dir(dst, overwrite) as tmp, quiet_progress():
-        model.save_pretrained(tmp)
-        copied = copy_side_files(src, tmp)
-        if tokenizer is not None:
-            copied += copy_side_files(tokenizer, tmp, generation_config=False)
-    if copied:
-        logger.info(f"copied {', '.join(sorted(set(copied)))}")
-    return dst
-
-
 def _bigmodel_source(src: Path) -> tuple[BigModelGPTConfig, dict[str, torch.Tensor]]:
     raw = read_config_json(src)
-    _expect_model_type(src, raw, BigModelGPTConfig.model_type)
+    expect_model_type(src, raw, BigModelGPTConfig.model_type)
     architectures = raw.get("architectures") or []
     if any(a not in ("BigModelGPTForCausalLM", "BigModelGPTModel") for a in architectures):
         raise ConversionError(
@@ -454,14 +426,14 @@ def convert_gpt2_to_bigmodel(
     """Convert a stock transformers GPT-2 folder (`GPT2LMHeadModel` or `GPT2Model`) to a `bigmodel_gpt` folder.
     Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
+    check_inputs(src, dst, overwrite, tokenizer)
     raw = read_config_json(src)
-    _expect_model_type(src, raw, "gpt2")
+    expect_model_type(src, raw, "gpt2")
     config = gpt2_config_to_bigmodel(load_config(GPT2Config, src))
     tensors = _add_prefix(load_folder_tensors(src), "transformer.")
     ours = GPT2_KEY_MAP.to_ours(tensors, ignore=_GPT2_BUFFER.fullmatch, source=str(src))
     model = build_model(BigModelGPTForCausalLM, config, ours, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, True), (tokenizer, False)])
 
 
 def convert_bigmodel_to_gpt2(
@@ -475,12 +447,12 @@ def convert_bigmodel_to_gpt2(
     """Export a `bigmodel_gpt` folder at GPT-2 settings to a stock `GPT2LMHeadModel` folder (loads without
     hf_bigmodel or remote code). Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
+    check_inputs(src, dst, overwrite, tokenizer)
     config, tensors = _bigmodel_source(src)
     gpt2_config = bigmodel_to_gpt2_config(config)
     theirs = GPT2_KEY_MAP.to_theirs(_zero_missing_biases(tensors, config), source=str(src))
     model = build_model(GPT2LMHeadModel, gpt2_config, theirs, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, True), (tokenizer, False)])
 
 
 def convert_llama_to_bigmodel(
@@ -494,15 +466,15 @@ def convert_llama_to_bigmodel(
     """Convert a stock transformers Llama folder (`LlamaForCausalLM` or `LlamaModel`) to a `bigmodel_gpt` folder.
     Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
+    check_inputs(src, dst, overwrite, tokenizer)
     raw = read_config_json(src)
-    _expect_model_type(src, raw, "llama")
+    expect_model_type(src, raw, "llama")
     config = llama_config_to_bigmodel(load_config(LlamaConfig, src))
     tensors = _add_prefix(load_folder_tensors(src), "model.")
     renamed = LLAMA_KEY_MAP.to_ours(tensors, ignore=_LLAMA_BUFFER.fullmatch, source=str(src))
     ours = _fuse_qkv(renamed, str(src))
     model = build_model(BigModelGPTForCausalLM, config, ours, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, True), (tokenizer, False)])
 
 
 def convert_bigmodel_to_llama(
@@ -516,12 +488,12 @@ def convert_bigmodel_to_llama(
     """Export a `bigmodel_gpt` folder with rotary positions, RMSNorm and SwiGLU to a stock `LlamaForCausalLM`
     folder (loads without hf_bigmodel or remote code). Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
+    check_inputs(src, dst, overwrite, tokenizer)
     config, tensors = _bigmodel_source(src)
     llama_config = bigmodel_to_llama_config(config)
     theirs = LLAMA_KEY_MAP.to_theirs(_split_qkv(tensors, config), source=str(src))
     model = build_model(LlamaForCausalLM, llama_config, theirs, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, True), (tokenizer, False)])
 
 
 def load_nanogpt_checkpoint(ckpt: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -579,7 +551,7 @@ def convert_nanogpt_to_bigmodel(
     """
     ckpt, dst = Path(ckpt), Path(dst)
     ckpt = ckpt / "ckpt.pt" if ckpt.is_dir() else ckpt
-    _check_inputs(ckpt, dst, overwrite, tokenizer)
+    check_inputs(ckpt, dst, overwrite, tokenizer)
     state_dict, model_args = load_nanogpt_checkpoint(ckpt)
     config = nanogpt_args_to_bigmodel(model_args)
     if vocab_chars is not None and len(vocab_chars) != config.vocab_size:
@@ -589,13 +561,10 @@ def convert_nanogpt_to_bigmodel(
         )
     ours = GPT2_KEY_MAP.to_ours(state_dict, transpose=False, ignore=_GPT2_BUFFER.fullmatch, source=str(ckpt))
     model = build_model(BigModelGPTForCausalLM, config, ours, resolve_dtype(dtype, state_dict), str(ckpt))
-    with atomic_output_dir(dst, overwrite) as tmp, quiet_progress():
-        model.save_pretrained(tmp)
-        if vocab_chars is not None:
-            char_tokenizer(vocab_chars, config.max_position_embeddings).save_pretrained(tmp)
-        elif tokenizer is not None:
-            copy_side_files(tokenizer, tmp, generation_config=False)
-    return dst
+    if vocab_chars is None:
+        return write_converted(model, dst, overwrite, [(tokenizer, False)])
+    chars = char_tokenizer(vocab_chars, config.max_position_embeddings)
+    return write_converted(model, dst, overwrite, finish=chars.save_pretrained)
 
 
 __all__ = [

@@ -34,15 +34,15 @@ from .common import (
     ConversionError,
     KeyMap,
     KeyRule,
-    atomic_output_dir,
     build_model,
     check_destination,
+    expect_model_type,
     load_config,
     load_folder_tensors,
     logger,
-    quiet_progress,
     read_config_json,
     resolve_dtype,
+    write_converted,
 )
 
 PathLike = str | os.PathLike
@@ -219,15 +219,6 @@ def _check_inputs(src: Path, dst: Path, overwrite: bool, tokenizer: PathLike | N
         raise ConversionError("--tokenizer does not apply to image models: ResNet folders carry an image processor.")
 
 
-def _expect_model_type(src: Path, raw: dict[str, Any], expected: str) -> None:
-    found = raw.get("model_type")
-    if found != expected:
-        raise ConversionError(
-            f"{src} holds a {found!r} model, not {expected!r}. `hf-bigmodel convert` picks the direction from "
-            f"config.json's model_type."
-        )
-
-
 def _read_processor(src: Path) -> dict[str, Any] | None:
     path = src / PREPROCESSOR_FILE
     if not path.is_file():
@@ -251,13 +242,6 @@ def _without_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {k[len("resnet.") :]: v for k, v in tensors.items() if k.startswith("resnet.")}
 
 
-def _write(model: Any, dst: Path, overwrite: bool, processor_writer) -> Path:
-    with atomic_output_dir(dst, overwrite) as tmp, quiet_progress():
-        model.save_pretrained(tmp)
-        processor_writer(tmp)
-    return dst
-
-
 def convert_resnet_to_bigmodel(
     src: PathLike,
     dst: PathLike,
@@ -270,7 +254,7 @@ def convert_resnet_to_bigmodel(
     `bigmodel_resnet` folder, with its image processor config translated. Returns `dst`."""
     src, dst = Path(src), Path(dst)
     _check_inputs(src, dst, overwrite, tokenizer)
-    _expect_model_type(src, read_config_json(src), "resnet")
+    expect_model_type(src, read_config_json(src), "resnet")
     config = resnet_config_to_bigmodel(load_config(ResNetConfig, src))
     tensors, has_head = _with_prefix(load_folder_tensors(src))
     ours = resnet_key_map(config.num_stages).to_ours(tensors, source=str(src))
@@ -291,7 +275,7 @@ def convert_resnet_to_bigmodel(
         else:
             BigModelResNetImageProcessor(**settings).save_pretrained(folder)
 
-    return _write(model, dst, overwrite, write_processor)
+    return write_converted(model, dst, overwrite, finish=write_processor)
 
 
 def convert_bigmodel_to_resnet(
@@ -307,7 +291,7 @@ def convert_bigmodel_to_resnet(
     src, dst = Path(src), Path(dst)
     _check_inputs(src, dst, overwrite, tokenizer)
     raw = read_config_json(src)
-    _expect_model_type(src, raw, BigModelResNetConfig.model_type)
+    expect_model_type(src, raw, BigModelResNetConfig.model_type)
     config = load_config(BigModelResNetConfig, src)
     stock_config = bigmodel_to_resnet_config(config)
     tensors, has_head = _with_prefix(load_folder_tensors(src))
@@ -328,7 +312,7 @@ def convert_bigmodel_to_resnet(
             return
         (folder / PREPROCESSOR_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
-    return _write(model, dst, overwrite, write_processor)
+    return write_converted(model, dst, overwrite, finish=write_processor)
 
 
 __all__ = [

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,8 @@ from hf_bigmodel.models.transformer import BigModelTransformerConfig, BigModelTr
 
 from .common import (
     ConversionError,
-    atomic_output_dir,
-    copy_side_files,
+    check_inputs,
+    expect_model_type,
     expected_shapes,
     load_config,
     load_folder_tensors,
@@ -36,8 +35,8 @@ from .common import (
     quiet_progress,
     read_config_json,
     resolve_dtype,
+    write_converted,
 )
-from .convert_gpt import _check_inputs, _expect_model_type
 
 PathLike = str | os.PathLike
 
@@ -255,23 +254,6 @@ def _build(model_class: type, config: Any, tensors: dict[str, torch.Tensor], dty
     return model.eval()
 
 
-def _write(model: Any, src: Path, dst: Path, overwrite: bool, tokenizer: PathLike | None) -> Path:
-    with atomic_output_dir(dst, overwrite) as tmp, quiet_progress():
-        model.save_pretrained(tmp)
-        copied = []
-        for folder, generation_config in ((src, True), (tokenizer, False)):
-            if folder is None:
-                continue
-            copied += copy_side_files(folder, tmp, generation_config=generation_config)
-            for name in MARIAN_TOKENIZER_FILES:
-                if (Path(folder) / name).is_file():
-                    shutil.copyfile(Path(folder) / name, tmp / name)
-                    copied.append(name)
-    if copied:
-        logger.info(f"copied {', '.join(sorted(set(copied)))}")
-    return dst
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Converters
 
@@ -287,8 +269,8 @@ def convert_marian_to_bigmodel(
     """Convert a stock transformers Marian folder (`MarianMTModel`) to a `bigmodel_transformer` folder; tokenizer
     and generation files are copied. Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
-    _expect_model_type(src, read_config_json(src), "marian")
+    check_inputs(src, dst, overwrite, tokenizer)
+    expect_model_type(src, read_config_json(src), "marian")
     marian_config = load_config(MarianConfig, src)
     tensors = {k: v for k, v in load_folder_tensors(src).items() if not _POSITION_TABLES.fullmatch(k)}
     bias = tensors.pop("final_logits_bias", None)
@@ -310,7 +292,7 @@ def convert_marian_to_bigmodel(
             tensors.pop("model.shared.weight", None)
     ours = _fuse_projections(tensors, str(src))
     model = _build(BigModelTransformerForConditionalGeneration, config, ours, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, True), (tokenizer, False)], extra=MARIAN_TOKENIZER_FILES)
 
 
 def convert_bigmodel_to_marian(
@@ -324,9 +306,9 @@ def convert_bigmodel_to_marian(
     """Export a `bigmodel_transformer` folder at Marian settings to a stock `MarianMTModel` folder (loads with plain
     transformers, no remote code). Returns `dst`."""
     src, dst = Path(src), Path(dst)
-    _check_inputs(src, dst, overwrite, tokenizer)
+    check_inputs(src, dst, overwrite, tokenizer)
     raw = read_config_json(src)
-    _expect_model_type(src, raw, BigModelTransformerConfig.model_type)
+    expect_model_type(src, raw, BigModelTransformerConfig.model_type)
     architectures = raw.get("architectures") or []
     if any(a != "BigModelTransformerForConditionalGeneration" for a in architectures):
         raise ConversionError(
@@ -350,7 +332,7 @@ def convert_bigmodel_to_marian(
     )
     theirs = _split_projections(tensors)
     model = _build(MarianMTModel, marian_config, theirs, resolve_dtype(dtype, tensors), str(src))
-    return _write(model, src, dst, overwrite, tokenizer)
+    return write_converted(model, dst, overwrite, [(src, True), (tokenizer, False)], extra=MARIAN_TOKENIZER_FILES)
 
 
 __all__ = [
