@@ -5,9 +5,6 @@ and an untied output projection so that continuations are not degenerate (a rand
 repeats its input token)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,7 +13,7 @@ from transformers import PreTrainedTokenizerFast, pipeline
 
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.transformer import BigModelTransformerConfig
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 Seq2Seq = ARCHITECTURES["transformer"][2]["seq2seq-lm"]
 PAD, BOS, EOS = 0, 1, 2
@@ -251,19 +248,9 @@ def test_saved_pipeline_loads_without_hf_bigmodel(model_folder, tmp_path):
     }
     assert (shipped / "pipeline_transformer.py").is_file() and (shipped / "modeling_transformer.py").is_file()
 
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", WITHOUT_HF_BIGMODEL + PIPELINE_CHILD, str(shipped), text],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_python(
+        WITHOUT_HF_BIGMODEL + PIPELINE_CHILD, str(shipped), text, cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")}
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))[7:])
     assert result["output"] == expected
     assert result["module"].startswith("transformers_modules.") and result["model"].startswith("transformers_modules.")
 

@@ -14,12 +14,9 @@ This process checks the results and what the server stored (`hub.files`, `hub.re
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -44,7 +41,7 @@ from hf_bigmodel.hub import (
     push_folder,
 )
 from hf_bigmodel.model_card import GENERATED_MARKER, LOSS_CURVE, record_training_run
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer, run_python
 from hf_bigmodel.tokenization import train_tokenizer
 from hf_bigmodel.training.pretrain import parse_args
 
@@ -244,22 +241,9 @@ print("RESULTS" + json.dumps(results))
 )
 
 
-def _run_child(code: str, job: dict, hub: HubServer, tmp: Path) -> dict:
-    env = {**os.environ, **hub.env(), "HF_HOME": str(tmp / "hf_home"), "HF_HUB_CACHE": str(tmp / "hub_cache")}
-    env.update(TOKENIZERS_PARALLELISM="false")
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(job)],
-        cwd=tmp,
-        env=env,
-        stdin=subprocess.DEVNULL,  # a trust_remote_code prompt would get EOF instead of waiting
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-6000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))
-    return json.loads(line[len("RESULTS") :])
+def _child_env(hub: HubServer, tmp: Path) -> dict[str, str]:
+    """A child process pointed at `hub`, with caches of its own under `tmp`."""
+    return {**hub.env(), "HF_HOME": str(tmp / "hf_home"), "HF_HUB_CACHE": str(tmp / "hub_cache")}
 
 
 def assert_error(result: list | None, error_class: type, pattern: str) -> None:
@@ -380,7 +364,7 @@ def published(hub, inline_hub, folders, run_dir, tmp_path_factory) -> dict:
         **{copy: str(tmp / copy) for copy in copies},
     }  # fmt: skip
     run_before = _snapshot(run_dir)
-    results = _run_child(PUSH_SCRIPT, job, hub, tmp)
+    results = run_python(PUSH_SCRIPT, json.dumps(job), cwd=tmp, env=_child_env(hub, tmp))
     return {"job": job, "results": results, "run_reference": tmp / "run.safetensors", "run_before": run_before}
 
 
@@ -408,7 +392,8 @@ def loaded(hub, folders, published, tmp_path_factory) -> dict:
         "private": job["private"],
         "cli_repo": job["cli_repo"],
     }
-    return _run_child(LOAD_SCRIPT, load_job, hub, tmp_path_factory.mktemp("load_child"))
+    tmp = tmp_path_factory.mktemp("load_child")
+    return run_python(LOAD_SCRIPT, json.dumps(load_job), cwd=tmp, env=_child_env(hub, tmp))
 
 
 # ------------------------------------------------------------------------------ pushing and loading back

@@ -4,9 +4,6 @@ under gradient accumulation, bf16, save/load (sharded, tied, head from body), re
 the pipelines. Tests loop over the registered heads with tiny configs."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +29,7 @@ from conversion_scripts.convert_bert import HEAD_CLASSES, convert_bert_to_bigmod
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.bert import BigModelBertConfig
 from hf_bigmodel.models.bert.configuration_bert import AUTO_MAP
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 REPO = Path(__file__).resolve().parents[1]
 BERT_HEADS = ARCHITECTURES["bert"][2]
@@ -593,25 +590,6 @@ print("\\nRESULTS" + json.dumps(results))
 MAX_PROCESS_DIFF = 1e-6
 
 
-def _run_child(code: str, args: list[str], cwd: Path, with_repo: bool) -> dict:
-    env = {**os.environ, "HF_HOME": str(cwd / "hf"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("PYTHONPATH", None)
-    if with_repo:  # this checkout's hf_bigmodel, whatever is pip-installed
-        env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))
-    return json.loads(line[len("RESULTS") :])
-
-
 @pytest.fixture(scope="module")
 def saved_heads(tmp_path_factory) -> dict:
     """{folder: Auto class name}: every head saved with its inputs and outputs."""
@@ -636,7 +614,14 @@ def test_remote_code_without_hf_bigmodel(saved_heads, pipeline_folders, tmp_path
         + "\ntry:\n    import hf_bigmodel\n    raise SystemExit('importable')\nexcept ImportError:\n    pass\n"
     )
     fill_mask = str(pipeline_folders["fill-mask"])
-    results = _run_child(block + CHECK_FOLDERS, [json.dumps(saved_heads), "true", fill_mask], tmp_path, False)
+    results = run_python(
+        block + CHECK_FOLDERS,
+        json.dumps(saved_heads),
+        "true",
+        fill_mask,
+        cwd=tmp_path,
+        env={"HF_HOME": str(tmp_path / "hf")},
+    )
     for folder in saved_heads:
         assert results[folder]["module"].startswith("transformers_modules."), folder
         assert results[folder]["max_diff"] <= MAX_PROCESS_DIFF and results[folder]["outputs"] >= 1, folder
@@ -650,7 +635,14 @@ def test_remote_code_without_hf_bigmodel(saved_heads, pipeline_folders, tmp_path
 
 
 def test_import_hf_bigmodel_loads_without_trust_flag(saved_heads, tmp_path):
-    results = _run_child("import hf_bigmodel\n" + CHECK_FOLDERS, [json.dumps(saved_heads), "unset"], tmp_path, True)
+    results = run_python(
+        "import hf_bigmodel\n" + CHECK_FOLDERS,
+        json.dumps(saved_heads),
+        "unset",
+        cwd=tmp_path,
+        env={"HF_HOME": str(tmp_path / "hf")},
+        with_package=True,
+    )
     for folder in saved_heads:
         assert results[folder]["module"] == "hf_bigmodel.models.bert.modeling_bert", folder
         assert results[folder]["max_diff"] <= MAX_PROCESS_DIFF, folder

@@ -4,10 +4,6 @@ computation, losses, activation checkpointing, bf16, and save/load through the r
 clean process, and through the image-classification pipeline."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +32,7 @@ from hf_bigmodel.models.resnet import (
     BigModelResNetModel,
 )
 from hf_bigmodel.models.resnet.configuration_resnet import AUTO_MAP, PRESETS
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 HEADS = ARCHITECTURES["resnet"][2]
 TASK_AUTO_CLASS = {"base": AutoModel, "image-classification": AutoModelForImageClassification}
@@ -389,21 +385,14 @@ def test_fresh_process_loads_model_processor_and_pipeline(tmp_path, prelude, tru
         assert json.loads((folder / "config.json").read_text())["auto_map"] == AUTO_MAP
         processor_config = json.loads((folder / "preprocessor_config.json").read_text())
         assert processor_config["auto_map"]["AutoImageProcessor"].startswith("image_processing_resnet.")
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    if trust == "false":  # the registry child imports this checkout's hf_bigmodel
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    proc = subprocess.run(
-        [sys.executable, "-c", prelude + CHILD, json.dumps(list(expected)), trust],
+    results = run_python(
+        prelude + CHILD,
+        json.dumps(list(expected)),
+        trust,
         cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        env={"HF_HOME": str(tmp_path / "hf")},
+        with_package=trust == "false",  # the registry child imports this checkout's hf_bigmodel
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    results = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))[7:])
     for folder, want in expected.items():
         got = results[folder]
         assert all(module.startswith(module_prefix) for module in got["modules"]), got["modules"]

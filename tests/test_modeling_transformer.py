@@ -4,7 +4,6 @@ accumulation), activation checkpointing, save/load (sharded, meta-device buffers
 load in a fresh process through the registry and through trust_remote_code without hf_bigmodel."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.transformer import BigModelTransformerConfig
 from hf_bigmodel.models.transformer import modeling_transformer as mt
 from hf_bigmodel.models.transformer.configuration_transformer import AUTO_MAP
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 HEADS = ARCHITECTURES["transformer"][2]
 PRESETS = ARCHITECTURES["transformer"][1]
@@ -505,25 +504,6 @@ print("\\nRESULTS" + json.dumps(results))
 """
 
 
-def _run_child(code: str, args: list[str], cwd, hf_home, with_package: bool = False) -> dict:
-    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("PYTHONPATH", None)
-    if with_package:  # this source tree's hf_bigmodel, whatever copy is installed
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))
-    return json.loads(line[len("RESULTS") :])
-
-
 @pytest.fixture(scope="module")
 def saved_folders(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("saved")
@@ -556,7 +536,7 @@ def saved_folders(tmp_path_factory) -> dict:
 
 def test_remote_code_without_hf_bigmodel(saved_folders, tmp_path):
     code = WITHOUT_HF_BIGMODEL + CHECK_FOLDERS
-    results = _run_child(code, [json.dumps(saved_folders), "true"], tmp_path, tmp_path / "hf")
+    results = run_python(code, json.dumps(saved_folders), "true", cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")})
     for folder in saved_folders:
         assert results[folder]["module"].startswith("transformers_modules."), folder
         assert results[folder]["max_diff"] == 0.0, folder
@@ -565,11 +545,12 @@ def test_remote_code_without_hf_bigmodel(saved_folders, tmp_path):
 
 
 def test_registry_loads_in_a_fresh_process(saved_folders, tmp_path):
-    results = _run_child(
+    results = run_python(
         "import hf_bigmodel\n" + CHECK_FOLDERS,
-        [json.dumps(saved_folders), "unset"],
-        tmp_path,
-        tmp_path / "hf",
+        json.dumps(saved_folders),
+        "unset",
+        cwd=tmp_path,
+        env={"HF_HOME": str(tmp_path / "hf")},
         with_package=True,
     )
     for folder in saved_folders:

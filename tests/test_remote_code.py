@@ -4,8 +4,6 @@ checkpoints carry the code. Each subprocess checks many folders at once to keep 
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ from transformers import Trainer, TrainingArguments
 
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt.configuration_gpt import AUTO_MAP
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 GPT_HEADS = ARCHITECTURES["gpt"][2]
 AUTO_CLASS_OF_TASK = {
@@ -71,23 +69,6 @@ if trust is True:  # the opt-in is required: not passing it, or passing False, r
     results["errors"] = errors
 print("\\nRESULTS" + json.dumps(results))
 """
-
-
-def _run_child(code: str, args: list[str], cwd, hf_home) -> dict:
-    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,  # the remote-code prompt gets EOF instead of waiting
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULTS"))
-    return json.loads(line[len("RESULTS") :])
 
 
 def _save_with_reference(model, folder, generate: bool) -> None:
@@ -152,7 +133,13 @@ def test_saved_folder_is_self_contained(saved_folders):
 
 def test_remote_code_without_hf_bigmodel(saved_folders, trainer_outputs, tmp_path):
     cases = {**saved_folders, str(trainer_outputs["final"]): "AutoModelForCausalLM"}
-    results = _run_child(BLOCK_HF_BIGMODEL + CHECK_FOLDERS, [json.dumps(cases), "true"], tmp_path, tmp_path / "hf")
+    results = run_python(
+        BLOCK_HF_BIGMODEL + CHECK_FOLDERS,
+        json.dumps(cases),
+        "true",
+        cwd=tmp_path,
+        env={"HF_HOME": str(tmp_path / "hf")},
+    )
     for folder in cases:
         assert results[folder]["module"].startswith("transformers_modules."), folder
         assert results[folder]["max_diff"] == 0.0, folder
@@ -167,7 +154,7 @@ def test_remote_code_without_hf_bigmodel(saved_folders, trainer_outputs, tmp_pat
 
 def test_import_hf_bigmodel_loads_without_trust_flag(saved_folders, tmp_path):
     code = "import hf_bigmodel\n" + CHECK_FOLDERS
-    results = _run_child(code, [json.dumps(saved_folders), "unset"], tmp_path, tmp_path / "hf")
+    results = run_python(code, json.dumps(saved_folders), "unset", cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")})
     for folder in saved_folders:
         assert results[folder]["module"] == "hf_bigmodel.models.gpt.modeling_gpt", folder
         assert results[folder]["max_diff"] == 0.0, folder
@@ -183,3 +170,14 @@ def test_trainer_checkpoints_contain_the_code(trainer_outputs):
         assert config["auto_map"] == AUTO_MAP
         for reference in config["auto_map"].values():
             assert (folder / f"{reference.split('.')[0]}.py").is_file()
+
+
+def test_run_python_reports_what_went_wrong_in_the_child(tmp_path):
+    assert run_python("import json, sys; print('RESULTS' + json.dumps(sys.argv[1:]))", "a", "b", cwd=tmp_path) == [
+        "a",
+        "b",
+    ]
+    with pytest.raises(AssertionError, match="exit 3"):
+        run_python("import sys; sys.exit(3)", cwd=tmp_path)
+    with pytest.raises(AssertionError, match="no RESULTS line:\nhello"):
+        run_python("print('hello')", cwd=tmp_path)
