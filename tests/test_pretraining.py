@@ -233,3 +233,41 @@ def test_two_processes_on_gloo_match_one_process(corpus, tmp_path):
     a, b = load_file(single / "model.safetensors"), load_file(double / "model.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_finish_run_saves_metrics_and_survives_a_model_without_card(tmp_path, monkeypatch, caplog):
+    """Every pretrainer ends with `finish_run`: metrics are saved whatever happens to the card, a model type
+    without a card template only warns, and `publish=False` writes no card."""
+    from transformers import TrainingArguments
+
+    from hf_bigmodel.model_card import ModelCardError
+    from hf_bigmodel.training import pretrain
+
+    class RecordingTrainer:
+        def __init__(self):
+            self.saved = []
+
+        def log_metrics(self, split, metrics):
+            pass
+
+        def save_metrics(self, split, metrics):
+            self.saved.append((split, metrics))
+
+        def is_world_process_zero(self):
+            return True
+
+    cards = []
+
+    def refuse_card(output_dir, *arguments, **options):
+        cards.append((output_dir, arguments[-1].output_dir, options))
+        raise ModelCardError("no card template for model_type 'gpt2'")
+
+    monkeypatch.setattr(pretrain, "write_model_card", refuse_card)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    trainer = RecordingTrainer()
+    pretrain.finish_run(trainer, args, {"eval_loss": 1.0}, ("model", "data"), "tokenizer", extra={"n": 3})
+    assert trainer.saved == [("all", {"eval_loss": 1.0})]
+    assert cards == [(str(tmp_path), str(tmp_path), {"extra": {"n": 3}})]
+    assert "No model card written: no card template for model_type 'gpt2'" in caplog.text
+    pretrain.finish_run(trainer, args, {"eval_loss": 2.0}, ("model", "data"), "tokenizer", publish=False)
+    assert len(trainer.saved) == 2 and len(cards) == 1

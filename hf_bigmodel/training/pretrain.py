@@ -39,7 +39,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from .. import registry
 from ..data import DataError, load_raw_text, pack_token_stream, tokenize_to_stream
 from ..hub import push_folder
-from ..model_card import write_model_card
+from ..model_card import ModelCardError, write_model_card
 from ..models import ARCHITECTURES
 from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
 
@@ -177,6 +177,33 @@ class PerplexityTrainer(Trainer):
         return output
 
 
+def finish_run(
+    trainer: Trainer,
+    training_args: TrainingArguments,
+    metrics: dict,
+    card_arguments: tuple,
+    published: str,
+    publish: bool = True,
+    **card_options,
+) -> None:
+    """The end of every pretraining run: log and save the metrics; then, on the main process and when `publish`,
+    write the model card (`write_model_card(output_dir, *card_arguments, training_args, **card_options)`) and, with
+    `--push_to_hub`, push the whole folder: it replaces the card Trainer pushed with ours and adds the code.
+    `published` names what the folder holds besides model, code and card ("tokenizer", "image processor")."""
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics)
+    if not (publish and trainer.is_world_process_zero()):
+        return
+    try:
+        write_model_card(training_args.output_dir, *card_arguments, training_args, **card_options)
+    except ModelCardError as err:  # e.g. a stock model type without a card template: the model is saved anyway
+        logger.warning("No model card written: %s", err)
+    if training_args.push_to_hub:
+        push_folder(training_args.output_dir, trainer.hub_model_id, token=training_args.hub_token,
+                    revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
+                    commit_message=f"End of training: model, {published}, code and model card")  # fmt: skip
+
+
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     """The checkpoint to resume from: `--resume_from_checkpoint PATH`, the last checkpoint-* of `output_dir` for
     `--resume_from_checkpoint last` (or True), and also without the flag when `output_dir` holds one, so that an
@@ -257,15 +284,8 @@ def run_pretraining(
     trainer.save_state()
     if eval_dataset is not None:
         metrics.update(trainer.evaluate())
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if trainer.is_world_process_zero():
-        write_model_card(training_args.output_dir, model_args, data_args, training_args,
-                         extra={"train_tokens": int(len(train_tokens))})  # fmt: skip
-        if training_args.push_to_hub:  # replaces the card Trainer pushed with ours, with the code and tokenizer
-            push_folder(training_args.output_dir, trainer.hub_model_id, token=training_args.hub_token,
-                        revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
-                        commit_message="End of training: model, tokenizer, code and model card")  # fmt: skip
+    finish_run(trainer, training_args, metrics, (model_args, data_args), "tokenizer",
+               extra={"train_tokens": int(len(train_tokens))})  # fmt: skip
 
     if trainer.is_world_process_zero() and data_args.sample_max_new_tokens > 0:
         print_sample(model, tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens)

@@ -51,11 +51,9 @@ from ..data_mlm import (
     build_pretraining_dataset,
     load_documents,
 )
-from ..hub import push_folder
-from ..model_card import ModelCardError, write_model_card
 from ..models import ARCHITECTURES
 from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
-from .pretrain import _parse_overrides, resolve_checkpoint
+from .pretrain import _parse_overrides, finish_run, resolve_checkpoint
 
 logger = logging.getLogger("hf_bigmodel.pretrain_bert")
 
@@ -341,18 +339,8 @@ def run_pretraining(
     trainer.save_model()
     trainer.save_state()
     metrics.update(trainer.evaluate())
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if trainer.is_world_process_zero():
-        try:
-            write_model_card(training_args.output_dir, model_args, data_args, training_args,
-                             extra={"train_sequences": len(train_dataset)})  # fmt: skip
-        except ModelCardError as err:  # e.g. a stock BERT continued with --model_name_or_path
-            logger.warning("No model card written: %s", err)
-        if training_args.push_to_hub:
-            push_folder(training_args.output_dir, trainer.hub_model_id, token=training_args.hub_token,
-                        revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
-                        commit_message="End of training: model, tokenizer, code and model card")  # fmt: skip
+    finish_run(trainer, training_args, metrics, (model_args, data_args), "tokenizer",
+               extra={"train_sequences": len(train_dataset)})  # fmt: skip
     return metrics
 
 

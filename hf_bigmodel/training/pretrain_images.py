@@ -43,10 +43,8 @@ from transformers import (
 from .. import registry
 from ..data import DataError
 from ..data_images import MNIST_MEAN, MNIST_STD, check_image_file, decode_image, load_mnist
-from ..hub import push_folder
-from ..model_card import ModelCardError, write_model_card
 from ..models import ARCHITECTURES
-from .pretrain import _parse_overrides, resolve_checkpoint
+from .pretrain import _parse_overrides, finish_run, resolve_checkpoint
 
 logger = logging.getLogger("hf_bigmodel.pretrain_images")
 
@@ -589,18 +587,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     trainer.save_state()
     if eval_dataset is not None:
         metrics.update(trainer.evaluate())
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if trainer.is_world_process_zero():
-        try:
-            write_model_card(training_args.output_dir, model_args, data_args, training_args,
-                             extra={"train_images": len(raw["train"])})  # fmt: skip
-        except ModelCardError as err:  # e.g. a transformers model type with no card template: the model is saved
-            logger.warning("No model card written: %s", err)
-        if training_args.push_to_hub:  # replaces the card Trainer pushed with ours, with the code and processor
-            push_folder(training_args.output_dir, trainer.hub_model_id, token=training_args.hub_token,
-                        revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
-                        commit_message="End of training: model, image processor, code and model card")  # fmt: skip
+    finish_run(trainer, training_args, metrics, (model_args, data_args), "image processor",
+               extra={"train_images": len(raw["train"])})  # fmt: skip
     return metrics
 
 

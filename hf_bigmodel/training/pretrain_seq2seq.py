@@ -69,11 +69,9 @@ from transformers import (
 from .. import registry
 from .._io import atomic_write_text
 from ..data import DataError
-from ..hub import push_folder
-from ..model_card import ModelCardError, write_model_card
 from ..models import ARCHITECTURES
 from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
-from .pretrain import _parse_overrides, resolve_checkpoint
+from .pretrain import _parse_overrides, finish_run, resolve_checkpoint
 
 logger = logging.getLogger("hf_bigmodel.pretrain_seq2seq")
 
@@ -892,20 +890,10 @@ def run_seq2seq(
                 atomic_write_text(Path(training_args.output_dir) / PREDICTIONS_FILE, "".join(t + "\n" for t in texts))
             else:
                 logger.warning("--do_predict without --predict_with_generate: no %s written", PREDICTIONS_FILE)
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if trainer.is_world_process_zero() and training_args.do_train:
-        train_tokens = sum(datasets_["train"]["length"])
-        try:
-            write_model_card(training_args.output_dir, model_args, data_args, training_args,
-                             language=[lang for lang in (data_args.source_lang, data_args.target_lang) if lang] or None,
-                             extra={"train_tokens": int(train_tokens)})  # fmt: skip
-        except ModelCardError as err:  # e.g. a stock model type without a card template: the model is saved
-            logger.warning("No model card written: %s", err)
-        if training_args.push_to_hub:
-            push_folder(training_args.output_dir, trainer.hub_model_id, token=training_args.hub_token,
-                        revision=training_args.hub_revision, private=training_args.hub_private_repo, exist_ok=True,
-                        commit_message="End of training: model, tokenizer, code and model card")  # fmt: skip
+    languages = [lang for lang in (data_args.source_lang, data_args.target_lang) if lang] or None
+    train_tokens = int(sum(datasets_["train"]["length"])) if training_args.do_train else 0
+    finish_run(trainer, training_args, metrics, (model_args, data_args), "tokenizer", publish=training_args.do_train,
+               language=languages, extra={"train_tokens": train_tokens})  # fmt: skip
     return metrics
 
 
