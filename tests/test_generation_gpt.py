@@ -296,7 +296,7 @@ def test_few_rows_linear_equals_linear(out_features, bias, parts, shape):
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)
 
 
-def test_linear_splits_only_few_row_inference_on_several_threads(threads, monkeypatch):
+def test_linear_splits_only_few_row_float32_inference(threads, monkeypatch):
     calls = []
     split = modeling_gpt.few_rows_linear
     monkeypatch.setattr(modeling_gpt, "few_rows_linear", lambda x, blocks: calls.append(x.shape) or split(x, blocks))
@@ -319,8 +319,9 @@ def test_linear_splits_only_few_row_inference_on_several_threads(threads, monkey
         layer(torch.randn(2, 12))  # as many numbers as one row of 24, but the wrong width: linear()'s error
     threads(1)
     with torch.no_grad():
-        layer(few)
-    assert calls == [few.shape]  # one thread: nothing to split
+        torch.testing.assert_close(layer(few), torch.nn.functional.linear(few, layer.weight, layer.bias))
+    assert calls == [few.shape, few.shape]  # one thread still takes the batched product, in 2 blocks
+    assert layer._thread_blocks().weight.shape[0] == 2
 
 
 def test_thread_blocks_follow_weight_changes(threads):
@@ -345,18 +346,20 @@ def test_thread_blocks_follow_weight_changes(threads):
         torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
 
 
-def test_decoding_on_two_threads_equals_one_thread(gpt_variant, make_lm, threads, monkeypatch):
-    """The decoding steps take the threaded path on 2 threads and give the tokens of the plain path."""
+@pytest.mark.parametrize("thread_count", [1, 2, 3])  # 3: blocks with rows left over
+def test_few_rows_decoding_equals_plain_linear_decoding(gpt_variant, make_lm, threads, monkeypatch, thread_count):
+    """The decoding steps take the batched few-row path and give the tokens of plain `linear()` everywhere."""
     model = make_lm(gpt_variant)
     ids, mask = _left_pad(_prompts())
-    threads(1)
-    expected = _greedy(model, ids, mask)
+    threads(thread_count)
+    with monkeypatch.context() as patch:
+        patch.setattr(modeling_gpt, "FEW_ROWS", 0)  # every product through linear()
+        expected = _greedy(model, ids, mask)
     split_rows = []
     split = modeling_gpt.few_rows_linear
     monkeypatch.setattr(
         modeling_gpt, "few_rows_linear", lambda x, *rest: split_rows.append(x.shape) or split(x, *rest)
     )
-    threads(2)
     assert torch.equal(_greedy(model, ids, mask), expected)
     assert (3, 1, model.config.hidden_size) in split_rows  # the decoding steps (3 rows, 1 new token) were split
 

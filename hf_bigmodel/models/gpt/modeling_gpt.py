@@ -141,17 +141,17 @@ class BigModelGPTDropout(nn.Dropout):
         return dropout_training(x, self.p) if self.training else x
 
 
-# Most input rows for which `BigModelGPTLinear` splits the matrix product across threads: decoding steps (one row per
-# sequence or beam). Larger inputs are matrix products that the BLAS library already spreads over all threads.
+# Most input rows for which `BigModelGPTLinear` uses `few_rows_linear`: decoding steps (one row per sequence or beam).
+# Larger inputs are matrix products that the BLAS library already runs well on every thread.
 FEW_ROWS = 16
 
 
 class ThreadBlocks(NamedTuple):
-    """A linear layer's weight as views for `few_rows_linear`: `parts` blocks of output rows (one per thread), and
-    the rows beyond a multiple of `parts` (an odd vocabulary), which go through `linear()`."""
+    """A linear layer's weight as views for `few_rows_linear`: `parts` blocks of output rows, and the rows beyond a
+    multiple of `parts` (an odd vocabulary), which go through `linear()`."""
 
-    weight: torch.Tensor  # (parts, in, out // parts): transposed views of row blocks of the weight
-    bias: torch.Tensor | None  # (parts, 1, out // parts)
+    weight: torch.Tensor  # (parts, out // parts, in): row blocks of the weight
+    bias: torch.Tensor | None  # (parts, out // parts, 1)
     rest_weight: torch.Tensor | None  # (out % parts, in)
     rest_bias: torch.Tensor | None
 
@@ -159,30 +159,32 @@ class ThreadBlocks(NamedTuple):
 def split_for_threads(weight: torch.Tensor, bias: torch.Tensor | None, parts: int) -> ThreadBlocks:
     out_features, in_features = weight.shape
     split = out_features - out_features % parts
-    blocks = weight[:split].view(parts, split // parts, in_features).transpose(1, 2)
-    bias_blocks = None if bias is None else bias[:split].view(parts, 1, -1)
+    blocks = weight[:split].view(parts, split // parts, in_features)
+    bias_blocks = None if bias is None else bias[:split].view(parts, -1, 1)
     if split == out_features:
         return ThreadBlocks(blocks, bias_blocks, None, None)
     return ThreadBlocks(blocks, bias_blocks, weight[split:], None if bias is None else bias[split:])
 
 
 def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
-    """`nn.functional.linear(x, weight, bias)` for an input of a few rows, computed as one batched product over the
-    weight's row blocks (`split_for_threads`), whose batch entries run on parallel threads.
+    """`nn.functional.linear(x, weight, bias)` for an input of a few rows, computed as one batched product
+    `weight_block @ x.T` over the weight's row blocks (`split_for_threads`).
 
-    MKL runs a matrix-vector product (a decoding step at batch 1) on one thread, so it goes at one core's memory
-    bandwidth; the batched product, one block of weight rows per thread, streams the weight from every core at once
-    (about 2x faster per decoding step on 2 cores). Nothing is copied: the blocks are views of the weight.
+    A decoding step at batch 1 is a matrix-vector product, which is bound by how fast the weight streams from memory.
+    MKL's `linear()` runs it on one thread at about 10 GB/s on this project's CPUs; the same bytes as a batched
+    product with the weight on the left stream at about 20 GB/s per thread, and the batch entries (one block of
+    weight rows each) run on parallel threads: the products of a decoding step take about 1/3 of `linear()`'s time on 2
+    cores (1/2 on one). Nothing is copied: the blocks are views of the weight.
     """
-    parts, in_features, block = blocks.weight.shape
-    rows = x.reshape(1, -1, in_features).expand(parts, -1, -1)  # (parts, rows, in)
+    parts, block, in_features = blocks.weight.shape
+    columns = x.reshape(-1, in_features).t().expand(parts, -1, -1)  # (parts, in, rows)
     if blocks.bias is None:
-        out = torch.bmm(rows, blocks.weight)
+        out = torch.bmm(blocks.weight, columns)
     else:
-        out = torch.baddbmm(blocks.bias, rows, blocks.weight)  # (parts, rows, block)
+        out = torch.baddbmm(blocks.bias, blocks.weight, columns)  # (parts, block, rows)
     shape = x.shape[:-1] + (parts * block,)
-    # (parts, rows, block) -> (rows, parts * block); with one row that order is already the memory order
-    out = out.view(shape) if rows.shape[1] == 1 else out.transpose(0, 1).reshape(shape)
+    # (parts, block, rows) -> (rows, parts * block); with one row that order is already the memory order
+    out = out.view(shape) if columns.shape[2] == 1 else out.permute(2, 0, 1).reshape(shape)
     if blocks.rest_weight is not None:
         out = torch.cat([out, nn.functional.linear(x, blocks.rest_weight, blocks.rest_bias)], dim=-1)
     return out
@@ -190,7 +192,7 @@ def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
 
 class BigModelGPTLinear(nn.Linear):
     """`nn.Linear` (same parameters, same results up to float rounding) whose float32 inference on a few CPU rows,
-    the decoding steps of `generate`, uses every thread through `few_rows_linear`. Training, large inputs, other
+    the decoding steps of `generate`, goes through the faster `few_rows_linear`. Training, large inputs, other
     dtypes, autocast, other devices, compiled graphs and tensor subclasses (DTensor, quantized weights) go through
     `nn.functional.linear` unchanged."""
 
@@ -210,19 +212,19 @@ class BigModelGPTLinear(nn.Linear):
         return nn.functional.linear(x, self.weight, self.bias)
 
     def _thread_blocks(self) -> ThreadBlocks | None:
-        """The weight split for the current thread count, or None where that does not apply. Cached, because a
-        decoding step is short enough for building the views to show: the cache key is the thread count and the
+        """The weight split in one block per thread (at least 2: even on one thread, MKL's batched product streams
+        the weight twice as fast as its matrix-vector product), or None where that does not apply. Cached, because
+        a decoding step is short enough for building the views to show: the cache key is the thread count and the
         tensors' storage, so a new thread count, `model.to(...)` or replaced weights rebuild it (in-place updates
         keep the views valid)."""
         weight, bias = self.weight, self.bias
-        parts = torch.get_num_threads()
+        parts = max(2, torch.get_num_threads())
         key = (parts, weight.data_ptr(), None if bias is None else bias.data_ptr())
         cached = self.__dict__.get("_thread_blocks_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
         usable = (
-            parts > 1
-            and weight.shape[0] >= parts
+            weight.shape[0] >= parts
             and weight.dtype == torch.float32
             and type(weight) is nn.Parameter
             and weight.is_contiguous()
