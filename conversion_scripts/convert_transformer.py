@@ -29,12 +29,14 @@ from .common import (
     check_inputs,
     expect_model_type,
     expected_shapes,
+    fuse_projections,
     load_config,
     load_folder_tensors,
     logger,
     quiet_progress,
     read_config_json,
     resolve_dtype,
+    split_projection,
     write_converted,
 )
 
@@ -44,11 +46,11 @@ PathLike = str | os.PathLike
 MARIAN_TOKENIZER_FILES = ("source.spm", "target.spm")
 # Recomputed by both models from the config, never loaded (old Marian checkpoints saved them).
 _POSITION_TABLES = re.compile(r"model\.(encoder|decoder)\.embed_positions\.weight")
-_SELF_QKV = re.compile(r"(model\.(?:encoder|decoder)\.layers\.\d+\.self_attn\.)qkv_proj\.(weight|bias)")
-_CROSS_KV = re.compile(r"(model\.decoder\.layers\.\d+\.encoder_attn\.)kv_proj\.(weight|bias)")
-_SPLIT_PROJ = re.compile(
-    r"(model\.(?:encoder|decoder)\.layers\.\d+\.(?:self_attn|encoder_attn)\.)([qkv])_proj\.(weight|bias)"
-)
+# Our fused projections: q/k/v in self-attention, k/v in cross-attention (whose queries come from the decoder alone).
+_SELF_ATTENTION = r"model\.(?:encoder|decoder)\.layers\.\d+\.self_attn\."
+_CROSS_ATTENTION = r"model\.decoder\.layers\.\d+\.encoder_attn\."
+_QKV = ("q_proj", "k_proj", "v_proj")
+_KV = ("k_proj", "v_proj")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,38 +175,14 @@ def bigmodel_to_marian_config(config: BigModelTransformerConfig) -> MarianConfig
 
 def _fuse_projections(tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Marian's q/k/v_proj -> our qkv_proj (self-attention) and q_proj + kv_proj (cross-attention)."""
-    out, parts = {}, {}
-    for key, tensor in tensors.items():
-        match = _SPLIT_PROJ.fullmatch(key)
-        if match is None:
-            out[key] = tensor
-        else:
-            parts.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = tensor
-    for (prefix, kind), group in parts.items():
-        missing = sorted({"q", "k", "v"} - set(group))
-        if missing:
-            raise ConversionError(f"{source} lacks {', '.join(f'{prefix}{m}_proj.{kind}' for m in missing)}.")
-        if prefix.endswith("encoder_attn."):
-            out[f"{prefix}q_proj.{kind}"] = group["q"]
-            out[f"{prefix}kv_proj.{kind}"] = torch.cat([group["k"], group["v"]], dim=0)
-        else:
-            out[f"{prefix}qkv_proj.{kind}"] = torch.cat([group["q"], group["k"], group["v"]], dim=0)
-    return out
+    tensors = fuse_projections(tensors, _SELF_ATTENTION, _QKV, "qkv_proj", source)
+    return fuse_projections(tensors, _CROSS_ATTENTION, _KV, "kv_proj", source)
 
 
 def _split_projections(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our fused projections -> Marian's q/k/v_proj (the inverse of `_fuse_projections`)."""
-    out = {}
-    for key, tensor in tensors.items():
-        if match := _SELF_QKV.fullmatch(key):
-            for name, part in zip("qkv", tensor.chunk(3, dim=0)):
-                out[f"{match.group(1)}{name}_proj.{match.group(2)}"] = part.contiguous()
-        elif match := _CROSS_KV.fullmatch(key):
-            for name, part in zip("kv", tensor.chunk(2, dim=0)):
-                out[f"{match.group(1)}{name}_proj.{match.group(2)}"] = part.contiguous()
-        else:
-            out[key] = tensor
-    return out
+    tensors = split_projection(tensors, _SELF_ATTENTION, "qkv_proj", _QKV)
+    return split_projection(tensors, _CROSS_ATTENTION, "kv_proj", _KV)
 
 
 def _build(model_class: type, config: Any, tensors: dict[str, torch.Tensor], dtype: torch.dtype, source: str) -> Any:
