@@ -171,14 +171,14 @@ def _model_class_for(config: dict):
     from hf_bigmodel.models import ARCHITECTURES
 
     names = config.get("architectures") or []
-    for config_class, _, heads in ARCHITECTURES.values():
-        if config_class.model_type != config.get("model_type"):
+    for arch in ARCHITECTURES.values():
+        if arch.model_type != config.get("model_type"):
             continue
-        for head in heads.values():
+        for head in arch.heads.values():
             if head.__name__ in names or not names:
-                return config_class, head
-        return config_class, next(iter(heads.values()))
-    known = ", ".join(cls.model_type for cls, _, _ in ARCHITECTURES.values())
+                return arch.config_class, head
+        return arch.config_class, next(iter(arch.heads.values()))
+    known = ", ".join(arch.model_type for arch in ARCHITECTURES.values())
     raise InvalidFolderError(
         f"config.json has model_type {config.get('model_type')!r}, which hf_bigmodel does not define (it defines "
         f"{known}), so its modeling code cannot be re-saved. Save the model with save_pretrained in a process where "

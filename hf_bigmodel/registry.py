@@ -11,26 +11,26 @@ def list_presets(arch: str | None = None) -> list[str]:
     for name in archs:
         if name not in ARCHITECTURES:
             raise ValueError(f"Unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}.")
-    return [preset for name in archs for preset in ARCHITECTURES[name][1]]
+    return [preset for name in archs for preset in ARCHITECTURES[name].presets]
 
 
 def _find_preset(preset: str) -> str:
-    for arch, (_, presets, _) in ARCHITECTURES.items():
-        if preset in presets:
+    for arch, row in ARCHITECTURES.items():
+        if preset in row.presets:
             return arch
     raise ValueError(f"Unknown preset {preset!r}. Available presets: {', '.join(list_presets())}.")
 
 
 def create_config(preset: str, **overrides) -> PreTrainedConfig:
     """The config of a named preset, with any field overridden: `create_config("gpt-tiny", vocab_size=512)`."""
-    config_class = ARCHITECTURES[_find_preset(preset)][0]
+    config_class = ARCHITECTURES[_find_preset(preset)].config_class
     return config_class.from_preset(preset, **overrides)
 
 
 def create_model(preset: str, task: str = "base", **overrides) -> PreTrainedModel:
     """A freshly initialised model: `create_model("gpt2-124m", task="causal-lm")`."""
     arch = _find_preset(preset)
-    heads = ARCHITECTURES[arch][2]
+    heads = ARCHITECTURES[arch].heads
     if task not in heads:
         raise ValueError(f"{arch} has no {task!r} head; choose from {', '.join(heads)}.")
     return heads[task](create_config(preset, **overrides))

@@ -10,7 +10,7 @@ from transformers import PreTrainedTokenizerFast, pipeline
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt import modeling_gpt
 
-CausalLM = ARCHITECTURES["gpt"][2]["causal-lm"]
+CausalLM = ARCHITECTURES["gpt"].heads["causal-lm"]
 PAD = 0
 NEW_TOKENS = 8
 

@@ -15,7 +15,7 @@ from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.transformer import BigModelTransformerConfig
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
-Seq2Seq = ARCHITECTURES["transformer"][2]["seq2seq-lm"]
+Seq2Seq = ARCHITECTURES["transformer"].heads["seq2seq-lm"]
 PAD, BOS, EOS = 0, 1, 2
 NEW_TOKENS = 8
 WORDS = ["a", "dog", "cat", "runs", "sleeps", "on", "the", "grass", "red", "ball"]
@@ -241,12 +241,12 @@ def test_saved_pipeline_loads_without_hf_bigmodel(model_folder, tmp_path):
     config = json.loads((shipped / "config.json").read_text())
     assert config["custom_pipelines"] == {
         "translation": {
-            "impl": "pipeline_transformer.TranslationPipeline",
+            "impl": "translation.TranslationPipeline",
             "pt": ["AutoModelForSeq2SeqLM"],
             "type": "text",
         }
     }
-    assert (shipped / "pipeline_transformer.py").is_file() and (shipped / "modeling_transformer.py").is_file()
+    assert (shipped / "translation.py").is_file() and (shipped / "modeling_transformer.py").is_file()
 
     result = run_python(
         WITHOUT_HF_BIGMODEL + PIPELINE_CHILD, str(shipped), text, cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")}

@@ -279,7 +279,7 @@ def test_unknown_architecture_and_missing_config(tmp_path):
     with pytest.raises(ModelCardError, match="has no config.json"):
         build_model_card(tmp_path / "nowhere")
     # Every architecture of the zoo has a card template, and nothing else does.
-    assert set(CARD_SPECS) == {config_class.model_type for config_class, _, _ in ARCHITECTURES.values()}
+    assert set(CARD_SPECS) == {arch.model_type for arch in ARCHITECTURES.values()}
 
 
 def test_record_training_run_rejects_other_objects(tmp_path):

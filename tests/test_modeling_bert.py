@@ -32,8 +32,8 @@ from hf_bigmodel.models.bert.configuration_bert import AUTO_MAP
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 REPO = Path(__file__).resolve().parents[1]
-BERT_HEADS = ARCHITECTURES["bert"][2]
-BERT_PRESETS = ARCHITECTURES["bert"][1]
+BERT_HEADS = ARCHITECTURES["bert"].heads
+BERT_PRESETS = ARCHITECTURES["bert"].presets
 # The Auto class that serves each task name of ARCHITECTURES. A new head without an entry here fails the tests.
 TASK_AUTO_CLASS = {
     "base": AutoModel,

@@ -29,8 +29,8 @@ TASK_AUTO_CLASS = {
     "sequence-classification": AutoModelForSequenceClassification,
     "token-classification": AutoModelForTokenClassification,
 }
-GPT_HEADS = ARCHITECTURES["gpt"][2]
-GPT_PRESETS = ARCHITECTURES["gpt"][1]
+GPT_HEADS = ARCHITECTURES["gpt"].heads
+GPT_PRESETS = ARCHITECTURES["gpt"].presets
 
 
 def _output(out) -> torch.Tensor:

@@ -34,7 +34,7 @@ from hf_bigmodel.models.resnet import (
 from hf_bigmodel.models.resnet.configuration_resnet import AUTO_MAP, PRESETS
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
-HEADS = ARCHITECTURES["resnet"][2]
+HEADS = ARCHITECTURES["resnet"].heads
 TASK_AUTO_CLASS = {"base": AutoModel, "image-classification": AutoModelForImageClassification}
 CODE_FILES = {"configuration_resnet.py", "modeling_resnet.py", "image_processing_resnet.py"}
 

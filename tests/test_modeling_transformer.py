@@ -23,8 +23,8 @@ from hf_bigmodel.models.transformer import modeling_transformer as mt
 from hf_bigmodel.models.transformer.configuration_transformer import AUTO_MAP
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
-HEADS = ARCHITECTURES["transformer"][2]
-PRESETS = ARCHITECTURES["transformer"][1]
+HEADS = ARCHITECTURES["transformer"].heads
+PRESETS = ARCHITECTURES["transformer"].presets
 TASK_AUTO_CLASS = {"base": AutoModel, "seq2seq-lm": AutoModelForSeq2SeqLM}
 Seq2Seq = HEADS["seq2seq-lm"]
 PAD = 0

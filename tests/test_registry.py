@@ -15,8 +15,8 @@ from transformers import AutoConfig
 import hf_bigmodel
 from hf_bigmodel.models import ARCHITECTURES
 
-PRESETS = [(arch, preset) for arch, (_, presets, _) in ARCHITECTURES.items() for preset in presets]
-HEADS = [(arch, task) for arch, (_, _, heads) in ARCHITECTURES.items() for task in heads]
+PRESETS = [(arch, preset) for arch, row in ARCHITECTURES.items() for preset in row.presets]
+HEADS = [(arch, task) for arch, row in ARCHITECTURES.items() for task in row.heads]
 
 
 def tiny_preset(arch: str) -> str:
@@ -32,7 +32,7 @@ def test_every_architecture_has_a_tiny_preset(arch):
 @pytest.mark.parametrize(("arch", "preset"), PRESETS)
 def test_preset_config_round_trips_through_auto_config(arch, preset, tmp_path):
     config = hf_bigmodel.create_config(preset)
-    assert isinstance(config, ARCHITECTURES[arch][0])
+    assert isinstance(config, ARCHITECTURES[arch].config_class)
     config.save_pretrained(tmp_path)
     reloaded = AutoConfig.from_pretrained(tmp_path)
     assert type(reloaded) is type(config)
@@ -50,7 +50,7 @@ def test_every_preset_builds_every_head(arch, preset):
     # On the meta device: the big presets (GPT-2 124M, BERT-base, ResNet-152, Transformer-big) build in
     # milliseconds without allocating their weights.
     with torch.device("meta"):
-        for task, model_class in ARCHITECTURES[arch][2].items():
+        for task, model_class in ARCHITECTURES[arch].heads.items():
             model = hf_bigmodel.create_model(preset, task=task)
             assert isinstance(model, model_class)
             assert model.num_parameters() > 0

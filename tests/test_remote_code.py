@@ -14,7 +14,7 @@ from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt.configuration_gpt import AUTO_MAP
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
-GPT_HEADS = ARCHITECTURES["gpt"][2]
+GPT_HEADS = ARCHITECTURES["gpt"].heads
 AUTO_CLASS_OF_TASK = {
     "base": "AutoModel",
     "causal-lm": "AutoModelForCausalLM",

@@ -1,48 +1,119 @@
-"""The architectures of the zoo. Importing this package registers each with transformers' Auto classes."""
+"""The architectures of the zoo. Importing this package registers each with transformers' Auto classes.
 
-from . import bert, gpt, resnet, transformer
+An architecture is its folder: `configuration_<arch>.py` holds its config class, its `PRESETS` and its `AUTO_MAP`
+(the one list of its heads, also written into every config.json for `trust_remote_code=True`), and
+`modeling_<arch>.py` holds the classes that `AUTO_MAP` names. One `register(...)` line below turns the two modules
+into an `Architecture` row; the registry, the CLI, the model cards and the tests all read that row.
+"""
 
-# model_type -> (config class, {task name: model class}). Every test and CLI command loops over this table, so a new
-# architecture is wired in by adding one line here.
-ARCHITECTURES = {
-    "gpt": (
-        gpt.BigModelGPTConfig,
-        gpt.configuration_gpt.PRESETS,
-        {
-            "base": gpt.BigModelGPTModel,
-            "causal-lm": gpt.BigModelGPTForCausalLM,
-            "sequence-classification": gpt.BigModelGPTForSequenceClassification,
-            "token-classification": gpt.BigModelGPTForTokenClassification,
-        },
+from types import ModuleType
+from typing import NamedTuple
+
+import transformers
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from .bert import configuration_bert, modeling_bert
+from .gpt import configuration_gpt, modeling_gpt
+from .resnet import configuration_resnet, image_processing_resnet, modeling_resnet
+from .transformer import configuration_transformer, modeling_transformer
+
+# Auto class -> (task name, used by `create_model` and the CLI; pipeline tag, used on the Hub and in model cards).
+# A head whose Auto class is missing here cannot be registered, so a new kind of head starts with a row here.
+TASKS: dict[str, tuple[str, str]] = {
+    "AutoModel": ("base", "feature-extraction"),
+    "AutoModelForCausalLM": ("causal-lm", "text-generation"),
+    "AutoModelForPreTraining": ("pretraining", "fill-mask"),
+    "AutoModelForMaskedLM": ("masked-lm", "fill-mask"),
+    "AutoModelForNextSentencePrediction": ("next-sentence-prediction", "text-classification"),
+    "AutoModelForSeq2SeqLM": ("seq2seq-lm", "translation"),
+    "AutoModelForSequenceClassification": ("sequence-classification", "text-classification"),
+    "AutoModelForTokenClassification": ("token-classification", "token-classification"),
+    "AutoModelForQuestionAnswering": ("question-answering", "question-answering"),
+    "AutoModelForMultipleChoice": ("multiple-choice", "multiple-choice"),
+    "AutoModelForImageClassification": ("image-classification", "image-classification"),
+}
+
+
+class Architecture(NamedTuple):
+    """One row of `ARCHITECTURES`: everything the rest of the package needs to know about an architecture."""
+
+    config_class: type[PreTrainedConfig]
+    presets: dict[str, dict]  # preset name -> config fields (`config_class.from_preset(name)`)
+    heads: dict[str, type[PreTrainedModel]]  # task name (see TASKS) -> model class, in AUTO_MAP's order
+    image_processor: type | None = None  # for image models: the processor saved next to the weights
+    pretrainer: str | None = None  # the module that `hf-bigmodel pretrain <arch>` runs (its `main(argv)`)
+
+    @property
+    def model_type(self) -> str:
+        return self.config_class.model_type
+
+    def auto_class_of(self, task: str) -> str:
+        """The Auto class name that loads the `task` head, e.g. "AutoModelForCausalLM" for "causal-lm"."""
+        for auto_name, (task_name, _) in TASKS.items():
+            if task_name == task and auto_name in self.config_class.AUTO_MAP:
+                return auto_name
+        raise ValueError(f"{self.model_type} has no {task!r} head; choose from {', '.join(self.heads)}.")
+
+
+def register(
+    configuration: ModuleType,
+    modeling: ModuleType,
+    *,
+    image_processor: type | None = None,
+    pretrainer: str | None = None,
+) -> Architecture:
+    """Register an architecture with transformers' Auto classes from its `AUTO_MAP`, and return its row.
+
+    Each class is also marked for `save_pretrained` to copy its code next to the weights (for
+    `trust_remote_code=True`)."""
+    auto_map: dict[str, str] = configuration.AUTO_MAP
+    config_class = getattr(configuration, auto_map["AutoConfig"].rsplit(".", 1)[1])
+    transformers.AutoConfig.register(config_class.model_type, config_class)
+    config_class.register_for_auto_class()
+    heads = {}
+    for auto_name, reference in auto_map.items():
+        if auto_name == "AutoConfig":
+            continue
+        if auto_name not in TASKS:
+            raise ValueError(f"{config_class.__name__}.AUTO_MAP names {auto_name}, which has no row in models.TASKS.")
+        model_class = getattr(modeling, reference.rsplit(".", 1)[1])
+        getattr(transformers, auto_name).register(config_class, model_class)
+        model_class.register_for_auto_class(auto_name)
+        heads[TASKS[auto_name][0]] = model_class
+    if image_processor is not None:
+        # One implementation (Pillow + NumPy) serves both backend names: there is no torchvision variant, and
+        # registering it for "torchvision" too spares users who have torchvision a "falling back to pil" warning.
+        transformers.AutoImageProcessor.register(
+            config_class,
+            image_processor_classes={"torchvision": image_processor, "pil": image_processor},
+        )
+        image_processor.register_for_auto_class()
+    return Architecture(config_class, configuration.PRESETS, heads, image_processor, pretrainer)
+
+
+# The zoo, one line per architecture. Every test and CLI command loops over this table.
+ARCHITECTURES: dict[str, Architecture] = {
+    "gpt": register(configuration_gpt, modeling_gpt, pretrainer="hf_bigmodel.training.pretrain"),
+    "bert": register(configuration_bert, modeling_bert, pretrainer="hf_bigmodel.training.pretrain_bert"),
+    "transformer": register(
+        configuration_transformer, modeling_transformer, pretrainer="hf_bigmodel.training.pretrain_seq2seq"
     ),
-    "bert": (
-        bert.BigModelBertConfig,
-        bert.configuration_bert.PRESETS,
-        {
-            "base": bert.BigModelBertModel,
-            "pretraining": bert.BigModelBertForPreTraining,
-            "masked-lm": bert.BigModelBertForMaskedLM,
-            "next-sentence-prediction": bert.BigModelBertForNextSentencePrediction,
-            "sequence-classification": bert.BigModelBertForSequenceClassification,
-            "token-classification": bert.BigModelBertForTokenClassification,
-            "question-answering": bert.BigModelBertForQuestionAnswering,
-            "multiple-choice": bert.BigModelBertForMultipleChoice,
-        },
-    ),
-    "transformer": (
-        transformer.BigModelTransformerConfig,
-        transformer.PRESETS,
-        {
-            "base": transformer.BigModelTransformerModel,
-            "seq2seq-lm": transformer.BigModelTransformerForConditionalGeneration,
-        },
-    ),
-    "resnet": (
-        resnet.BigModelResNetConfig,
-        resnet.configuration_resnet.PRESETS,
-        {
-            "base": resnet.BigModelResNetModel,
-            "image-classification": resnet.BigModelResNetForImageClassification,
-        },
+    "resnet": register(
+        configuration_resnet,
+        modeling_resnet,
+        image_processor=image_processing_resnet.BigModelResNetImageProcessor,
+        pretrainer="hf_bigmodel.training.pretrain_images",
     ),
 }
+
+
+def architecture_of(model_type: str) -> tuple[str, Architecture]:
+    """(name, row) of the architecture whose config has this `model_type`, e.g. "bigmodel_gpt" -> ("gpt", ...)."""
+    for name, arch in ARCHITECTURES.items():
+        if arch.model_type == model_type:
+            return name, arch
+    known = ", ".join(arch.model_type for arch in ARCHITECTURES.values())
+    raise KeyError(f"hf_bigmodel defines no model_type {model_type!r} (it defines {known}).")
+
+
+__all__ = ["ARCHITECTURES", "TASKS", "Architecture", "architecture_of", "register"]

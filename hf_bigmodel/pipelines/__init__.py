@@ -1,5 +1,6 @@
 """Pipelines that transformers 5 removed, for the zoo's heads. Importing this package (done by `import hf_bigmodel`)
-registers `question-answering` for every `AutoModelForQuestionAnswering` model:
+registers `translation` and `text2text-generation` for every `AutoModelForSeq2SeqLM` model (see `translation.py`),
+and `question-answering` for every `AutoModelForQuestionAnswering` model:
 
     import hf_bigmodel
     from transformers import pipeline
@@ -27,6 +28,9 @@ from transformers.dynamic_module_utils import custom_object_save
 
 from .._io import atomic_write_text
 from .question_answering import QuestionAnsweringPipeline, best_span, prepare_qa_features
+from .translation import Text2TextGenerationPipeline, TranslationPipeline, register_pipelines
+
+register_pipelines()
 
 QUESTION_ANSWERING = "question-answering"
 
@@ -65,6 +69,8 @@ __all__ = [
     "HUB_QUESTION_ANSWERING",
     "QUESTION_ANSWERING",
     "QuestionAnsweringPipeline",
+    "Text2TextGenerationPipeline",
+    "TranslationPipeline",
     "add_question_answering_pipeline",
     "best_span",
     "prepare_qa_features",

@@ -1,17 +1,6 @@
-"""BERT encoder. Importing this package registers `bigmodel_bert` with transformers' Auto classes and marks the
-classes for `save_pretrained` to copy their code next to the weights (for `trust_remote_code=True`)."""
-
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForNextSentencePrediction,
-    AutoModelForPreTraining,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+"""BERT encoder (MLM + NSP): its config (with `PRESETS` and `AUTO_MAP`, the list of its heads) and its models.
+Registration with transformers' Auto classes is done once for every architecture, by `hf_bigmodel.models.register`
+from `AUTO_MAP`."""
 
 from .configuration_bert import PRESETS, BigModelBertConfig
 from .modeling_bert import (
@@ -26,23 +15,6 @@ from .modeling_bert import (
     BigModelBertModel,
     BigModelBertPreTrainedModel,
 )
-
-AUTO_CLASSES = {
-    AutoModel: BigModelBertModel,
-    AutoModelForPreTraining: BigModelBertForPreTraining,
-    AutoModelForMaskedLM: BigModelBertForMaskedLM,
-    AutoModelForNextSentencePrediction: BigModelBertForNextSentencePrediction,
-    AutoModelForSequenceClassification: BigModelBertForSequenceClassification,
-    AutoModelForTokenClassification: BigModelBertForTokenClassification,
-    AutoModelForQuestionAnswering: BigModelBertForQuestionAnswering,
-    AutoModelForMultipleChoice: BigModelBertForMultipleChoice,
-}
-
-AutoConfig.register(BigModelBertConfig.model_type, BigModelBertConfig)
-BigModelBertConfig.register_for_auto_class()
-for auto_class, model_class in AUTO_CLASSES.items():
-    auto_class.register(BigModelBertConfig, model_class)
-    model_class.register_for_auto_class(auto_class.__name__)
 
 __all__ = [
     "PRESETS",

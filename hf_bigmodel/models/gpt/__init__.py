@@ -1,15 +1,8 @@
-"""Decoder-only GPT. Importing this package registers `bigmodel_gpt` with transformers' Auto classes and marks the
-classes for `save_pretrained` to copy their code next to the weights (for `trust_remote_code=True`)."""
+"""Decoder-only GPT: its config (with `PRESETS` and `AUTO_MAP`, the list of its heads) and its models. Registration
+with transformers' Auto classes is done once for every architecture, by `hf_bigmodel.models.register` from
+`AUTO_MAP`."""
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
-
-from .configuration_gpt import BigModelGPTConfig
+from .configuration_gpt import PRESETS, BigModelGPTConfig
 from .modeling_gpt import (
     BigModelGPTForCausalLM,
     BigModelGPTForSequenceClassification,
@@ -18,20 +11,8 @@ from .modeling_gpt import (
     BigModelGPTPreTrainedModel,
 )
 
-AUTO_CLASSES = {
-    AutoModel: BigModelGPTModel,
-    AutoModelForCausalLM: BigModelGPTForCausalLM,
-    AutoModelForSequenceClassification: BigModelGPTForSequenceClassification,
-    AutoModelForTokenClassification: BigModelGPTForTokenClassification,
-}
-
-AutoConfig.register(BigModelGPTConfig.model_type, BigModelGPTConfig)
-BigModelGPTConfig.register_for_auto_class()
-for auto_class, model_class in AUTO_CLASSES.items():
-    auto_class.register(BigModelGPTConfig, model_class)
-    model_class.register_for_auto_class(auto_class.__name__)
-
 __all__ = [
+    "PRESETS",
     "BigModelGPTConfig",
     "BigModelGPTPreTrainedModel",
     "BigModelGPTModel",

@@ -1,10 +1,8 @@
-"""ResNet image classifiers. Importing this package registers `bigmodel_resnet` with transformers' Auto classes
-(AutoConfig, AutoModel, AutoModelForImageClassification, AutoImageProcessor) and marks the classes for
-`save_pretrained` to copy their code next to the weights and the processor config (for `trust_remote_code=True`)."""
+"""ResNet: its config (with `PRESETS` and `AUTO_MAP`, the list of its heads), its models and its image processor.
+Registration with transformers' Auto classes is done once for every architecture, by `hf_bigmodel.models.register`
+from `AUTO_MAP`."""
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
-
-from .configuration_resnet import BigModelResNetConfig
+from .configuration_resnet import PRESETS, BigModelResNetConfig
 from .image_processing_resnet import BigModelResNetImageProcessor
 from .modeling_resnet import (
     BigModelResNetForImageClassification,
@@ -12,25 +10,8 @@ from .modeling_resnet import (
     BigModelResNetPreTrainedModel,
 )
 
-AUTO_CLASSES = {
-    AutoModel: BigModelResNetModel,
-    AutoModelForImageClassification: BigModelResNetForImageClassification,
-}
-
-AutoConfig.register(BigModelResNetConfig.model_type, BigModelResNetConfig)
-BigModelResNetConfig.register_for_auto_class()
-for auto_class, model_class in AUTO_CLASSES.items():
-    auto_class.register(BigModelResNetConfig, model_class)
-    model_class.register_for_auto_class(auto_class.__name__)
-# One implementation (Pillow + NumPy) serves both backend names: there is no torchvision variant, and registering it
-# for "torchvision" too spares users who have torchvision a "falling back to pil" warning.
-AutoImageProcessor.register(
-    BigModelResNetConfig,
-    image_processor_classes={"torchvision": BigModelResNetImageProcessor, "pil": BigModelResNetImageProcessor},
-)
-BigModelResNetImageProcessor.register_for_auto_class()
-
 __all__ = [
+    "PRESETS",
     "BigModelResNetConfig",
     "BigModelResNetImageProcessor",
     "BigModelResNetPreTrainedModel",
