@@ -50,7 +50,7 @@ class Architecture(NamedTuple):
     def auto_class_of(self, task: str) -> str:
         """The Auto class name that loads the `task` head, e.g. "AutoModelForCausalLM" for "causal-lm"."""
         for auto_name, (task_name, _) in TASKS.items():
-            if task_name == task and auto_name in self.config_class.AUTO_MAP:
+            if task_name == task and task in self.heads:
                 return auto_name
         raise ValueError(f"{self.model_type} has no {task!r} head; choose from {', '.join(self.heads)}.")
 
