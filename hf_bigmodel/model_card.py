@@ -795,8 +795,8 @@ def _tokenizer_args(arguments: dict) -> dict:
 def _gpt_export_target(folder: Path) -> tuple[str | None, str | None]:
     """(stock class family or None, reason) for `hf-bigmodel convert --to`."""
     try:
-        from conversion_scripts.common import ConversionError
-        from conversion_scripts.convert_gpt import choose_export_target
+        from hf_bigmodel.conversion.common import ConversionError
+        from hf_bigmodel.conversion.convert_gpt import choose_export_target
 
         from .models.gpt import BigModelGPTConfig
 

@@ -17,13 +17,13 @@ from transformers import (
     ResNetModel,
 )
 
-from conversion_scripts.common import ConversionError
-from conversion_scripts.convert_resnet import (
+from hf_bigmodel import convert as convert_cli
+from hf_bigmodel.conversion.common import ConversionError
+from hf_bigmodel.conversion.convert_resnet import (
     convert_bigmodel_to_resnet,
     convert_resnet_to_bigmodel,
     resnet_key_map,
 )
-from hf_bigmodel import convert as convert_cli
 from hf_bigmodel.models.resnet import (
     BigModelResNetConfig,
     BigModelResNetForImageClassification,

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 import hf_bigmodel
-from conversion_scripts.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel
+from hf_bigmodel.conversion.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.bert import BigModelBertConfig
 from hf_bigmodel.models.bert.configuration_bert import AUTO_MAP

@@ -34,6 +34,7 @@ from .common import (
     ConversionError,
     KeyMap,
     KeyRule,
+    Route,
     build_model,
     check_destination,
     expect_model_type,
@@ -324,3 +325,17 @@ __all__ = [
     "resnet_key_map",
     "stock_processor_to_bigmodel",
 ]
+
+
+_OURS = (
+    "AutoModelForImageClassification.from_pretrained(DST, trust_remote_code=True) and "
+    "AutoImageProcessor.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+)
+_STOCK = "AutoModelForImageClassification.from_pretrained(DST), plain transformers, no remote code"
+
+# The rows this module adds to `hf_bigmodel.convert.ROUTES` and `DEFAULT_TARGETS`.
+ROUTES = (
+    Route("resnet", "bigmodel_resnet", convert_resnet_to_bigmodel, _OURS),
+    Route("bigmodel_resnet", "resnet", convert_bigmodel_to_resnet, _STOCK),
+)
+DEFAULT_TARGETS = {"resnet": lambda src: "bigmodel_resnet", "bigmodel_resnet": lambda src: "resnet"}

@@ -26,6 +26,7 @@ from hf_bigmodel.models.transformer import BigModelTransformerConfig, BigModelTr
 
 from .common import (
     ConversionError,
+    Route,
     check_inputs,
     expect_model_type,
     expected_shapes,
@@ -320,3 +321,14 @@ __all__ = [
     "marian_config_to_bigmodel",
     "marian_export_problems",
 ]
+
+
+_OURS = "AutoModelForSeq2SeqLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+_STOCK = "AutoModelForSeq2SeqLM.from_pretrained(DST), plain transformers, no remote code"
+
+# The rows this module adds to `hf_bigmodel.convert.ROUTES` and `DEFAULT_TARGETS`.
+ROUTES = (
+    Route("marian", "bigmodel_transformer", convert_marian_to_bigmodel, _OURS),
+    Route("bigmodel_transformer", "marian", convert_bigmodel_to_marian, _STOCK),
+)
+DEFAULT_TARGETS = {"marian": lambda src: "bigmodel_transformer", "bigmodel_transformer": lambda src: "marian"}

@@ -49,6 +49,7 @@ from .common import (
     ConversionError,
     KeyMap,
     KeyRule,
+    Route,
     build_model,
     check_inputs,
     expect_model_type,
@@ -330,3 +331,15 @@ __all__ = [
     "convert_bigmodel_to_bert",
     "detect_stock_head",
 ]
+
+
+_OURS = "AUTO.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+_STOCK = "AUTO.from_pretrained(DST), plain transformers, no remote code"
+
+# The rows this module adds to `hf_bigmodel.convert.ROUTES` and `DEFAULT_TARGETS`; AUTO stands for the Auto class
+# of the converted head.
+ROUTES = (
+    Route("bert", "bigmodel_bert", convert_bert_to_bigmodel, _OURS),
+    Route("bigmodel_bert", "bert", convert_bigmodel_to_bert, _STOCK),
+)
+DEFAULT_TARGETS = {"bert": lambda src: "bigmodel_bert", "bigmodel_bert": lambda src: "bert"}

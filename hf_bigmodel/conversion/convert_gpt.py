@@ -26,9 +26,11 @@ from transformers.activations import ACT2FN
 from hf_bigmodel.models.gpt import BigModelGPTConfig, BigModelGPTForCausalLM
 
 from .common import (
+    NANOGPT,
     ConversionError,
     KeyMap,
     KeyRule,
+    Route,
     build_model,
     check_inputs,
     expect_model_type,
@@ -586,3 +588,27 @@ __all__ = [
     "load_nanogpt_checkpoint",
     "nanogpt_args_to_bigmodel",
 ]
+
+
+def _default_export(src: Path) -> str:
+    return choose_export_target(load_config(BigModelGPTConfig, src))
+
+
+_OURS = "AutoModelForCausalLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
+_STOCK = "AutoModelForCausalLM.from_pretrained(DST), plain transformers, no remote code"
+
+# The rows this module adds to `hf_bigmodel.convert.ROUTES` and `DEFAULT_TARGETS` (source kind -> function(SRC)
+# giving the target when the user does not choose one).
+ROUTES = (
+    Route("gpt2", "bigmodel_gpt", convert_gpt2_to_bigmodel, _OURS),
+    Route("llama", "bigmodel_gpt", convert_llama_to_bigmodel, _OURS),
+    Route(NANOGPT, "bigmodel_gpt", convert_nanogpt_to_bigmodel, _OURS),
+    Route("bigmodel_gpt", "gpt2", convert_bigmodel_to_gpt2, _STOCK),
+    Route("bigmodel_gpt", "llama", convert_bigmodel_to_llama, _STOCK),
+)
+DEFAULT_TARGETS = {
+    "gpt2": lambda src: "bigmodel_gpt",
+    "llama": lambda src: "bigmodel_gpt",
+    NANOGPT: lambda src: "bigmodel_gpt",
+    "bigmodel_gpt": _default_export,
+}
