@@ -1,0 +1,14 @@
+"""Convert resnet checkpoints: stock ResNet folders -> bigmodel_resnet, and back.
+
+    python conversion_scripts/convert_resnet.py SRC DST [--to TARGET] [--overwrite] [--dtype ...] [--tokenizer DIR]
+
+A command-line entry point only: the converters live in `hf_bigmodel.conversion.convert_resnet`, and this is
+`hf-bigmodel convert` limited to their routes.
+"""
+
+import sys
+
+from hf_bigmodel.convert import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], prog="convert_resnet.py", architecture="resnet"))
