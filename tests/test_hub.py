@@ -27,10 +27,11 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 from safetensors.torch import load_file, save_file
 
 import hf_bigmodel
-from hf_bigmodel import hub as hub_module
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.corpus import builtin_corpus_text
-from hf_bigmodel.hub import (
+from hf_bigmodel.publish import push as hub_module
+from hf_bigmodel.publish.card import GENERATED_MARKER, LOSS_CURVE, record_training_run
+from hf_bigmodel.publish.push import (
     HubUnreachableError,
     InvalidFolderError,
     InvalidTokenError,
@@ -40,7 +41,6 @@ from hf_bigmodel.hub import (
     UploadInterruptedError,
     push_folder,
 )
-from hf_bigmodel.model_card import GENERATED_MARKER, LOSS_CURVE, record_training_run
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer, run_python
 from hf_bigmodel.tokenization import train_tokenizer
 from hf_bigmodel.training.pretrain import parse_args
@@ -91,7 +91,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from hf_bigmodel.cli import main as cli_main
-from hf_bigmodel.hub import push_folder
+from hf_bigmodel.publish.push import push_folder
 
 job = json.loads(sys.argv[1])
 user, out = job["user"], {}
@@ -564,7 +564,7 @@ def test_cli_refuses_folders_that_are_not_models(tmp_path, folders, capsys):
 
 
 def test_push_without_card_templates_still_pushes(folders, monkeypatch):
-    from hf_bigmodel import model_card
+    from hf_bigmodel.publish import card as model_card
 
     def no_templates():
         raise model_card.ModelCardError("No model card templates found (looked in /nowhere).")

@@ -1,35 +1,41 @@
 """Model cards generated from a training run: metadata the Hub reads, content, the PNG loss curve, and what is
 never published (local paths, tokens). The run folder is a saved tiny GPT plus Trainer's JSON records."""
 
+import io
 import json
 import math
-import struct
-import zlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from huggingface_hub import ModelCard, ModelCardData, metadata_load
+from PIL import Image
 from transformers import TrainingArguments
 
 import hf_bigmodel
-from hf_bigmodel.model_card import (
+from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.models.bert import configuration_bert
+from hf_bigmodel.models.gpt import configuration_gpt
+from hf_bigmodel.publish import loss_curve
+from hf_bigmodel.publish.card import (
     CARD_SPECS,
-    EVAL_COLOR,
     GENERATED_MARKER,
     LOSS_CURVE,
     RUN_FILE,
-    TRAIN_COLOR,
     ModelCardError,
     build_model_card,
     count_parameters,
     describe_tokenizer,
+    head_of,
     record_training_run,
     render_loss_curve,
+    template_dir,
     write_model_card,
 )
-from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.publish.loss_curve import EVAL_COLOR, TRAIN_COLOR
 from hf_bigmodel.testing.hub_server import validate_card_metadata
 from hf_bigmodel.tokenization import train_tokenizer
 from hf_bigmodel.training.pretrain import DataArguments, ModelArguments
@@ -40,23 +46,13 @@ SECRET = "hf_do_not_publish_me"
 
 
 def _parse_png(data: bytes) -> tuple[int, int, bytes]:
-    """(width, height, RGB pixels) of an 8-bit RGB PNG without filters, checking every chunk's CRC."""
+    """(width, height, RGB pixels) of a PNG, decoded by Pillow."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(tag + body) & 0xFFFFFFFF, tag
-        chunks[tag] = body
-        pos += 12 + length
-    width, height, depth, color, *_ = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
-    assert (depth, color) == (8, 2) and b"IEND" in chunks
-    raw = zlib.decompress(chunks[b"IDAT"])
-    assert len(raw) == height * (1 + 3 * width)
-    rows = [raw[y * (1 + 3 * width) : (y + 1) * (1 + 3 * width)] for y in range(height)]
-    assert all(row[0] == 0 for row in rows)
-    return width, height, b"".join(row[1:] for row in rows)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        image.load()  # decodes every chunk: a corrupt file fails here
+        rgb = image.convert("RGB")
+    return rgb.width, rgb.height, rgb.tobytes()
 
 
 def _count_color(pixels: bytes, color: tuple[int, int, int]) -> int:
@@ -201,9 +197,26 @@ def test_loss_curve_png(run_folder):
     # Only training losses, or a single point: still a valid plot.
     _, _, only_train = _parse_png(render_loss_curve(TRAIN_LOSSES, [], width=200, height=100))
     assert _count_color(only_train, EVAL_COLOR) == 0 and _count_color(only_train, TRAIN_COLOR) > 0
-    _parse_png(render_loss_curve([(3, 1.0)], []))
+    _, _, single = _parse_png(render_loss_curve([(3, 1.0)], []))
+    assert _count_color(single, TRAIN_COLOR) > 0
+    # No loss at all: the plotting module raises ValueError, which the card reports as a ModelCardError.
+    with pytest.raises(ValueError, match="No loss values to plot") as raised:
+        loss_curve.render_loss_curve([], [])
+    assert type(raised.value) is ValueError
     with pytest.raises(ModelCardError, match="No loss values to plot"):
         render_loss_curve([], [])
+
+
+def test_matplotlib_is_imported_only_to_draw():
+    code = (
+        "import sys, hf_bigmodel, hf_bigmodel.publish.push, hf_bigmodel.training.pretrain\n"
+        "assert 'matplotlib' not in sys.modules, 'importing the package loaded matplotlib'\n"
+        "from hf_bigmodel.publish.loss_curve import render_loss_curve\n"
+        "render_loss_curve([(1, 2.0), (2, 1.0)], [])\n"
+        "assert 'matplotlib' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 def test_parameter_count_and_tokenizer_description(run_folder, tmp_path):
@@ -280,8 +293,28 @@ def test_unknown_architecture_and_missing_config(tmp_path):
         build_model_card(tmp_path / "nowhere")
     # Every architecture of the zoo has a card template, and nothing else does.
     assert set(CARD_SPECS) == {arch.model_type for arch in ARCHITECTURES.values()}
+    for name, arch in ARCHITECTURES.items():
+        spec = CARD_SPECS[arch.model_type]
+        assert spec.template == f"{name}.md" and (template_dir() / spec.template).is_file()
+        assert spec.describe.__module__ == f"hf_bigmodel.models.{name}.card_{name}"
 
 
 def test_record_training_run_rejects_other_objects(tmp_path):
     with pytest.raises(TypeError, match="Expected a dataclass or a dict of run arguments, got int"):
         record_training_run(tmp_path, 3)
+
+
+def test_head_of_our_and_stock_class_names():
+    """Our heads are found through config.json's auto_map, stock ones by their class-name suffix."""
+    ours = {
+        "architectures": ["BigModelBertForNextSentencePrediction"],
+        "auto_map": configuration_bert.AUTO_MAP,
+    }
+    assert head_of(ours) == ("AutoModelForNextSentencePrediction", "text-classification")
+    base = {"architectures": ["BigModelGPTModel"], "auto_map": configuration_gpt.AUTO_MAP}
+    assert head_of(base) == ("AutoModel", "feature-extraction")
+    assert head_of({"architectures": ["GPT2LMHeadModel"]}) == ("AutoModelForCausalLM", "text-generation")
+    assert head_of({"architectures": ["BertForMaskedLM"]}) == ("AutoModelForMaskedLM", "fill-mask")
+    assert head_of({"architectures": ["MarianMTModel"]}) == ("AutoModel", "feature-extraction")
+    assert head_of({"architectures": ["T5ForConditionalGeneration"]}) == ("AutoModelForSeq2SeqLM", "translation")
+    assert head_of({}) == ("AutoModel", "feature-extraction")
