@@ -4,6 +4,8 @@ never published (local paths, tokens). The run folder is a saved tiny GPT plus T
 import io
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -318,3 +320,75 @@ def test_head_of_our_and_stock_class_names():
     assert head_of({"architectures": ["MarianMTModel"]}) == ("AutoModel", "feature-extraction")
     assert head_of({"architectures": ["T5ForConditionalGeneration"]}) == ("AutoModelForSeq2SeqLM", "translation")
     assert head_of({}) == ("AutoModel", "feature-extraction")
+
+
+WHEEL_CARD = """
+import json, os, shutil, sys
+from pathlib import Path
+import torch
+import hf_bigmodel
+from hf_bigmodel.publish.card import template_dir, write_model_card
+
+folder = Path(sys.argv[1])
+torch.manual_seed(0)
+hf_bigmodel.create_model("gpt-tiny", "causal-lm").save_pretrained(folder)
+write_model_card(folder, repo_id="me/tiny")
+first = (folder / "README.md").read_text()
+installed = template_dir()
+# HF_BIGMODEL_MODEL_CARDS still points the cards at other templates.
+custom = folder.parent / "custom_cards"
+shutil.copytree(installed, custom)
+gpt = (custom / "gpt.md").read_text()
+(custom / "gpt.md").write_text(gpt.replace("It continues a text prompt", "CUSTOM TEMPLATE LINE: it continues a prompt"))
+os.environ["HF_BIGMODEL_MODEL_CARDS"] = str(custom)
+write_model_card(folder, repo_id="me/tiny", overwrite=True)
+print("RESULTS" + json.dumps({"package": hf_bigmodel.__file__, "templates": str(installed),
+                              "custom": str(template_dir()), "card": first}))
+"""
+
+
+@pytest.mark.slow
+def test_installed_wheel_writes_full_cards(tmp_path):
+    """`pip wheel .` ships the card templates as package data, and no top-level package but hf_bigmodel: a copy
+    installed from the wheel, in a fresh interpreter that cannot see the source tree, writes a full card."""
+    import zipfile
+
+    source = tmp_path / "source"
+    root = Path(__file__).resolve().parents[1]
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(root / "hf_bigmodel", source / "hf_bigmodel", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    [wheel] = (tmp_path / "dist").glob("hf_bigmodel-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"hf_bigmodel", wheel.name.split("-py")[0] + ".dist-info"}
+    templates = {Path(name).name for name in names if name.startswith("hf_bigmodel/model_cards/")}
+    assert templates == {"base.md", *(f"{name}.md" for name in ARCHITECTURES)}
+
+    target = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_BIGMODEL_MODEL_CARDS")}
+    result = subprocess.run(
+        [sys.executable, "-c", WHEEL_CARD, str(tmp_path / "run" / "tiny")],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULTS"))[7:])
+    assert Path(paths["package"]).is_relative_to(target) and Path(paths["templates"]).is_relative_to(target)
+    assert paths["custom"] == str(tmp_path / "run" / "custom_cards")
+    assert "CUSTOM TEMPLATE LINE: it continues a prompt" in (tmp_path / "run" / "tiny" / "README.md").read_text()
+    text = paths["card"]  # written with the installed templates
+    assert GENERATED_MARKER in text and "CUSTOM TEMPLATE LINE" not in text
+    for section in ("## Model details", "## Tokenizer", "## Training data", "## How to use", "## License",
+                    "## Framework versions"):  # fmt: skip
+        assert section in text, section
+    # The GPT template's own parts: its summary, its usage block and the stock class it exports to.
+    assert "is a decoder-only Transformer language model (GPT) from hf_bigmodel" in text
+    assert "It continues a text prompt one token at a time." in text
+    assert 'AutoModelForCausalLM.from_pretrained("me/tiny", trust_remote_code=True)' in text
+    assert "hf-bigmodel convert tiny/ tiny-gpt2/ --to gpt2" in text
