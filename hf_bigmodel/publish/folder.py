@@ -102,15 +102,33 @@ def folder_files(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def code_files_needed(config: dict) -> list[str]:
-    """The .py files that config.json's `auto_map` (and `custom_pipelines`) point at, in this repo."""
+def code_files_needed(config: dict, folder: str | os.PathLike | None = None) -> list[str]:
+    """The .py files that config.json's `auto_map` (and `custom_pipelines`) point at, in this repo.
+
+    With `folder`, also the sibling files that those files (as present in `folder`) import with single-dot relative
+    imports, followed file by file: `from_pretrained(..., trust_remote_code=True)` fetches them too, so a folder
+    without one of them cannot load."""
     references: list[str] = []
     for value in (config.get("auto_map") or {}).values():
         references += value if isinstance(value, list) else [value]
     for pipeline in (config.get("custom_pipelines") or {}).values():
         references += [pipeline[k] for k in ("impl",) if isinstance(pipeline, dict) and pipeline.get(k)]
     # "module.Class" is in this repo; "other/repo--module.Class" points at another repo's code.
-    return sorted({f"{ref.rsplit('.', 1)[0]}.py" for ref in references if isinstance(ref, str) and "--" not in ref})
+    needed = {f"{ref.rsplit('.', 1)[0]}.py" for ref in references if isinstance(ref, str) and "--" not in ref}
+    if folder is not None:
+        from transformers.dynamic_module_utils import get_relative_imports
+
+        folder, pending = Path(folder), sorted(needed)
+        while pending:
+            path = folder / pending.pop()
+            if not path.is_file():
+                continue  # missing itself: the caller re-saves the code, siblings included
+            for module in get_relative_imports(str(path)):
+                sibling = f"{module}.py"
+                if sibling not in needed:
+                    needed.add(sibling)
+                    pending.append(sibling)
+    return sorted(needed)
 
 
 def _model_class_for(config: dict) -> tuple[type, type]:
@@ -137,7 +155,8 @@ def resave_code(folder: str | os.PathLike, config: dict) -> tuple[dict[str, byte
     """({file name: source} of the modeling code, auto_map), written by the installed hf_bigmodel for this model.
 
     The model is built on the meta device (no memory for weights, nothing loaded) and saved through transformers'
-    `custom_object_save`, the code path of `save_pretrained`."""
+    `custom_object_save`, the code path of `save_pretrained`, which also copies the sibling files that the code
+    imports with single-dot relative imports."""
     import torch
     from transformers.dynamic_module_utils import custom_object_save
 

@@ -125,14 +125,20 @@ def plan_push(
             f"config.json's custom_pipelines need {', '.join(absent)}, which {folder} lacks. Save the pipeline with "
             f"pipe.save_pretrained(FOLDER), which copies its code, or remove custom_pipelines from config.json."
         )
-    needed = code_files_needed(config)
+    named = code_files_needed(config)
+    needed = code_files_needed(config, folder)
     missing = [name for name in needed if name not in plan.files]
     if missing or (not needed and config.get("model_type", "").startswith("bigmodel_")):
         sources, auto_map = resave_code(folder, config)
         absent = sorted(set(code_files_needed({"auto_map": auto_map})) - set(sources))
         if absent:
             raise InvalidFolderError(f"Could not re-save the modeling code: {', '.join(absent)} missing.")
-        plan.generated.update({n: s for n, s in sources.items() if n not in plan.files})
+        if any(name not in named for name in missing):
+            # A code file imports a sibling the folder lacks: the folder's code files do not fit together, so the
+            # re-saved set replaces them all, as one consistent copy.
+            plan.generated.update(sources)
+        else:
+            plan.generated.update({n: s for n, s in sources.items() if n not in plan.files})
         if config.get("auto_map") != {**(config.get("auto_map") or {}), **auto_map}:
             config = {**config, "auto_map": {**(config.get("auto_map") or {}), **auto_map}}
             plan.generated["config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
