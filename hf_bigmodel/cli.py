@@ -22,7 +22,7 @@ COMMANDS = {
     "finetune": ("hf_bigmodel.training.finetune", "fine-tune a classification, QA or multiple-choice head"),
     "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
-    "push": ("hf_bigmodel.hub", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),
+    "push": ("hf_bigmodel.publish.push", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),
 }
 
 

@@ -18,95 +18,53 @@ The direction follows from SRC (config.json's model_type, or a *.pt file for nan
 safetensors or `torch.load(weights_only=True)`: no file is ever unpickled into arbitrary objects. The output is
 written to a temporary folder beside DST and renamed into place at the end.
 
-`ROUTES` is the table (source kind, target kind) -> converter; converters for later architectures plug in by adding
-rows to it and to `DEFAULT_TARGETS`.
+`ROUTES` is the table (source kind, target kind) -> converter. It is merged from the `ROUTES` and
+`DEFAULT_TARGETS` rows of `hf_bigmodel.conversion.convert_<arch>` for every architecture in `ARCHITECTURES`, so a
+new architecture brings its converter module and needs no edit here.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
-from conversion_scripts.common import DTYPES, ConversionError, load_config, read_config_json
-from conversion_scripts.convert_bert import convert_bert_to_bigmodel, convert_bigmodel_to_bert
-from conversion_scripts.convert_gpt import (
-    choose_export_target,
-    convert_bigmodel_to_gpt2,
-    convert_bigmodel_to_llama,
-    convert_gpt2_to_bigmodel,
-    convert_llama_to_bigmodel,
-    convert_nanogpt_to_bigmodel,
-)
-from conversion_scripts.convert_resnet import convert_bigmodel_to_resnet, convert_resnet_to_bigmodel
-from conversion_scripts.convert_transformer import convert_bigmodel_to_marian, convert_marian_to_bigmodel
-
-NANOGPT = "nanogpt"
+from .conversion.common import DTYPES, NANOGPT, ConversionError, Route, read_config_json
+from .models import ARCHITECTURES
 
 
-@dataclass(frozen=True)
-class Route:
-    """One conversion: `function(src, dst, **options)` turns a `source` checkpoint into a `target` folder."""
-
-    source: str
-    target: str
-    function: Callable[..., Path]
-    loads_with: str  # how to load the result, shown to the user; DST stands for the output folder
-
-
-_OURS = "AutoModelForCausalLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
-_STOCK = "AutoModelForCausalLM.from_pretrained(DST), plain transformers, no remote code"
-_OURS_BERT = "AUTO.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
-_STOCK_BERT = "AUTO.from_pretrained(DST), plain transformers, no remote code"
-_OURS_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
-_STOCK_SEQ2SEQ = "AutoModelForSeq2SeqLM.from_pretrained(DST), plain transformers, no remote code"
-_OURS_IMAGE = (
-    "AutoModelForImageClassification.from_pretrained(DST, trust_remote_code=True) and "
-    "AutoImageProcessor.from_pretrained(DST, trust_remote_code=True) (or after `import hf_bigmodel`)"
-)
-_STOCK_IMAGE = "AutoModelForImageClassification.from_pretrained(DST), plain transformers, no remote code"
-
-ROUTES: dict[tuple[str, str], Route] = {
-    (route.source, route.target): route
-    for route in (
-        Route("gpt2", "bigmodel_gpt", convert_gpt2_to_bigmodel, _OURS),
-        Route("llama", "bigmodel_gpt", convert_llama_to_bigmodel, _OURS),
-        Route(NANOGPT, "bigmodel_gpt", convert_nanogpt_to_bigmodel, _OURS),
-        Route("bigmodel_gpt", "gpt2", convert_bigmodel_to_gpt2, _STOCK),
-        Route("bigmodel_gpt", "llama", convert_bigmodel_to_llama, _STOCK),
-        Route("bert", "bigmodel_bert", convert_bert_to_bigmodel, _OURS_BERT),
-        Route("bigmodel_bert", "bert", convert_bigmodel_to_bert, _STOCK_BERT),
-        Route("marian", "bigmodel_transformer", convert_marian_to_bigmodel, _OURS_SEQ2SEQ),
-        Route("bigmodel_transformer", "marian", convert_bigmodel_to_marian, _STOCK_SEQ2SEQ),
-        Route("resnet", "bigmodel_resnet", convert_resnet_to_bigmodel, _OURS_IMAGE),
-        Route("bigmodel_resnet", "resnet", convert_bigmodel_to_resnet, _STOCK_IMAGE),
-    )
-}
+def converter_module(architecture: str) -> ModuleType | None:
+    """`hf_bigmodel.conversion.convert_<architecture>`, or None for an architecture without converters."""
+    name = f"hf_bigmodel.conversion.convert_{architecture}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:  # the module exists but one of its imports is missing: a real error
+            raise
+        return None
 
 
-def _bigmodel_gpt_target(src: Path) -> str:
-    from hf_bigmodel.models.gpt import BigModelGPTConfig
+def _merge() -> tuple[dict[tuple[str, str], Route], dict[str, Callable[[Path], str]]]:
+    routes: dict[tuple[str, str], Route] = {}
+    defaults: dict[str, Callable[[Path], str]] = {}
+    for architecture in ARCHITECTURES:
+        module = converter_module(architecture)
+        if module is None:
+            continue
+        routes.update({(route.source, route.target): route for route in module.ROUTES})
+        defaults.update(module.DEFAULT_TARGETS)
+    return routes, defaults
 
-    return choose_export_target(load_config(BigModelGPTConfig, src))
 
-
+ROUTES: dict[tuple[str, str], Route]
 # Source kind -> function(SRC) giving the target kind when the user does not choose one.
-DEFAULT_TARGETS: dict[str, Callable[[Path], str]] = {
-    "gpt2": lambda src: "bigmodel_gpt",
-    "llama": lambda src: "bigmodel_gpt",
-    NANOGPT: lambda src: "bigmodel_gpt",
-    "bigmodel_gpt": _bigmodel_gpt_target,
-    "bert": lambda src: "bigmodel_bert",
-    "bigmodel_bert": lambda src: "bert",
-    "marian": lambda src: "bigmodel_transformer",
-    "bigmodel_transformer": lambda src: "marian",
-    "resnet": lambda src: "bigmodel_resnet",
-    "bigmodel_resnet": lambda src: "resnet",
-}
+DEFAULT_TARGETS: dict[str, Callable[[Path], str]]
+ROUTES, DEFAULT_TARGETS = _merge()
 
 
 def detect_source(src: str | Path) -> str:
@@ -130,19 +88,30 @@ def detect_source(src: str | Path) -> str:
     return model_type
 
 
-def resolve_route(src: str | Path, to: str | None = None) -> Route:
-    """The route for SRC: from its detected kind to `to`, or to the default target of that kind."""
+def resolve_route(src: str | Path, to: str | None = None, *, architecture: str | None = None) -> Route:
+    """The route for SRC: from its detected kind to `to`, or to the default target of that kind. With
+    `architecture`, only that architecture's converter module is considered."""
+    routes = ROUTES if architecture is None else _routes_of(architecture)
     source = detect_source(src)
-    targets = sorted(t for s, t in ROUTES if s == source)
+    targets = sorted(t for s, t in routes if s == source)
     if not targets:
-        known = sorted({s for s, _ in ROUTES})
+        known = sorted({s for s, _ in routes})
         raise ConversionError(f"No converter for {source!r} checkpoints. Supported sources: {', '.join(known)}.")
     target = to if to is not None else DEFAULT_TARGETS[source](Path(src))
-    if (source, target) not in ROUTES:
+    if (source, target) not in routes:
         raise ConversionError(
             f"Cannot convert a {source!r} checkpoint to {target!r}: possible targets are {', '.join(targets)}."
         )
-    return ROUTES[(source, target)]
+    return routes[(source, target)]
+
+
+def _routes_of(architecture: str) -> dict[tuple[str, str], Route]:
+    module = converter_module(architecture)
+    if module is None:
+        raise ConversionError(
+            f"hf_bigmodel has no converters for {architecture!r}; it has {', '.join(ARCHITECTURES)}."
+        )
+    return {(route.source, route.target): route for route in module.ROUTES}
 
 
 def convert(src: str | Path, dst: str | Path, *, to: str | None = None, **options) -> Path:
@@ -151,13 +120,15 @@ def convert(src: str | Path, dst: str | Path, *, to: str | None = None, **option
     return resolve_route(src, to).function(src, dst, **options)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `hf-bigmodel convert`."""
-    targets = sorted({target for _, target in ROUTES})
+def build_parser(prog: str = "hf-bigmodel convert", architecture: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of `hf-bigmodel convert` (or of `conversion_scripts/convert_<architecture>.py`)."""
+    routes = ROUTES if architecture is None else _routes_of(architecture)
+    targets = sorted({target for _, target in routes})
+    sources = sorted({source for source, _ in routes})
     parser = argparse.ArgumentParser(
-        prog="hf-bigmodel convert",
+        prog=prog,
         description=__doc__.split("\n\nThe direction")[0],
-        epilog=f"Sources: {', '.join(sorted(DEFAULT_TARGETS))}. Targets: {', '.join(targets)}.",
+        epilog=f"Sources: {', '.join(sources)}. Targets: {', '.join(targets)}.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("src", help="model folder (config.json + weights), or a nanoGPT ckpt.pt")
@@ -190,16 +161,17 @@ class _NoteHandler(logging.Handler):
         print(f"note: {record.getMessage()}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `hf-bigmodel convert`; returns 0 on success and 2 on a user error."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str = "hf-bigmodel convert", architecture: str | None = None) -> int:
+    """Entry point of `hf-bigmodel convert` (all routes) and of `conversion_scripts/convert_<architecture>.py`
+    (that architecture's routes); returns 0 on success and 2 on a user error."""
+    args = build_parser(prog, architecture).parse_args(argv)
     handler = _NoteHandler(logging.INFO)
-    notes = logging.getLogger("conversion_scripts")
+    notes = logging.getLogger("hf_bigmodel.conversion")
     previous_level = notes.level
     notes.addHandler(handler)
     notes.setLevel(logging.INFO)
     try:
-        route = resolve_route(args.src, args.to)
+        route = resolve_route(args.src, args.to, architecture=architecture)
         options: dict = {"overwrite": args.overwrite, "dtype": args.dtype, "tokenizer": args.tokenizer}
         vocab_chars = args.vocab_chars
         if args.vocab_chars_from is not None:
@@ -213,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             options["vocab_chars"] = vocab_chars
         dst = route.function(args.src, args.dst, **options)
     except ConversionError as err:
-        print(f"hf-bigmodel convert: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     finally:
         notes.removeHandler(handler)
@@ -241,15 +213,7 @@ __all__ = [
     "Route",
     "build_parser",
     "convert",
-    "convert_bert_to_bigmodel",
-    "convert_bigmodel_to_bert",
-    "convert_bigmodel_to_gpt2",
-    "convert_bigmodel_to_llama",
-    "convert_bigmodel_to_marian",
-    "convert_gpt2_to_bigmodel",
-    "convert_llama_to_bigmodel",
-    "convert_marian_to_bigmodel",
-    "convert_nanogpt_to_bigmodel",
+    "converter_module",
     "detect_source",
     "main",
     "resolve_route",

@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertLMHeadModel, BertTokenizer
 
-from conversion_scripts.common import ConversionError
-from conversion_scripts.convert_bert import HEAD_CLASSES
 from hf_bigmodel.cli import main as cli_main
-from hf_bigmodel.convert import convert, convert_bert_to_bigmodel, convert_bigmodel_to_bert, resolve_route
+from hf_bigmodel.conversion.common import ConversionError
+from hf_bigmodel.conversion.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel, convert_bigmodel_to_bert
+from hf_bigmodel.convert import convert, resolve_route
 
 VOCAB_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "##s", "big"]
 

@@ -24,18 +24,17 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from conversion_scripts.common import ConversionError, fuse_projections, split_projection
 from hf_bigmodel import BigModelGPTConfig, BigModelGPTForCausalLM, BigModelGPTForSequenceClassification
 from hf_bigmodel.cli import main as cli_main
-from hf_bigmodel.convert import (
-    convert,
+from hf_bigmodel.conversion.common import ConversionError, fuse_projections, split_projection
+from hf_bigmodel.conversion.convert_gpt import (
     convert_bigmodel_to_gpt2,
     convert_bigmodel_to_llama,
     convert_gpt2_to_bigmodel,
     convert_llama_to_bigmodel,
     convert_nanogpt_to_bigmodel,
-    resolve_route,
 )
+from hf_bigmodel.convert import convert, resolve_route
 
 VOCAB = 97
 # torch.compile (used only to produce nanoGPT's `_orig_mod.` keys) imports TorchScript, which warns on import.
@@ -159,7 +158,7 @@ LLAMA_STYLE = dict(
 
 @pytest.fixture(scope="module")
 def gpt2_folder(tmp_path_factory) -> tuple[Path, GPT2LMHeadModel]:
-    from conversion_scripts.convert_gpt import char_tokenizer
+    from hf_bigmodel.conversion.convert_gpt import char_tokenizer
 
     folder = tmp_path_factory.mktemp("gpt2")
     model = tiny_gpt2()
@@ -271,7 +270,7 @@ def test_gpt2_reorder_and_upcast_attn_is_accepted_as_the_same_function(tmp_path,
     reference.set_attn_implementation("eager")  # the only path where GPT-2 applies the option
     assert reference.transformer.h[0].attn.reorder_and_upcast_attn
     reference.save_pretrained(tmp_path / "gpt2")
-    with caplog.at_level("INFO", logger="conversion_scripts"):
+    with caplog.at_level("INFO", logger="hf_bigmodel.conversion"):
         model = AutoModelForCausalLM.from_pretrained(convert(tmp_path / "gpt2", tmp_path / "ours")).eval()
     assert "reorder_and_upcast_attn=True" in caplog.text
     ids = prompt_ids()

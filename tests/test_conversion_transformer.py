@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
 
-from conversion_scripts.common import ConversionError
-from conversion_scripts.convert_transformer import convert_bigmodel_to_marian, convert_marian_to_bigmodel
+from hf_bigmodel.conversion.common import ConversionError
+from hf_bigmodel.conversion.convert_transformer import convert_bigmodel_to_marian, convert_marian_to_bigmodel
 from hf_bigmodel.convert import main as convert_main
 from hf_bigmodel.convert import resolve_route
 from hf_bigmodel.models.transformer import BigModelTransformerConfig, BigModelTransformerForConditionalGeneration

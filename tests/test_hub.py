@@ -27,10 +27,12 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 from safetensors.torch import load_file, save_file
 
 import hf_bigmodel
-from hf_bigmodel import hub as hub_module
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.corpus import builtin_corpus_text
-from hf_bigmodel.hub import (
+from hf_bigmodel.publish import push as hub_module
+from hf_bigmodel.publish.card import GENERATED_MARKER, LOSS_CURVE, record_training_run
+from hf_bigmodel.publish.folder import code_files_needed
+from hf_bigmodel.publish.push import (
     HubUnreachableError,
     InvalidFolderError,
     InvalidTokenError,
@@ -40,7 +42,6 @@ from hf_bigmodel.hub import (
     UploadInterruptedError,
     push_folder,
 )
-from hf_bigmodel.model_card import GENERATED_MARKER, LOSS_CURVE, record_training_run
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer, run_python
 from hf_bigmodel.tokenization import train_tokenizer
 from hf_bigmodel.training.pretrain import parse_args
@@ -91,7 +92,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from hf_bigmodel.cli import main as cli_main
-from hf_bigmodel.hub import push_folder
+from hf_bigmodel.publish.push import push_folder
 
 job = json.loads(sys.argv[1])
 user, out = job["user"], {}
@@ -564,7 +565,7 @@ def test_cli_refuses_folders_that_are_not_models(tmp_path, folders, capsys):
 
 
 def test_push_without_card_templates_still_pushes(folders, monkeypatch):
-    from hf_bigmodel import model_card
+    from hf_bigmodel.publish import card as model_card
 
     def no_templates():
         raise model_card.ModelCardError("No model card templates found (looked in /nowhere).")
@@ -573,6 +574,45 @@ def test_push_without_card_templates_still_pushes(folders, monkeypatch):
     plan = hub_module.plan_push(folders["a"])
     assert "README.md" not in plan.generated and "model.safetensors" in plan.paths()
     assert plan.notes == ["no model card generated: No model card templates found (looked in /nowhere)."]
+
+
+def test_code_files_follow_relative_imports(folders, tmp_path):
+    """A code file that imports a sibling (`from .x import y`) needs it in the repo too; when the folder lacks it, the
+    code is re-saved from the installed hf_bigmodel, whose files fit together."""
+    folder = tmp_path / "model"
+    shutil.copytree(folders["a"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert (
+        code_files_needed(config, folder) == code_files_needed(config) == ["configuration_gpt.py", "modeling_gpt.py"]
+    )
+    modeling = folder / "modeling_gpt.py"
+    modeling.write_text(modeling.read_text() + "\nfrom .cpu_kernels_gpt import FEW_ROWS  # noqa: E402\n")
+    assert code_files_needed(config, folder) == ["configuration_gpt.py", "cpu_kernels_gpt.py", "modeling_gpt.py"]
+    # Followed file by file: a sibling that is present brings in what it imports.
+    (folder / "cpu_kernels_gpt.py").write_text("from .threads_gpt import split_for_threads\nFEW_ROWS = 4\n")
+    assert code_files_needed(config, folder) == [
+        "configuration_gpt.py", "cpu_kernels_gpt.py", "modeling_gpt.py", "threads_gpt.py",
+    ]  # fmt: skip
+    (folder / "threads_gpt.py").write_text("def split_for_threads():\n    return 1\n")
+    complete = hub_module.plan_push(folder, card=False)
+    assert not complete.generated and {"cpu_kernels_gpt.py", "threads_gpt.py"} <= set(complete.files)
+
+    (folder / "cpu_kernels_gpt.py").unlink()
+    (folder / "threads_gpt.py").unlink()
+    plan = hub_module.plan_push(folder, card=False)
+    assert (
+        plan.notes[0] == "modeling code re-saved from the installed hf_bigmodel: configuration_gpt.py, modeling_gpt.py"
+    )
+    # The folder's modeling file (importing the missing sibling) is replaced by the installed one, not kept.
+    assert plan.generated["modeling_gpt.py"] == MODELING_SOURCE.read_bytes()
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    for name in plan.paths():
+        data = plan.generated.get(name) or plan.files[name].read_bytes()
+        (pushed / name).parent.mkdir(parents=True, exist_ok=True)
+        (pushed / name).write_bytes(data)
+    needed = code_files_needed(config, pushed)
+    assert [name for name in needed if not (pushed / name).is_file()] == []
 
 
 def test_dry_run_lists_what_is_pushed(run_dir, capsys):

@@ -1,35 +1,43 @@
 """Model cards generated from a training run: metadata the Hub reads, content, the PNG loss curve, and what is
 never published (local paths, tokens). The run folder is a saved tiny GPT plus Trainer's JSON records."""
 
+import io
 import json
 import math
-import struct
-import zlib
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from huggingface_hub import ModelCard, ModelCardData, metadata_load
+from PIL import Image
 from transformers import TrainingArguments
 
 import hf_bigmodel
-from hf_bigmodel.model_card import (
+from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.models.bert import configuration_bert
+from hf_bigmodel.models.gpt import configuration_gpt
+from hf_bigmodel.publish import loss_curve
+from hf_bigmodel.publish.card import (
     CARD_SPECS,
-    EVAL_COLOR,
     GENERATED_MARKER,
     LOSS_CURVE,
     RUN_FILE,
-    TRAIN_COLOR,
     ModelCardError,
     build_model_card,
     count_parameters,
     describe_tokenizer,
+    head_of,
     record_training_run,
     render_loss_curve,
+    template_dir,
     write_model_card,
 )
-from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.publish.loss_curve import EVAL_COLOR, TRAIN_COLOR
 from hf_bigmodel.testing.hub_server import validate_card_metadata
 from hf_bigmodel.tokenization import train_tokenizer
 from hf_bigmodel.training.pretrain import DataArguments, ModelArguments
@@ -40,23 +48,13 @@ SECRET = "hf_do_not_publish_me"
 
 
 def _parse_png(data: bytes) -> tuple[int, int, bytes]:
-    """(width, height, RGB pixels) of an 8-bit RGB PNG without filters, checking every chunk's CRC."""
+    """(width, height, RGB pixels) of a PNG, decoded by Pillow."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(tag + body) & 0xFFFFFFFF, tag
-        chunks[tag] = body
-        pos += 12 + length
-    width, height, depth, color, *_ = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
-    assert (depth, color) == (8, 2) and b"IEND" in chunks
-    raw = zlib.decompress(chunks[b"IDAT"])
-    assert len(raw) == height * (1 + 3 * width)
-    rows = [raw[y * (1 + 3 * width) : (y + 1) * (1 + 3 * width)] for y in range(height)]
-    assert all(row[0] == 0 for row in rows)
-    return width, height, b"".join(row[1:] for row in rows)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        image.load()  # decodes every chunk: a corrupt file fails here
+        rgb = image.convert("RGB")
+    return rgb.width, rgb.height, rgb.tobytes()
 
 
 def _count_color(pixels: bytes, color: tuple[int, int, int]) -> int:
@@ -201,9 +199,26 @@ def test_loss_curve_png(run_folder):
     # Only training losses, or a single point: still a valid plot.
     _, _, only_train = _parse_png(render_loss_curve(TRAIN_LOSSES, [], width=200, height=100))
     assert _count_color(only_train, EVAL_COLOR) == 0 and _count_color(only_train, TRAIN_COLOR) > 0
-    _parse_png(render_loss_curve([(3, 1.0)], []))
+    _, _, single = _parse_png(render_loss_curve([(3, 1.0)], []))
+    assert _count_color(single, TRAIN_COLOR) > 0
+    # No loss at all: the plotting module raises ValueError, which the card reports as a ModelCardError.
+    with pytest.raises(ValueError, match="No loss values to plot") as raised:
+        loss_curve.render_loss_curve([], [])
+    assert type(raised.value) is ValueError
     with pytest.raises(ModelCardError, match="No loss values to plot"):
         render_loss_curve([], [])
+
+
+def test_matplotlib_is_imported_only_to_draw():
+    code = (
+        "import sys, hf_bigmodel, hf_bigmodel.publish.push, hf_bigmodel.training.pretrain\n"
+        "assert 'matplotlib' not in sys.modules, 'importing the package loaded matplotlib'\n"
+        "from hf_bigmodel.publish.loss_curve import render_loss_curve\n"
+        "render_loss_curve([(1, 2.0), (2, 1.0)], [])\n"
+        "assert 'matplotlib' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 def test_parameter_count_and_tokenizer_description(run_folder, tmp_path):
@@ -280,8 +295,100 @@ def test_unknown_architecture_and_missing_config(tmp_path):
         build_model_card(tmp_path / "nowhere")
     # Every architecture of the zoo has a card template, and nothing else does.
     assert set(CARD_SPECS) == {arch.model_type for arch in ARCHITECTURES.values()}
+    for name, arch in ARCHITECTURES.items():
+        spec = CARD_SPECS[arch.model_type]
+        assert spec.template == f"{name}.md" and (template_dir() / spec.template).is_file()
+        assert spec.describe.__module__ == f"hf_bigmodel.models.{name}.card_{name}"
 
 
 def test_record_training_run_rejects_other_objects(tmp_path):
     with pytest.raises(TypeError, match="Expected a dataclass or a dict of run arguments, got int"):
         record_training_run(tmp_path, 3)
+
+
+def test_head_of_our_and_stock_class_names():
+    """Our heads are found through config.json's auto_map, stock ones by their class-name suffix."""
+    ours = {
+        "architectures": ["BigModelBertForNextSentencePrediction"],
+        "auto_map": configuration_bert.AUTO_MAP,
+    }
+    assert head_of(ours) == ("AutoModelForNextSentencePrediction", "text-classification")
+    base = {"architectures": ["BigModelGPTModel"], "auto_map": configuration_gpt.AUTO_MAP}
+    assert head_of(base) == ("AutoModel", "feature-extraction")
+    assert head_of({"architectures": ["GPT2LMHeadModel"]}) == ("AutoModelForCausalLM", "text-generation")
+    assert head_of({"architectures": ["BertForMaskedLM"]}) == ("AutoModelForMaskedLM", "fill-mask")
+    assert head_of({"architectures": ["MarianMTModel"]}) == ("AutoModel", "feature-extraction")
+    assert head_of({"architectures": ["T5ForConditionalGeneration"]}) == ("AutoModelForSeq2SeqLM", "translation")
+    assert head_of({}) == ("AutoModel", "feature-extraction")
+
+
+WHEEL_CARD = """
+import json, os, shutil, sys
+from pathlib import Path
+import torch
+import hf_bigmodel
+from hf_bigmodel.publish.card import template_dir, write_model_card
+
+folder = Path(sys.argv[1])
+torch.manual_seed(0)
+hf_bigmodel.create_model("gpt-tiny", "causal-lm").save_pretrained(folder)
+write_model_card(folder, repo_id="me/tiny")
+first = (folder / "README.md").read_text()
+installed = template_dir()
+# HF_BIGMODEL_MODEL_CARDS still points the cards at other templates.
+custom = folder.parent / "custom_cards"
+shutil.copytree(installed, custom)
+gpt = (custom / "gpt.md").read_text()
+(custom / "gpt.md").write_text(gpt.replace("It continues a text prompt", "CUSTOM TEMPLATE LINE: it continues a prompt"))
+os.environ["HF_BIGMODEL_MODEL_CARDS"] = str(custom)
+write_model_card(folder, repo_id="me/tiny", overwrite=True)
+print("RESULTS" + json.dumps({"package": hf_bigmodel.__file__, "templates": str(installed),
+                              "custom": str(template_dir()), "card": first}))
+"""
+
+
+@pytest.mark.slow
+def test_installed_wheel_writes_full_cards(tmp_path):
+    """`pip wheel .` ships the card templates as package data, and no top-level package but hf_bigmodel: a copy
+    installed from the wheel, in a fresh interpreter that cannot see the source tree, writes a full card."""
+    import zipfile
+
+    source = tmp_path / "source"
+    root = Path(__file__).resolve().parents[1]
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(root / "hf_bigmodel", source / "hf_bigmodel", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    [wheel] = (tmp_path / "dist").glob("hf_bigmodel-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"hf_bigmodel", wheel.name.split("-py")[0] + ".dist-info"}
+    templates = {Path(name).name for name in names if name.startswith("hf_bigmodel/model_cards/")}
+    assert templates == {"base.md", *(f"{name}.md" for name in ARCHITECTURES)}
+
+    target = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_BIGMODEL_MODEL_CARDS")}
+    result = subprocess.run(
+        [sys.executable, "-c", WHEEL_CARD, str(tmp_path / "run" / "tiny")],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULTS"))[7:])
+    assert Path(paths["package"]).is_relative_to(target) and Path(paths["templates"]).is_relative_to(target)
+    assert paths["custom"] == str(tmp_path / "run" / "custom_cards")
+    assert "CUSTOM TEMPLATE LINE: it continues a prompt" in (tmp_path / "run" / "tiny" / "README.md").read_text()
+    text = paths["card"]  # written with the installed templates
+    assert GENERATED_MARKER in text and "CUSTOM TEMPLATE LINE" not in text
+    for section in ("## Model details", "## Tokenizer", "## Training data", "## How to use", "## License",
+                    "## Framework versions"):  # fmt: skip
+        assert section in text, section
+    # The GPT template's own parts: its summary, its usage block and the stock class it exports to.
+    assert "is a decoder-only Transformer language model (GPT) from hf_bigmodel" in text
+    assert "It continues a text prompt one token at a time." in text
+    assert 'AutoModelForCausalLM.from_pretrained("me/tiny", trust_remote_code=True)' in text
+    assert "hf-bigmodel convert tiny/ tiny-gpt2/ --to gpt2" in text

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 import hf_bigmodel
-from conversion_scripts.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel
+from hf_bigmodel.conversion.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.bert import BigModelBertConfig
 from hf_bigmodel.models.bert.configuration_bert import AUTO_MAP
@@ -749,7 +749,7 @@ def test_pipelines(pipeline_folders):
     [("masked-lm", "fill-mask"), ("pretraining", "fill-mask"), ("question-answering", "question-answering")],
 )
 def test_model_card(tmp_path, head, pipeline_tag):
-    from hf_bigmodel.model_card import build_model_card
+    from hf_bigmodel.publish.card import build_model_card
 
     BERT_HEADS[head](make_config()).save_pretrained(tmp_path)
     wordpiece_tokenizer().save_pretrained(tmp_path)

@@ -23,7 +23,7 @@ from transformers import (
 )
 
 import hf_bigmodel
-from conversion_scripts.convert_resnet import resnet_key_map
+from hf_bigmodel.conversion.convert_resnet import resnet_key_map
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.resnet import (
     BigModelResNetConfig,

@@ -560,7 +560,7 @@ def test_registry_loads_in_a_fresh_process(saved_folders, tmp_path):
 
 
 def test_model_card(tmp_path):
-    from hf_bigmodel.model_card import build_model_card
+    from hf_bigmodel.publish.card import build_model_card
 
     Seq2Seq(make_config()).save_pretrained(tmp_path)
     card = build_model_card(tmp_path, repo_id="someone/tiny-transformer")

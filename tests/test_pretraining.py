@@ -240,7 +240,7 @@ def test_finish_run_saves_metrics_and_survives_a_model_without_card(tmp_path, mo
     without a card template only warns, and `publish=False` writes no card."""
     from transformers import TrainingArguments
 
-    from hf_bigmodel.model_card import ModelCardError
+    from hf_bigmodel.publish.card import ModelCardError
     from hf_bigmodel.training import pretrain
 
     class RecordingTrainer:

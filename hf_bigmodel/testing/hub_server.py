@@ -20,7 +20,7 @@ Use it as a context manager; it listens on 127.0.0.1, on a free port, until the 
 
     # Clients of this process take the endpoint as an argument (inline_uploads: see below).
     with HubServer(tmp_dir, inline_uploads=True) as hub:
-        from hf_bigmodel.hub import push_folder
+        from hf_bigmodel.publish.push import push_folder
         from huggingface_hub import HfApi
 
         push_folder("runs/my-model", "testuser/my-model", endpoint=hub.endpoint, token=hub.token)

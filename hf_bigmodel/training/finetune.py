@@ -57,9 +57,9 @@ from transformers import (
 )
 
 from ..data import DataError, validate_text_files
-from ..model_card import ModelCardError, write_model_card
 from ..pipelines import add_question_answering_pipeline
 from ..pipelines.question_answering import best_span, prepare_qa_features
+from ..publish.card import ModelCardError, write_model_card
 from ..tokenization import check_tokenizer_matches_config
 
 logger = logging.getLogger("hf_bigmodel.finetune")

@@ -38,9 +38,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
 from ..data import DataError, load_raw_text, pack_token_stream, tokenize_to_stream
-from ..hub import push_folder
-from ..model_card import ModelCardError, write_model_card
 from ..models import ARCHITECTURES
+from ..publish.card import ModelCardError, write_model_card
+from ..publish.push import push_folder
 from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
 
 logger = logging.getLogger("hf_bigmodel.pretrain")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-logger = logging.getLogger("conversion_scripts")
+logger = logging.getLogger("hf_bigmodel.conversion")
 
 # Tokenizer and generation files that are independent of the model's parameter names, copied as they are.
 TOKENIZER_FILES = (
@@ -45,6 +45,22 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 class ConversionError(ValueError):
     """A checkpoint cannot be converted as asked. The message names the offending field or file and what to do."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One conversion: `function(src, dst, **options)` turns a `source` checkpoint into a `target` folder.
+
+    Each `convert_<arch>.py` lists its own in `ROUTES`, and `hf_bigmodel.convert` merges those of every
+    architecture."""
+
+    source: str
+    target: str
+    function: Callable[..., Path]
+    loads_with: str  # how to load the result, shown to the user; DST stands for the output folder
+
+
+NANOGPT = "nanogpt"  # the source kind of a nanoGPT `ckpt.pt`, the one source that is a file, not a folder
 
 
 # ---------------------------------------------------------------------------------------------------------------

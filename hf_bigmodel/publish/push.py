@@ -13,7 +13,7 @@ published, since unpickling can run code), pretrain's spare `tokenizer/` copy, a
 The modeling code named by config.json's `auto_map` goes along, re-saved from the installed hf_bigmodel if the
 `.py` files are missing, so that `AutoModel*.from_pretrained(REPO_ID, trust_remote_code=True)` works where
 hf_bigmodel is not installed. If the folder holds a training run, README.md (the model card, with `model-index`
-evaluation metadata) and loss_curve.png are regenerated from it (`hf_bigmodel.model_card`); a hand-written
+evaluation metadata) and loss_curve.png are regenerated from it (`hf_bigmodel.publish.card`); a hand-written
 README.md is kept.
 
 Safety: the token is checked first, the commit names its parent (a concurrent push makes it fail rather than be
@@ -30,38 +30,29 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import model_card
-from ._io import atomic_write_text
+from .. import _io
+from . import card as model_card
+from .folder import (
+    InvalidFolderError,
+    PushError,
+    code_files_needed,
+    folder_files,
+    read_config,
+    resave_code,
+)
 
 try:  # the HTTP client of huggingface_hub 2.x (1.x used httpx)
     import httpx2 as _httpx
 except ImportError:  # pragma: no cover
     import httpx as _httpx
 
-# Never pushed, with why: resumable Trainer state (pushed by Trainer's hub_strategy="checkpoint" instead), pickles
-# (weights are published as safetensors only; training_args.bin is a pickle), pretrain's second copy of the
-# tokenizer, Python caches, hidden and underscore files (Trainer ignores "_*" too) and temporary files.
-EXCLUDED_DIRS = ("checkpoint-*", "tokenizer", "__pycache__", ".*", "_*")
-EXCLUDED_FILES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.tmp", ".*", "_*")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Errors: one class per failure, each message says what happened and what to do
-
-
-class PushError(RuntimeError):
-    """A push failed; the message says why and how to fix it."""
-
-
-class InvalidFolderError(PushError, ValueError):
-    """FOLDER is not a publishable model folder (no config.json, no safetensors weights, missing code)."""
 
 
 class InvalidRepoIdError(PushError, ValueError):
@@ -97,112 +88,7 @@ class UploadInterruptedError(HubConnectionError):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The folder
-
-
-def _matches(name: str, patterns: tuple[str, ...]) -> bool:
-    from fnmatch import fnmatchcase
-
-    return any(fnmatchcase(name, pattern) for pattern in patterns)
-
-
-def read_config(folder: str | os.PathLike) -> dict:
-    """config.json of a model folder; `InvalidFolderError` unless FOLDER has it and safetensors weights."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InvalidFolderError(f"{folder} is not a folder. Give the folder a model was saved to (save_pretrained).")
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise InvalidFolderError(
-            f"{folder} has no config.json, so it is not a saved model. Save one with model.save_pretrained(FOLDER) "
-            f"or trainer.save_model(), or give the --output_dir of `hf-bigmodel pretrain`."
-        )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InvalidFolderError(f"{config_path} is not valid JSON: {err}.") from None
-    if not isinstance(config, dict) or "model_type" not in config:
-        raise InvalidFolderError(f"{config_path} has no model_type: it is not a transformers model config.")
-    weights = model_card.weight_files(folder)
-    if not weights:
-        pickles = sorted(p.name for p in folder.glob("pytorch_model*.bin"))
-        if pickles:
-            raise InvalidFolderError(
-                f"{folder} has only pickle weights ({', '.join(pickles)}). hf-bigmodel push publishes safetensors "
-                f"only: load the model and save it again with model.save_pretrained(FOLDER) (safetensors by default)."
-            )
-        raise InvalidFolderError(
-            f"{folder} has no weights: expected model.safetensors (or a sharded model.safetensors.index.json) next "
-            f"to config.json. Did training finish? Save the model with model.save_pretrained(FOLDER) or "
-            f"trainer.save_model()."
-        )
-    missing = [p.name for p in weights if not p.is_file()]
-    if missing:
-        raise InvalidFolderError(f"{folder}: model.safetensors.index.json lists missing shards: {', '.join(missing)}.")
-    return config
-
-
-def folder_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """{path in repo: local path} of the files of FOLDER that are pushed (see EXCLUDED_DIRS / EXCLUDED_FILES)."""
-    folder = Path(folder)
-    files = {}
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not _matches(d, EXCLUDED_DIRS))
-        for name in sorted(names):
-            path = Path(root) / name
-            if not _matches(name, EXCLUDED_FILES) and path.is_file():
-                files[path.relative_to(folder).as_posix()] = path
-    return files
-
-
-def code_files_needed(config: dict) -> list[str]:
-    """The .py files that config.json's `auto_map` (and `custom_pipelines`) point at, in this repo."""
-    references: list[str] = []
-    for value in (config.get("auto_map") or {}).values():
-        references += value if isinstance(value, list) else [value]
-    for pipeline in (config.get("custom_pipelines") or {}).values():
-        references += [pipeline[k] for k in ("impl",) if isinstance(pipeline, dict) and pipeline.get(k)]
-    # "module.Class" is in this repo; "other/repo--module.Class" points at another repo's code.
-    return sorted({f"{ref.rsplit('.', 1)[0]}.py" for ref in references if isinstance(ref, str) and "--" not in ref})
-
-
-def _model_class_for(config: dict):
-    import hf_bigmodel  # noqa: F401  (registers every architecture)
-    from hf_bigmodel.models import ARCHITECTURES
-
-    names = config.get("architectures") or []
-    for arch in ARCHITECTURES.values():
-        if arch.model_type != config.get("model_type"):
-            continue
-        for head in arch.heads.values():
-            if head.__name__ in names or not names:
-                return arch.config_class, head
-        return arch.config_class, next(iter(arch.heads.values()))
-    known = ", ".join(arch.model_type for arch in ARCHITECTURES.values())
-    raise InvalidFolderError(
-        f"config.json has model_type {config.get('model_type')!r}, which hf_bigmodel does not define (it defines "
-        f"{known}), so its modeling code cannot be re-saved. Save the model with save_pretrained in a process where "
-        f"its code is importable, so the .py files are written next to the weights."
-    )
-
-
-def resave_code(folder: str | os.PathLike, config: dict) -> tuple[dict[str, bytes], dict]:
-    """({file name: source} of the modeling code, auto_map), written by the installed hf_bigmodel for this model.
-
-    The model is built on the meta device (no memory for weights, nothing loaded) and saved through transformers'
-    `custom_object_save`, the code path of `save_pretrained`."""
-    import torch
-    from transformers.dynamic_module_utils import custom_object_save
-
-    config_class, model_class = _model_class_for(config)
-    loaded = config_class.from_pretrained(folder)
-    with torch.device("meta"):
-        model = model_class(loaded)
-    with tempfile.TemporaryDirectory() as tmp:
-        custom_object_save(model, tmp, config=loaded)
-        custom_object_save(loaded, tmp)
-        sources = {p.name: p.read_bytes() for p in sorted(Path(tmp).glob("*.py"))}
-    return sources, dict(loaded.auto_map or {})
+# The plan
 
 
 @dataclass
@@ -239,14 +125,20 @@ def plan_push(
             f"config.json's custom_pipelines need {', '.join(absent)}, which {folder} lacks. Save the pipeline with "
             f"pipe.save_pretrained(FOLDER), which copies its code, or remove custom_pipelines from config.json."
         )
-    needed = code_files_needed(config)
+    named = code_files_needed(config)
+    needed = code_files_needed(config, folder)
     missing = [name for name in needed if name not in plan.files]
     if missing or (not needed and config.get("model_type", "").startswith("bigmodel_")):
         sources, auto_map = resave_code(folder, config)
         absent = sorted(set(code_files_needed({"auto_map": auto_map})) - set(sources))
         if absent:
             raise InvalidFolderError(f"Could not re-save the modeling code: {', '.join(absent)} missing.")
-        plan.generated.update({n: s for n, s in sources.items() if n not in plan.files})
+        if any(name not in named for name in missing):
+            # A code file imports a sibling the folder lacks: the folder's code files do not fit together, so the
+            # re-saved set replaces them all, as one consistent copy.
+            plan.generated.update(sources)
+        else:
+            plan.generated.update({n: s for n, s in sources.items() if n not in plan.files})
         if config.get("auto_map") != {**(config.get("auto_map") or {}), **auto_map}:
             config = {**config, "auto_map": {**(config.get("auto_map") or {}), **auto_map}}
             plan.generated["config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
@@ -468,10 +360,7 @@ def _write_back(folder: Path, plan: PushPlan) -> None:
     """After a successful push, store the generated files locally too, so that FOLDER matches the repo."""
     for name, data in plan.generated.items():
         path = folder / name
-        if name == model_card.README or name.endswith((".json", ".py")):
-            atomic_write_text(path, data.decode("utf-8"))
-        else:
-            model_card.atomic_write_bytes(path, data)
+        _io.atomic_write_bytes(path, data)
 
 
 # ----------------------------------------------------------------------------------------------------------------
