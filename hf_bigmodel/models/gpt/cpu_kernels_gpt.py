@@ -185,37 +185,45 @@ LOSS_CHUNK_ELEMENTS = 2**21
 
 
 class ChunkedCrossEntropySum(torch.autograd.Function):
-    """Summed cross-entropy of `logits` (rows, vocab) against `targets` (rows,), skipping `ignore_index`, in float32
-    whatever the logits dtype. Forward and backward work through row chunks and the backward writes
-    `softmax - one_hot` straight into the gradient, so no (rows, vocab) log-probabilities are stored in between."""
+    """Summed cross-entropy of `logits` (rows, vocab) against `targets` (rows,), skipping `ignore_index` rows, with
+    label smoothing `eps` (0 for none): exactly `cross_entropy(..., label_smoothing=eps, reduction="sum")`, in
+    float32 whatever the logits dtype. Works through row chunks; the backward writes
+    `softmax - (1 - eps) one_hot - eps / vocab` straight into the gradient, so no (rows, vocab) log-probabilities
+    are kept between forward and backward."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, eps: float) -> torch.Tensor:
         ctx.save_for_backward(logits, targets)
-        ctx.ignore_index = ignore_index
+        ctx.ignore_index, ctx.eps = ignore_index, eps
         ctx.chunk_rows = max(1, LOSS_CHUNK_ELEMENTS // logits.shape[1])
         total = logits.new_zeros((), dtype=torch.float32)
         for start in range(0, logits.shape[0], ctx.chunk_rows):
             rows = slice(start, start + ctx.chunk_rows)
             total += nn.functional.cross_entropy(
-                logits[rows].float(), targets[rows], ignore_index=ignore_index, reduction="sum"
+                logits[rows].float(), targets[rows], ignore_index=ignore_index, reduction="sum", label_smoothing=eps
             )
         return total
 
     @staticmethod
-    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         logits, targets = ctx.saved_tensors
+        eps, vocab = ctx.eps, logits.shape[1]
         grad = torch.empty_like(logits)
         for start in range(0, logits.shape[0], ctx.chunk_rows):
             rows = slice(start, start + ctx.chunk_rows)
             keep = targets[rows] != ctx.ignore_index
             weight = (keep * grad_total).unsqueeze(1)  # (chunk, 1): 0 on ignored rows
             target = torch.where(keep, targets[rows], 0).unsqueeze(1)
-            if logits.dtype == torch.float32:  # compute in place in the gradient, no copy
-                torch.softmax(logits[rows], dim=-1, out=grad[rows]).mul_(weight).scatter_add_(1, target, -weight)
+            if logits.dtype == torch.float32:
+                probs = torch.softmax(logits[rows], dim=-1, out=grad[rows])
             else:
-                grad[rows] = torch.softmax(logits[rows].float(), dim=-1).mul_(weight).scatter_add_(1, target, -weight)
-        return grad, None, None
+                probs = torch.softmax(logits[rows].float(), dim=-1)
+            if eps:
+                probs.sub_(eps / vocab)
+            probs.mul_(weight).scatter_add_(1, target, -(1.0 - eps) * weight)
+            if logits.dtype != torch.float32:
+                grad[rows] = probs
+        return grad, None, None, None
 
 
 def causal_lm_loss(
@@ -233,7 +241,7 @@ def causal_lm_loss(
     if shift_labels is None:
         shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
     shift_labels = shift_labels.reshape(-1).to(logits.device)
-    total = ChunkedCrossEntropySum.apply(logits.reshape(-1, vocab_size), shift_labels, ignore_index)
+    total = ChunkedCrossEntropySum.apply(logits.reshape(-1, vocab_size), shift_labels, ignore_index, 0.0)
     if num_items_in_batch is None:
         return total / (shift_labels != ignore_index).sum()
     if torch.is_tensor(num_items_in_batch):

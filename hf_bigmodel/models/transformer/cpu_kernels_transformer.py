@@ -3,7 +3,7 @@ replace, computed faster on CPU. The architecture lives in `modeling_transformer
 
 - `dropout_training` / `BigModelTransformerDropout`: dropout from `torch.rand` instead of the `bernoulli_` kernel;
 - `math_attention`: training attention as plain matmuls, faster than sdpa's CPU kernels for short sequences;
-- `ChunkedLabelSmoothedCrossEntropySum` / `label_smoothed_loss`: the label-smoothed loss in row chunks, without a
+- `ChunkedCrossEntropySum` / `label_smoothed_loss`: the label-smoothed loss in row chunks, without a
   float32 copy of the logits.
 
 (`TokenPacking`, the other training fast path, stays in `modeling_transformer.py`: it threads through the layers'
@@ -76,11 +76,13 @@ def math_attention(
 LOSS_CHUNK_ELEMENTS = 2**21
 
 
-class ChunkedLabelSmoothedCrossEntropySum(torch.autograd.Function):
-    """Summed label-smoothed cross-entropy of `logits` (rows, vocab) against `targets` (rows,), skipping
-    `ignore_index` rows: exactly `cross_entropy(..., label_smoothing=eps, reduction="sum")`, in float32 whatever
-    the logits dtype. Works through row chunks; the backward writes `softmax - (1 - eps) one_hot - eps / vocab`
-    straight into the gradient, so no (rows, vocab) log-probabilities are kept between forward and backward."""
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.ChunkedCrossEntropySum
+class ChunkedCrossEntropySum(torch.autograd.Function):
+    """Summed cross-entropy of `logits` (rows, vocab) against `targets` (rows,), skipping `ignore_index` rows, with
+    label smoothing `eps` (0 for none): exactly `cross_entropy(..., label_smoothing=eps, reduction="sum")`, in
+    float32 whatever the logits dtype. Works through row chunks; the backward writes
+    `softmax - (1 - eps) one_hot - eps / vocab` straight into the gradient, so no (rows, vocab) log-probabilities
+    are kept between forward and backward."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, eps: float) -> torch.Tensor:
@@ -128,7 +130,7 @@ def label_smoothed_loss(
     the decoder inputs), `ignore_index` skipped, with label smoothing. The sum is divided by `num_items_in_batch`
     when given (Trainer's count over the whole accumulated batch), else by the number of labelled tokens."""
     targets = labels.reshape(-1).to(logits.device)
-    total = ChunkedLabelSmoothedCrossEntropySum.apply(
+    total = ChunkedCrossEntropySum.apply(
         logits.reshape(-1, logits.shape[-1]), targets, ignore_index, float(label_smoothing)
     )
     if num_items_in_batch is None:
