@@ -18,11 +18,15 @@ Speed, with the same function and the same state dict as the stock model:
 - in-place ReLU and residual sums.
 """
 
+import json
 import math
+import os
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import try_to_load_from_cache
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -141,6 +145,46 @@ class BigModelResNetStage(nn.Module):
         )
 
 
+# Copied from hf_bigmodel.models.gpt.modeling_gpt._unreadable_safetensors_files
+def _unreadable_safetensors_files(name_or_path: str | os.PathLike, kwargs: dict) -> list[str]:
+    """The safetensors files of a local folder or of a cached Hub repo whose header safetensors cannot read."""
+    subfolder = kwargs.get("subfolder") or ""
+    folder = os.path.join(str(name_or_path), subfolder)
+    if os.path.isdir(folder):
+        candidates = sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".safetensors"))
+    else:
+
+        def cached(filename: str) -> str | None:
+            try:
+                path = try_to_load_from_cache(
+                    str(name_or_path),
+                    f"{subfolder}/{filename}" if subfolder else filename,
+                    cache_dir=kwargs.get("cache_dir"),
+                    revision=kwargs.get("revision"),
+                )
+            except Exception:  # not a valid repo id: nothing to point at
+                return None
+            return path if isinstance(path, str) else None
+
+        names = ["model.safetensors"]
+        index = cached("model.safetensors.index.json")
+        if index is not None:
+            try:
+                with open(index, encoding="utf-8") as f:
+                    names += sorted(set(json.load(f).get("weight_map", {}).values()))
+            except (OSError, ValueError):  # a damaged index: fall back to the single-file name
+                pass
+        candidates = [path for path in map(cached, names) if path is not None]
+    bad_files = []
+    for path in candidates:
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            bad_files.append(path)
+    return bad_files
+
+
 class BigModelResNetPreTrainedModel(PreTrainedModel):
     config: BigModelResNetConfig
     base_model_prefix = "resnet"
@@ -148,6 +192,26 @@ class BigModelResNetPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["BigModelResNetBasicBlock", "BigModelResNetBottleneckBlock"]
+
+    # Copied from hf_bigmodel.models.gpt.modeling_gpt.BigModelGPTPreTrainedModel.from_pretrained
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, except that a damaged safetensors file gives an error that names the
+        file and says what to do (safetensors alone says e.g. "Error while deserializing header: header too large")."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            bad_files = _unreadable_safetensors_files(pretrained_model_name_or_path, kwargs)
+            if len(bad_files) == 1:
+                what = f"The checkpoint file {bad_files[0]} is"
+            elif bad_files:
+                what = f"The checkpoint files {', '.join(bad_files)} are"
+            else:
+                what = f"A safetensors file of {pretrained_model_name_or_path} is"
+            raise OSError(
+                f"{what} corrupt or truncated ({error}), probably by an interrupted save or download. Re-save the "
+                f"model with `save_pretrained`, or re-download it, e.g. `from_pretrained(..., force_download=True)`."
+            ) from error
 
     @property
     def dummy_inputs(self) -> dict[str, torch.Tensor]:
