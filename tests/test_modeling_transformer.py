@@ -28,7 +28,7 @@ PRESETS = ARCHITECTURES["transformer"].presets
 TASK_AUTO_CLASS = {"base": AutoModel, "seq2seq-lm": AutoModelForSeq2SeqLM}
 Seq2Seq = HEADS["seq2seq-lm"]
 PAD = 0
-CODE_FILES = {"configuration_transformer.py", "modeling_transformer.py"}
+CODE_FILES = {"configuration_transformer.py", "modeling_transformer.py", "cpu_kernels_transformer.py"}
 
 
 def make_config(**overrides) -> BigModelTransformerConfig:
@@ -490,6 +490,7 @@ for folder, auto_name in cases.items():
         out = model(**inputs)
         got = out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
         result = {"module": type(model).__module__, "max_diff": (got - ref["output"]).abs().max().item()}
+        result["modules"] = sorted({type(m).__module__ for m in model.modules() if not type(m).__module__.startswith(("torch.", "transformers."))})
         if "generated" in ref:
             generated = model.generate(ref["input_ids"], attention_mask=ref["attention_mask"], num_beams=2, max_new_tokens=6)
             result["generate_equal"] = torch.equal(generated, ref["generated"])
@@ -539,6 +540,8 @@ def test_remote_code_without_hf_bigmodel(saved_folders, tmp_path):
     results = run_python(code, json.dumps(saved_folders), "true", cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")})
     for folder in saved_folders:
         assert results[folder]["module"].startswith("transformers_modules."), folder
+        package = results[folder]["module"].rsplit(".", 1)[0]  # the folder's code, as transformers imported it
+        assert results[folder]["modules"] == [f"{package}.cpu_kernels_transformer", f"{package}.modeling_transformer"]
         assert results[folder]["max_diff"] == 0.0, folder
         assert results[folder].get("generate_equal", True), folder
     assert "contains custom code" in results["error"] and "trust_remote_code=True" in results["error"]
