@@ -8,7 +8,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, pipeline
 
 from hf_bigmodel.models import ARCHITECTURES
-from hf_bigmodel.models.gpt import modeling_gpt
+from hf_bigmodel.models.gpt import cpu_kernels_gpt
 
 CausalLM = ARCHITECTURES["gpt"].heads["causal-lm"]
 PAD = 0
@@ -283,25 +283,27 @@ def threads():
 def test_few_rows_linear_equals_linear(out_features, bias, parts, shape):
     weight = torch.randn(out_features, 24)
     bias_tensor = torch.randn(out_features) if bias else None
-    blocks = modeling_gpt.split_for_threads(weight, bias_tensor, parts)
+    blocks = cpu_kernels_gpt.split_for_threads(weight, bias_tensor, parts)
     assert blocks.weight.data_ptr() == weight.data_ptr()  # views, no copy
     x = torch.randn(shape)
     expected = torch.nn.functional.linear(x, weight, bias_tensor)
-    got = modeling_gpt.few_rows_linear(x, blocks)
+    got = cpu_kernels_gpt.few_rows_linear(x, blocks)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the batched product as it casts linear()
-        expected, got = torch.nn.functional.linear(x, weight, bias_tensor), modeling_gpt.few_rows_linear(x, blocks)
+        expected, got = torch.nn.functional.linear(x, weight, bias_tensor), cpu_kernels_gpt.few_rows_linear(x, blocks)
     assert got.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)
 
 
 def test_linear_splits_only_few_row_float32_inference(threads, monkeypatch):
     calls = []
-    split = modeling_gpt.few_rows_linear
-    monkeypatch.setattr(modeling_gpt, "few_rows_linear", lambda x, blocks: calls.append(x.shape) or split(x, blocks))
-    layer = modeling_gpt.BigModelGPTLinear(24, 48)
-    few, many = torch.randn(2, 3, 24), torch.randn(4, modeling_gpt.FEW_ROWS, 24)
+    split = cpu_kernels_gpt.few_rows_linear
+    monkeypatch.setattr(
+        cpu_kernels_gpt, "few_rows_linear", lambda x, blocks: calls.append(x.shape) or split(x, blocks)
+    )
+    layer = cpu_kernels_gpt.BigModelGPTLinear(24, 48)
+    few, many = torch.randn(2, 3, 24), torch.randn(4, cpu_kernels_gpt.FEW_ROWS, 24)
     threads(2)
     with torch.no_grad():
         torch.testing.assert_close(layer(few), torch.nn.functional.linear(few, layer.weight, layer.bias))
@@ -326,7 +328,7 @@ def test_linear_splits_only_few_row_float32_inference(threads, monkeypatch):
 
 def test_thread_blocks_follow_weight_changes(threads):
     """The cached views follow in-place updates and are rebuilt for new tensors, dtypes or thread counts."""
-    layer = modeling_gpt.BigModelGPTLinear(24, 48)
+    layer = cpu_kernels_gpt.BigModelGPTLinear(24, 48)
     x = torch.randn(1, 24)
     threads(2)
     with torch.no_grad():
@@ -353,12 +355,12 @@ def test_few_rows_decoding_equals_plain_linear_decoding(gpt_variant, make_lm, th
     ids, mask = _left_pad(_prompts())
     threads(thread_count)
     with monkeypatch.context() as patch:
-        patch.setattr(modeling_gpt, "FEW_ROWS", 0)  # every product through linear()
+        patch.setattr(cpu_kernels_gpt, "FEW_ROWS", 0)  # every product through linear()
         expected = _greedy(model, ids, mask)
     split_rows = []
-    split = modeling_gpt.few_rows_linear
+    split = cpu_kernels_gpt.few_rows_linear
     monkeypatch.setattr(
-        modeling_gpt, "few_rows_linear", lambda x, *rest: split_rows.append(x.shape) or split(x, *rest)
+        cpu_kernels_gpt, "few_rows_linear", lambda x, *rest: split_rows.append(x.shape) or split(x, *rest)
     )
     assert torch.equal(_greedy(model, ids, mask), expected)
     assert (3, 1, model.config.hidden_size) in split_rows  # the decoding steps (3 rows, 1 new token) were split

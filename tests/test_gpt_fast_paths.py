@@ -9,7 +9,7 @@ import torch
 from transformers.loss.loss_utils import ForCausalLMLoss
 
 from hf_bigmodel.models.gpt import BigModelGPTConfig, BigModelGPTForCausalLM, modeling_gpt
-from hf_bigmodel.models.gpt.modeling_gpt import causal_lm_loss, dropout_training
+from hf_bigmodel.models.gpt.cpu_kernels_gpt import causal_lm_loss, dropout_training
 
 REPO = Path(__file__).resolve().parents[1]
 

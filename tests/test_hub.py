@@ -523,7 +523,10 @@ def test_cli_push_of_a_pretraining_run(published, loaded, run_dir, hub):
 def test_cli_push_resaves_missing_code(published, hub):
     code, stdout, _ = published["results"]["cli_nocode"]
     assert code == 0
-    assert "modeling code re-saved from the installed hf_bigmodel: configuration_gpt.py, modeling_gpt.py" in stdout
+    assert (
+        "modeling code re-saved from the installed hf_bigmodel: configuration_gpt.py, cpu_kernels_gpt.py, modeling_gpt.py"
+        in stdout
+    )
     assert 'AutoModelForCausalLM.from_pretrained("testuser/no-code", trust_remote_code=True)' in stdout
     assert hub.read(f"{USER}/no-code", "modeling_gpt.py") == MODELING_SOURCE.read_bytes()
     folder = Path(published["job"]["nocode"])

@@ -36,7 +36,7 @@ from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 HEADS = ARCHITECTURES["resnet"].heads
 TASK_AUTO_CLASS = {"base": AutoModel, "image-classification": AutoModelForImageClassification}
-CODE_FILES = {"configuration_resnet.py", "modeling_resnet.py", "image_processing_resnet.py"}
+CODE_FILES = {"configuration_resnet.py", "modeling_resnet.py", "cpu_kernels_resnet.py", "image_processing_resnet.py"}
 
 
 def tiny_config(**overrides) -> BigModelResNetConfig:
@@ -362,6 +362,7 @@ for folder in json.loads(sys.argv[1]):
     classifier = pipeline("image-classification", model=folder, trust_remote_code=trust)
     results[folder] = {
         "modules": [type(o).__module__ for o in (model, body, processor)],
+        "submodules": sorted({type(m).__module__ for m in model.modules() if not type(m).__module__.startswith(("torch.", "transformers."))}),
         "pixels_equal": torch.equal(pixels, ref["pixels"]),
         "logits_diff": (logits - ref["logits"]).abs().max().item(),
         "features_diff": (features - ref["features"]).abs().max().item(),
@@ -396,6 +397,8 @@ def test_fresh_process_loads_model_processor_and_pipeline(tmp_path, prelude, tru
     for folder, want in expected.items():
         got = results[folder]
         assert all(module.startswith(module_prefix) for module in got["modules"]), got["modules"]
+        package = got["modules"][0].rsplit(".", 1)[0]  # the folder's code (remote) or hf_bigmodel's (registry)
+        assert got["submodules"] == [f"{package}.cpu_kernels_resnet", f"{package}.modeling_resnet"]
         assert got["pixels_equal"]
         assert got["logits_diff"] < 1e-5 and got["features_diff"] < 1e-5
         assert got["pipeline"]["label"] == want["label"]

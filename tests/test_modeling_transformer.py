@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, DataColla
 
 import hf_bigmodel
 from hf_bigmodel.models import ARCHITECTURES
-from hf_bigmodel.models.transformer import BigModelTransformerConfig
+from hf_bigmodel.models.transformer import BigModelTransformerConfig, cpu_kernels_transformer
 from hf_bigmodel.models.transformer import modeling_transformer as mt
 from hf_bigmodel.models.transformer.configuration_transformer import AUTO_MAP
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
@@ -28,7 +28,7 @@ PRESETS = ARCHITECTURES["transformer"].presets
 TASK_AUTO_CLASS = {"base": AutoModel, "seq2seq-lm": AutoModelForSeq2SeqLM}
 Seq2Seq = HEADS["seq2seq-lm"]
 PAD = 0
-CODE_FILES = {"configuration_transformer.py", "modeling_transformer.py"}
+CODE_FILES = {"configuration_transformer.py", "modeling_transformer.py", "cpu_kernels_transformer.py"}
 
 
 def make_config(**overrides) -> BigModelTransformerConfig:
@@ -201,7 +201,7 @@ def test_math_attention_equals_sdpa(case):
     sdpa_mask = {"bool-mask": mask, "float-mask": torch.zeros(2, 1, 6, 6).masked_fill(~mask, float("-inf"))}
     attn_mask = sdpa_mask.get(case)
     expected = F.scaled_dot_product_attention(query, key, value, attn_mask, is_causal=case == "causal", scale=0.3)
-    got = mt.math_attention(query, key, value, attn_mask, 0.3, 0.0, is_causal=case == "causal")
+    got = cpu_kernels_transformer.math_attention(query, key, value, attn_mask, 0.3, 0.0, is_causal=case == "causal")
     torch.testing.assert_close(got, expected.transpose(1, 2), rtol=1e-5, atol=1e-6)
     grads = torch.autograd.grad(got.sum(), (query, key, value))
     for grad, reference in zip(grads, torch.autograd.grad(expected.sum(), (query, key, value))):
@@ -315,7 +315,7 @@ def test_labels_are_not_shifted_and_eval_loss_is_plain_cross_entropy():
 @pytest.mark.parametrize("chunk_elements", [2**21, 300], ids=["one-chunk", "many-chunks"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_training_loss_and_grads_equal_torch_label_smoothed_cross_entropy(monkeypatch, chunk_elements, smoothing):
-    monkeypatch.setattr(mt, "LOSS_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(cpu_kernels_transformer, "LOSS_CHUNK_ELEMENTS", chunk_elements)
     config = make_config(label_smoothing=smoothing)
     model = Seq2Seq(config).train()  # dropout 0 in the tiny preset: train and eval compute the same function
     # The reference runs in eval mode: full padded computation, full logits, torch's loss. Ours in training mode
@@ -490,6 +490,7 @@ for folder, auto_name in cases.items():
         out = model(**inputs)
         got = out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
         result = {"module": type(model).__module__, "max_diff": (got - ref["output"]).abs().max().item()}
+        result["modules"] = sorted({type(m).__module__ for m in model.modules() if not type(m).__module__.startswith(("torch.", "transformers."))})
         if "generated" in ref:
             generated = model.generate(ref["input_ids"], attention_mask=ref["attention_mask"], num_beams=2, max_new_tokens=6)
             result["generate_equal"] = torch.equal(generated, ref["generated"])
@@ -539,6 +540,8 @@ def test_remote_code_without_hf_bigmodel(saved_folders, tmp_path):
     results = run_python(code, json.dumps(saved_folders), "true", cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")})
     for folder in saved_folders:
         assert results[folder]["module"].startswith("transformers_modules."), folder
+        package = results[folder]["module"].rsplit(".", 1)[0]  # the folder's code, as transformers imported it
+        assert results[folder]["modules"] == [f"{package}.cpu_kernels_transformer", f"{package}.modeling_transformer"]
         assert results[folder]["max_diff"] == 0.0, folder
         assert results[folder].get("generate_equal", True), folder
     assert "contains custom code" in results["error"] and "trust_remote_code=True" in results["error"]

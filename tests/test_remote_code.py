@@ -21,7 +21,7 @@ AUTO_CLASS_OF_TASK = {
     "sequence-classification": "AutoModelForSequenceClassification",
     "token-classification": "AutoModelForTokenClassification",
 }
-CODE_FILES = {"configuration_gpt.py", "modeling_gpt.py"}
+CODE_FILES = {"configuration_gpt.py", "modeling_gpt.py", "cpu_kernels_gpt.py"}
 
 # Runs in the child before anything else: makes `import hf_bigmodel` fail although the package is installed
 # (editable), as on a machine that only has transformers.
@@ -54,6 +54,8 @@ for folder, auto_name in cases.items():
         out = model(ref["input_ids"])
         got = out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
         result = {"module": type(model).__module__, "max_diff": (got - ref["output"]).abs().max().item()}
+        # where every non-torch submodule's class came from: the modeling file and its CPU-kernel sibling
+        result["modules"] = sorted({type(m).__module__ for m in model.modules() if not type(m).__module__.startswith(("torch.", "transformers."))})
         if "generated" in ref:
             generated = model.generate(ref["input_ids"][:1], max_new_tokens=5, do_sample=False)
             result["generate_equal"] = torch.equal(generated, ref["generated"])
@@ -142,6 +144,8 @@ def test_remote_code_without_hf_bigmodel(saved_folders, trainer_outputs, tmp_pat
     )
     for folder in cases:
         assert results[folder]["module"].startswith("transformers_modules."), folder
+        package = results[folder]["module"].rsplit(".", 1)[0]  # the folder's code, as transformers imported it
+        assert results[folder]["modules"] == [f"{package}.cpu_kernels_gpt", f"{package}.modeling_gpt"], folder
         assert results[folder]["max_diff"] == 0.0, folder
         if "generate_equal" in results[folder]:
             assert results[folder]["generate_equal"], folder

@@ -105,38 +105,32 @@ class BigModelBertConfig(PreTrainedConfig):
             raise ValueError(f"Unknown BERT preset {name!r}. Available presets: {', '.join(PRESETS)}.")
         return cls(**{**PRESETS[name], **overrides})
 
+    # Copied from hf_bigmodel.models.gpt.configuration_gpt.BigModelGPTConfig.head_dim
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
     def validate_architecture(self):
         """Part of `@strict` validation: runs at init and again before `save_pretrained`."""
-        for name in (
-            "vocab_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "type_vocab_size",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
-                f"({self.num_attention_heads}): each head gets hidden_size / num_attention_heads channels. "
-                f"Pick a head count that divides {self.hidden_size}, e.g. "
-                f"{_divisor_near(self.hidden_size, self.num_attention_heads)}."
-            )
+        _check_positive_ints(
+            self,
+            (
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+                "type_vocab_size",
+            ),
+        )
+        _check_heads_divide_hidden_size(self)
         if self.hidden_act not in ACT2FN:
             raise ValueError(
                 f"`hidden_act` must be the name of a transformers activation (transformers.activations.ACT2FN, e.g. "
                 f"'gelu', 'gelu_new', 'relu'), got {self.hidden_act!r}."
             )
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        _check_probabilities(self, ("hidden_dropout_prob", "attention_probs_dropout_prob"))
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
             raise ValueError(
                 f"`classifier_dropout` must be in [0, 1) or None (= hidden_dropout_prob), got {self.classifier_dropout}."
@@ -148,7 +142,34 @@ class BigModelBertConfig(PreTrainedConfig):
             )
 
 
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_positive_ints
+def _check_positive_ints(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"`{name}` must be a positive integer, got {getattr(config, name)}.")
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_heads_divide_hidden_size
+def _check_heads_divide_hidden_size(config: PreTrainedConfig) -> None:
+    if config.hidden_size % config.num_attention_heads != 0:
+        raise ValueError(
+            f"`hidden_size` ({config.hidden_size}) must be divisible by `num_attention_heads` "
+            f"({config.num_attention_heads}): each head gets hidden_size / num_attention_heads channels. "
+            f"Pick a head count that divides {config.hidden_size}, e.g. "
+            f"{_divisor_near(config.hidden_size, config.num_attention_heads)}."
+        )
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_probabilities
+def _check_probabilities(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1), got {getattr(config, name)}.")
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._divisor_near
 def _divisor_near(n: int, target: int) -> int:
+    """The divisor of `n` closest to `target` (the smaller one on a tie): the head count to suggest."""
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 

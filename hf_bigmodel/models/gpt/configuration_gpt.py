@@ -175,23 +175,19 @@ class BigModelGPTConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         """Part of `@strict` validation: runs at init and again before `save_pretrained`."""
-        for name in (
-            "vocab_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
-                f"({self.num_attention_heads}): each head gets hidden_size / num_attention_heads channels. "
-                f"Pick a head count that divides {self.hidden_size}, e.g. {_divisor_near(self.hidden_size, self.num_attention_heads)}."
-            )
+        _check_positive_ints(
+            self,
+            (
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+            ),
+        )
+        _check_heads_divide_hidden_size(self)
         if self.num_attention_heads % self.num_key_value_heads != 0:
             raise ValueError(
                 f"`num_attention_heads` ({self.num_attention_heads}) must be a multiple of `num_key_value_heads` "
@@ -208,12 +204,35 @@ class BigModelGPTConfig(PreTrainedConfig):
             raise ValueError(
                 f"Rotary positions need an even head size, got hidden_size / num_attention_heads = {self.head_dim}."
             )
-        for name in ("embedding_dropout", "hidden_dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        _check_probabilities(self, ("embedding_dropout", "hidden_dropout", "attention_dropout"))
+
+
+# The checks every architecture's `validate_architecture` shares (copied into each configuration file, which must
+# stay standalone), with messages that say how to fix the value.
+def _check_positive_ints(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"`{name}` must be a positive integer, got {getattr(config, name)}.")
+
+
+def _check_heads_divide_hidden_size(config: PreTrainedConfig) -> None:
+    if config.hidden_size % config.num_attention_heads != 0:
+        raise ValueError(
+            f"`hidden_size` ({config.hidden_size}) must be divisible by `num_attention_heads` "
+            f"({config.num_attention_heads}): each head gets hidden_size / num_attention_heads channels. "
+            f"Pick a head count that divides {config.hidden_size}, e.g. "
+            f"{_divisor_near(config.hidden_size, config.num_attention_heads)}."
+        )
+
+
+def _check_probabilities(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1), got {getattr(config, name)}.")
 
 
 def _divisor_near(n: int, target: int) -> int:
+    """The divisor of `n` closest to `target` (the smaller one on a tie): the head count to suggest."""
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 

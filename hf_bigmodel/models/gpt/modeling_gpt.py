@@ -3,7 +3,9 @@ grouped-query attention.
 
 Standalone on purpose (transformers' single-model-file policy): `save_pretrained` copies this file and
 `configuration_gpt.py` next to the weights, so that `trust_remote_code=True` loads the model without hf_bigmodel
-installed. Only `torch`, `transformers` and the sibling configuration may be imported here.
+installed. Only `torch`, `transformers` and the sibling files may be imported here: the sibling
+`cpu_kernels_gpt.py` holds the CPU fast paths (dropout, few-row products, blockwise attention, chunked loss) and is
+copied along, since transformers follows single-dot relative imports.
 
 Parameter names follow Llama (`embed_tokens`, `layers.N.self_attn.qkv_proj`, `mlp.up_proj`, `norm`, `lm_head`), so
 conversion to GPT-2 or Llama checkpoints is a plain key map (plus a transpose for GPT-2's Conv1D and a split of the
@@ -14,7 +16,6 @@ import json
 import math
 import os
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 from huggingface_hub import try_to_load_from_cache
@@ -40,6 +41,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt import BigModelGPTConfig
+from .cpu_kernels_gpt import BigModelGPTDropout, BigModelGPTLinear, blockwise_causal_attention, causal_lm_loss
 
 
 def make_norm(config: BigModelGPTConfig) -> nn.Module:
@@ -120,157 +122,6 @@ def eager_attention_forward(
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (batch, q_len, heads, head_dim)
     return attn_output, attn_weights
-
-
-def dropout_training(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Training-mode dropout: zero each element with probability `p` and scale the rest by 1 / (1 - p), as
-    `nn.functional.dropout` does. On CPU the keep mask comes from `torch.rand` (one float32 per element, so `p` is
-    exact to 2**-24) and a multiply, about 40% cheaper forward + backward than the `bernoulli_`-based kernel."""
-    if p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return nn.functional.dropout(x, p=p)
-    keep = torch.rand(x.shape, device=x.device).ge_(p).mul_(1.0 / (1.0 - p))  # 0 or 1 / (1 - p)
-    return x * keep.to(x.dtype)
-
-
-class BigModelGPTDropout(nn.Dropout):
-    """`nn.Dropout` computed by `dropout_training` (same distribution, cheaper on CPU)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout_training(x, self.p) if self.training else x
-
-
-# Most input rows for which `BigModelGPTLinear` uses `few_rows_linear`: decoding steps (one row per sequence or beam).
-# Larger inputs are matrix products that the BLAS library already runs well on every thread.
-FEW_ROWS = 16
-
-
-class ThreadBlocks(NamedTuple):
-    """A linear layer's weight as views for `few_rows_linear`: `parts` blocks of output rows, and the rows beyond a
-    multiple of `parts` (an odd vocabulary), which go through `linear()`."""
-
-    weight: torch.Tensor  # (parts, out // parts, in): row blocks of the weight
-    bias: torch.Tensor | None  # (parts, out // parts, 1)
-    rest_weight: torch.Tensor | None  # (out % parts, in)
-    rest_bias: torch.Tensor | None
-
-
-def split_for_threads(weight: torch.Tensor, bias: torch.Tensor | None, parts: int) -> ThreadBlocks:
-    out_features, in_features = weight.shape
-    split = out_features - out_features % parts
-    blocks = weight[:split].view(parts, split // parts, in_features)
-    bias_blocks = None if bias is None else bias[:split].view(parts, -1, 1)
-    if split == out_features:
-        return ThreadBlocks(blocks, bias_blocks, None, None)
-    return ThreadBlocks(blocks, bias_blocks, weight[split:], None if bias is None else bias[split:])
-
-
-def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
-    """`nn.functional.linear(x, weight, bias)` for an input of a few rows, computed as one batched product
-    `weight_block @ x.T` over the weight's row blocks (`split_for_threads`).
-
-    A decoding step at batch 1 is a matrix-vector product, which is bound by how fast the weight streams from memory.
-    MKL's `linear()` runs it on one thread at about 10 GB/s on this project's CPUs; the same bytes as a batched
-    product with the weight on the left stream at about 20 GB/s per thread, and the batch entries (one block of
-    weight rows each) run on parallel threads: the products of a decoding step take about 1/3 of `linear()`'s time on 2
-    cores (1/2 on one). Nothing is copied: the blocks are views of the weight.
-    """
-    parts, block, in_features = blocks.weight.shape
-    columns = x.reshape(-1, in_features).t().expand(parts, -1, -1)  # (parts, in, rows)
-    if blocks.bias is None:
-        out = torch.bmm(blocks.weight, columns)
-    else:
-        out = torch.baddbmm(blocks.bias, blocks.weight, columns)  # (parts, block, rows)
-    shape = x.shape[:-1] + (parts * block,)
-    # (parts, block, rows) -> (rows, parts * block); with one row that order is already the memory order
-    out = out.view(shape) if columns.shape[2] == 1 else out.permute(2, 0, 1).reshape(shape)
-    if blocks.rest_weight is not None:
-        out = torch.cat([out, nn.functional.linear(x, blocks.rest_weight, blocks.rest_bias)], dim=-1)
-    return out
-
-
-class BigModelGPTLinear(nn.Linear):
-    """`nn.Linear` (same parameters, same results up to float rounding) whose float32 inference on a few CPU rows,
-    the decoding steps of `generate`, goes through the faster `few_rows_linear`. Training, large inputs, other
-    dtypes, autocast, other devices, compiled graphs and tensor subclasses (DTensor, quantized weights) go through
-    `nn.functional.linear` unchanged."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            not torch.compiler.is_compiling()  # compiled graphs fuse their own kernels; the thread count is not traceable
-            and x.is_cpu
-            and x.dtype == torch.float32  # bfloat16 products (and autocast) already use every thread in oneDNN
-            and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu")
-            and x.shape[-1] == self.in_features  # (a wrong size gets linear()'s error)
-            and x.numel() <= FEW_ROWS * self.in_features
-        ):
-            blocks = self._thread_blocks()
-            if blocks is not None:
-                return few_rows_linear(x, blocks)
-        return nn.functional.linear(x, self.weight, self.bias)
-
-    def _thread_blocks(self) -> ThreadBlocks | None:
-        """The weight split in one block per thread (at least 2: even on one thread, MKL's batched product streams
-        the weight twice as fast as its matrix-vector product), or None where that does not apply. Cached, because
-        a decoding step is short enough for building the views to show: the cache key is the thread count and the
-        tensors' storage, so a new thread count, `model.to(...)` or replaced weights rebuild it (in-place updates
-        keep the views valid)."""
-        weight, bias = self.weight, self.bias
-        parts = max(2, torch.get_num_threads())
-        key = (parts, weight.data_ptr(), None if bias is None else bias.data_ptr())
-        cached = self.__dict__.get("_thread_blocks_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        usable = (
-            weight.shape[0] >= parts
-            and weight.dtype == torch.float32
-            and type(weight) is nn.Parameter
-            and weight.is_contiguous()
-            and (bias is None or bias.is_contiguous())
-        )
-        blocks = split_for_threads(weight, bias, parts) if usable else None
-        self.__dict__["_thread_blocks_cache"] = (key, blocks)
-        return blocks
-
-    def _apply(self, fn, recurse: bool = True):
-        self.__dict__.pop("_thread_blocks_cache", None)  # holds views of the old tensors: let them go
-        return super()._apply(fn, recurse)
-
-
-# Query rows per block of `blockwise_causal_attention`: big enough for efficient matmuls, small enough to skip most
-# of the masked upper triangle (at 256 tokens, 2 blocks do 3/4 of the full work; at 1024, 8 blocks do 9/16).
-CAUSAL_BLOCK_SIZE = 128
-
-
-def blockwise_causal_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, dropout: float
-) -> torch.Tensor:
-    """Exact causal attention over a whole sequence (no cache, no padding), for training on CPU.
-
-    PyTorch has no fused CPU attention kernel with dropout: sdpa then falls back to its math path, which computes
-    the full seq x seq scores (half of them masked) and upcasts bfloat16 inputs to float32 everywhere. Here each
-    block of query rows only multiplies the keys it may see; scores and softmax are float32 (as in sdpa's kernels),
-    the probabilities are cast to the value dtype for dropout and the second matmul. Returns
-    (batch, seq, heads, head_dim) like the attention interfaces.
-    """
-    batch, heads, seq_len, head_dim = query.shape
-    n_rep = heads // key.shape[1]
-    value = repeat_kv(value, n_rep).flatten(0, 1)  # (batch * heads, seq, head_dim)
-    with torch.autocast(query.device.type, enabled=False):
-        query = query.float().flatten(0, 1)
-        key_t = repeat_kv(key.float(), n_rep).flatten(0, 1).transpose(1, 2)  # (batch * heads, head_dim, seq)
-        mask = torch.full((seq_len, seq_len), float("-inf"), device=query.device).triu_(1)
-        blocks = []
-        for start in range(0, seq_len, CAUSAL_BLOCK_SIZE):
-            end = min(start + CAUSAL_BLOCK_SIZE, seq_len)
-            scores = torch.baddbmm(mask[start:end, :end], query[:, start:end], key_t[:, :, :end], alpha=scaling)
-            probs = scores.softmax(dim=-1).to(value.dtype)
-            probs = dropout_training(probs, dropout)
-            blocks.append(torch.bmm(probs, value[:, :end]))  # (batch * heads, block, head_dim)
-    attn_output = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
-    return attn_output.view(batch, heads, seq_len, head_dim).transpose(1, 2)
 
 
 class BigModelGPTAttention(nn.Module):
@@ -562,68 +413,6 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
             )
         hidden_states = self.norm(hidden_states)
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
-
-
-# Logits per chunk of the loss (8 MiB in float32): the softmax, the gradient and its cast then run on data that is
-# still in the CPU caches, instead of as several passes over the whole (tokens, vocab) matrix.
-LOSS_CHUNK_ELEMENTS = 2**21
-
-
-class ChunkedCrossEntropySum(torch.autograd.Function):
-    """Summed cross-entropy of `logits` (rows, vocab) against `targets` (rows,), skipping `ignore_index`, in float32
-    whatever the logits dtype. Forward and backward work through row chunks and the backward writes
-    `softmax - one_hot` straight into the gradient, so no (rows, vocab) log-probabilities are stored in between."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
-        ctx.save_for_backward(logits, targets)
-        ctx.ignore_index = ignore_index
-        ctx.chunk_rows = max(1, LOSS_CHUNK_ELEMENTS // logits.shape[1])
-        total = logits.new_zeros((), dtype=torch.float32)
-        for start in range(0, logits.shape[0], ctx.chunk_rows):
-            rows = slice(start, start + ctx.chunk_rows)
-            total += nn.functional.cross_entropy(
-                logits[rows].float(), targets[rows], ignore_index=ignore_index, reduction="sum"
-            )
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        logits, targets = ctx.saved_tensors
-        grad = torch.empty_like(logits)
-        for start in range(0, logits.shape[0], ctx.chunk_rows):
-            rows = slice(start, start + ctx.chunk_rows)
-            keep = targets[rows] != ctx.ignore_index
-            weight = (keep * grad_total).unsqueeze(1)  # (chunk, 1): 0 on ignored rows
-            target = torch.where(keep, targets[rows], 0).unsqueeze(1)
-            if logits.dtype == torch.float32:  # compute in place in the gradient, no copy
-                torch.softmax(logits[rows], dim=-1, out=grad[rows]).mul_(weight).scatter_add_(1, target, -weight)
-            else:
-                grad[rows] = torch.softmax(logits[rows].float(), dim=-1).mul_(weight).scatter_add_(1, target, -weight)
-        return grad, None, None
-
-
-def causal_lm_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    vocab_size: int,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    shift_labels: torch.Tensor | None = None,
-    **kwargs,
-) -> torch.Tensor:
-    """transformers' `ForCausalLMLoss` (same arguments and value: labels shifted left, `ignore_index` skipped, the
-    sum divided by `num_items_in_batch` when given, else the mean), computed by `ChunkedCrossEntropySum`, which
-    is faster and keeps no float32 copy of the logits."""
-    if shift_labels is None:
-        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
-    shift_labels = shift_labels.reshape(-1).to(logits.device)
-    total = ChunkedCrossEntropySum.apply(logits.reshape(-1, vocab_size), shift_labels, ignore_index)
-    if num_items_in_batch is None:
-        return total / (shift_labels != ignore_index).sum()
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(total.device)
-    return total / num_items_in_batch
 
 
 class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):

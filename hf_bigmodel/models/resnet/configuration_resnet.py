@@ -126,9 +126,7 @@ class BigModelResNetConfig(PreTrainedConfig):
             bad = [value for value in getattr(self, name) if value <= 0]
             if bad:
                 raise ValueError(f"Every entry of `{name}` must be a positive integer, got {getattr(self, name)}.")
-        for name in ("num_channels", "embedding_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
+        _check_positive_ints(self, ("num_channels", "embedding_size"))
         if self.layer_type not in LAYER_TYPES:
             raise ValueError(f"`layer_type` must be one of {LAYER_TYPES}, got {self.layer_type!r}.")
         if self.stem_type not in STEM_TYPES:
@@ -148,8 +146,21 @@ class BigModelResNetConfig(PreTrainedConfig):
                 f"`hidden_act` {self.hidden_act!r} is not a transformers activation; use one of "
                 f"{', '.join(sorted(k for k in ACT2FN if k in ('relu', 'gelu', 'silu', 'leaky_relu', 'mish')))}."
             )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"`label_smoothing` must be in [0, 1), got {self.label_smoothing}.")
+        _check_probabilities(self, ("label_smoothing",))
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_positive_ints
+def _check_positive_ints(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"`{name}` must be a positive integer, got {getattr(config, name)}.")
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_probabilities
+def _check_probabilities(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1), got {getattr(config, name)}.")
 
 
 __all__ = ["BigModelResNetConfig", "PRESETS"]

@@ -2,7 +2,9 @@
 
 Standalone on purpose (transformers' single-model-file policy): `save_pretrained` copies this file and
 `configuration_resnet.py` next to the weights, so that `trust_remote_code=True` loads the model without hf_bigmodel
-installed. Only `torch`, `transformers` and the sibling configuration may be imported here.
+installed. Only `torch`, `transformers` and the sibling files may be imported here: the sibling
+`cpu_kernels_resnet.py` holds the fast paths listed below (BatchNorm folding, the fused oneDNN convolution, the
+checkpoint-once BatchNorm) and is copied along, since transformers follows single-dot relative imports.
 
 Parameter names map one to one onto transformers' `ResNetForImageClassification` (`microsoft/resnet-*`):
 `resnet.embedder.{conv,norm}` <-> `resnet.embedder.embedder.{convolution,normalization}`,
@@ -16,12 +18,15 @@ Speed, with the same function and the same state dict as the stock model:
 - in-place ReLU and residual sums.
 """
 
+import json
 import math
-import threading
+import os
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import try_to_load_from_cache
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -34,149 +39,7 @@ from transformers.modeling_utils import PreTrainedModel
 from transformers.utils import can_return_tuple
 
 from .configuration_resnet import BigModelResNetConfig
-
-# Set while activation checkpointing recomputes a block in the backward pass: BatchNorm then normalises with the
-# batch statistics as in the first pass but does not update its running statistics a second time.
-_RECOMPUTING = threading.local()
-
-
-def _is_recomputing() -> bool:
-    return getattr(_RECOMPUTING, "active", False)
-
-
-class BigModelResNetBatchNorm(nn.BatchNorm2d):
-    """`nn.BatchNorm2d` (same parameters and buffers) that leaves its running statistics alone during the backward
-    recomputation of activation checkpointing, so a checkpointed step updates them exactly once, as without it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and _is_recomputing() and self.running_mean is not None:
-            # Throwaway copies take the update: the same op (and the same saved tensors, which non-reentrant
-            # checkpointing checks) as the first pass, with the real statistics untouched.
-            mean, var = self.running_mean.clone(), self.running_var.clone()
-            return F.batch_norm(x, mean, var, self.weight, self.bias, True, self.momentum or 0.0, self.eps)
-        return super().forward(x)
-
-
-def _checkpoint_updating_batch_norm_once(checkpoint_func: Callable) -> Callable:
-    """Wrap a checkpoint function so that every call after the first one of the checkpointed function (the
-    recomputation in backward) runs with BatchNorm running-statistics updates switched off."""
-
-    def run(function: Callable, *args, **kwargs):
-        calls = 0
-
-        def counted(*inner_args, **inner_kwargs):
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                return function(*inner_args, **inner_kwargs)
-            previous = _is_recomputing()
-            _RECOMPUTING.active = True
-            try:
-                return function(*inner_args, **inner_kwargs)
-            finally:
-                _RECOMPUTING.active = previous
-
-        return checkpoint_func(counted, *args, **kwargs)
-
-    return run
-
-
-def _tensor_key(tensor: torch.Tensor) -> tuple:
-    return (id(tensor), tensor.data_ptr(), tensor._version)
-
-
-class BigModelResNetConvNorm:
-    """Helpers for a (Conv2d without bias, BatchNorm) pair: the plain path and the folded inference path."""
-
-    @staticmethod
-    def fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-        """conv + BN (eval) as one convolution: w' = w * g / sqrt(var + eps), b' = b - mean * g / sqrt(var + eps)."""
-        scale = norm.weight.float() * torch.rsqrt(norm.running_var.float() + norm.eps)
-        weight = (conv.weight.float() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
-        bias = (norm.bias.float() - norm.running_mean.float() * scale).to(conv.weight.dtype)
-        return weight, bias
-
-    @staticmethod
-    def folded(conv: nn.Conv2d, norm: nn.BatchNorm2d, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """`fold(conv, norm)`, cached on the conv module; the key holds every tensor's version counter, so an
-        optimizer step, a `load_state_dict` or a new running statistic recomputes it. Under torch.compile /
-        torch.export the folding is traced as plain tensor ops instead (the compiler constant-folds it)."""
-        if _tracing():
-            return BigModelResNetConvNorm.fold(conv, norm)
-        key = (
-            _tensor_key(conv.weight),
-            _tensor_key(norm.weight),
-            _tensor_key(norm.bias),
-            _tensor_key(norm.running_mean),
-            _tensor_key(norm.running_var),
-            norm.eps,
-            channels_last,
-        )
-        cached = getattr(conv, "_bigmodel_folded", None)
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        with torch.no_grad():
-            weight, bias = BigModelResNetConvNorm.fold(conv, norm)
-            if channels_last:
-                weight = weight.contiguous(memory_format=torch.channels_last)
-        conv._bigmodel_folded = (key, weight, bias)
-        return weight, bias
-
-    @staticmethod
-    def forward(
-        conv: nn.Conv2d,
-        norm: nn.BatchNorm2d,
-        x: torch.Tensor,
-        fused: bool,
-        channels_last: bool,
-        act: "BigModelResNetActivation | None" = None,
-        residual: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """act(norm(conv(x)) + residual), with `act` and `residual` optional. `fused` (inference only) folds the
-        BatchNorm into the convolution and, on CPU in float32 with ReLU, runs conv + bias (+ residual) + ReLU as one
-        oneDNN call: the same arithmetic without writing and re-reading the intermediate feature maps."""
-        if fused:
-            weight, bias = BigModelResNetConvNorm.folded(conv, norm, channels_last)
-            if (act is None or act.inplace) and _onednn_fusable(x, weight):
-                unary = "relu" if act is not None else "none"
-                args = (weight, bias, conv.padding, conv.stride, conv.dilation, conv.groups)
-                if residual is None:
-                    return torch.ops.mkldnn._convolution_pointwise(x, *args, unary, [], "")
-                return torch.ops.mkldnn._convolution_pointwise.binary(
-                    x, residual, *args, "add", None, unary if act is not None else None, [], ""
-                )
-            y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-        else:
-            y = norm(conv(x))
-        if residual is not None:
-            y = y.add_(residual)
-        return act(y) if act is not None else y
-
-
-def _tracing() -> bool:
-    """Whether torch.compile or torch.export is tracing (no Python-side caches or backend-specific ops then)."""
-    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
-    return torch.compiler.is_compiling() or (is_exporting is not None and is_exporting())
-
-
-def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN's fused convolution op can run this inference convolution (CPU, float32, no autocast)."""
-    return (
-        _HAS_ONEDNN_POINTWISE
-        and not _tracing()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and torch.backends.mkldnn.enabled
-        and not torch.is_autocast_enabled("cpu")
-    )
-
-
-_HAS_ONEDNN_POINTWISE = (
-    torch.backends.mkldnn.is_available()
-    and hasattr(torch.ops, "mkldnn")
-    and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-)
+from .cpu_kernels_resnet import BigModelResNetBatchNorm, BigModelResNetConvNorm, checkpoint_updating_batch_norm_once
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Conv2d:
@@ -282,6 +145,46 @@ class BigModelResNetStage(nn.Module):
         )
 
 
+# Copied from hf_bigmodel.models.gpt.modeling_gpt._unreadable_safetensors_files
+def _unreadable_safetensors_files(name_or_path: str | os.PathLike, kwargs: dict) -> list[str]:
+    """The safetensors files of a local folder or of a cached Hub repo whose header safetensors cannot read."""
+    subfolder = kwargs.get("subfolder") or ""
+    folder = os.path.join(str(name_or_path), subfolder)
+    if os.path.isdir(folder):
+        candidates = sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".safetensors"))
+    else:
+
+        def cached(filename: str) -> str | None:
+            try:
+                path = try_to_load_from_cache(
+                    str(name_or_path),
+                    f"{subfolder}/{filename}" if subfolder else filename,
+                    cache_dir=kwargs.get("cache_dir"),
+                    revision=kwargs.get("revision"),
+                )
+            except Exception:  # not a valid repo id: nothing to point at
+                return None
+            return path if isinstance(path, str) else None
+
+        names = ["model.safetensors"]
+        index = cached("model.safetensors.index.json")
+        if index is not None:
+            try:
+                with open(index, encoding="utf-8") as f:
+                    names += sorted(set(json.load(f).get("weight_map", {}).values()))
+            except (OSError, ValueError):  # a damaged index: fall back to the single-file name
+                pass
+        candidates = [path for path in map(cached, names) if path is not None]
+    bad_files = []
+    for path in candidates:
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            bad_files.append(path)
+    return bad_files
+
+
 class BigModelResNetPreTrainedModel(PreTrainedModel):
     config: BigModelResNetConfig
     base_model_prefix = "resnet"
@@ -289,6 +192,26 @@ class BigModelResNetPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["BigModelResNetBasicBlock", "BigModelResNetBottleneckBlock"]
+
+    # Copied from hf_bigmodel.models.gpt.modeling_gpt.BigModelGPTPreTrainedModel.from_pretrained
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, except that a damaged safetensors file gives an error that names the
+        file and says what to do (safetensors alone says e.g. "Error while deserializing header: header too large")."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            bad_files = _unreadable_safetensors_files(pretrained_model_name_or_path, kwargs)
+            if len(bad_files) == 1:
+                what = f"The checkpoint file {bad_files[0]} is"
+            elif bad_files:
+                what = f"The checkpoint files {', '.join(bad_files)} are"
+            else:
+                what = f"A safetensors file of {pretrained_model_name_or_path} is"
+            raise OSError(
+                f"{what} corrupt or truncated ({error}), probably by an interrupted save or download. Re-save the "
+                f"model with `save_pretrained`, or re-download it, e.g. `from_pretrained(..., force_download=True)`."
+            ) from error
 
     @property
     def dummy_inputs(self) -> dict[str, torch.Tensor]:
@@ -326,7 +249,7 @@ class BigModelResNetPreTrainedModel(PreTrainedModel):
             gradient_checkpointing_func = checkpoint
         super()._set_gradient_checkpointing(
             enable=enable,
-            gradient_checkpointing_func=_checkpoint_updating_batch_norm_once(gradient_checkpointing_func),
+            gradient_checkpointing_func=checkpoint_updating_batch_norm_once(gradient_checkpointing_func),
             every_n_layers=every_n_layers,
         )
 

@@ -127,29 +127,26 @@ class BigModelTransformerConfig(PreTrainedConfig):
             raise ValueError(f"Unknown Transformer preset {name!r}. Available presets: {', '.join(PRESETS)}.")
         return cls(**{**PRESETS[name], **overrides})
 
+    # Copied from hf_bigmodel.models.gpt.configuration_gpt.BigModelGPTConfig.head_dim
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
     def validate_architecture(self):
         """Part of `@strict` validation: runs at init and again before `save_pretrained`."""
-        for name in (
-            "vocab_size",
-            "hidden_size",
-            "encoder_layers",
-            "decoder_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
-                f"({self.num_attention_heads}): each head gets hidden_size / num_attention_heads channels. "
-                f"Pick a head count that divides {self.hidden_size}."
-            )
+        _check_positive_ints(
+            self,
+            (
+                "vocab_size",
+                "hidden_size",
+                "encoder_layers",
+                "decoder_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+            ),
+        )
+        _check_heads_divide_hidden_size(self)
         if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
             raise ValueError(
                 f"`position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, got "
@@ -164,9 +161,7 @@ class BigModelTransformerConfig(PreTrainedConfig):
                 f"Sinusoidal positions pair a sine and a cosine per frequency, so `hidden_size` must be even, got "
                 f"{self.hidden_size}. Use an even hidden_size or position_embedding_type='learned'."
             )
-        for name in ("dropout", "attention_dropout", "activation_dropout", "label_smoothing"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        _check_probabilities(self, ("dropout", "attention_dropout", "activation_dropout", "label_smoothing"))
         if self.decoder_start_token_id is None:
             raise ValueError(
                 "`decoder_start_token_id` is required: it is the first decoder input of every translation. Set it to "
@@ -179,6 +174,37 @@ class BigModelTransformerConfig(PreTrainedConfig):
                     f"`{name}` ({value}) must be a token id in [0, vocab_size={self.vocab_size}). Use the ids of "
                     f"your tokenizer, or enlarge vocab_size."
                 )
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_positive_ints
+def _check_positive_ints(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"`{name}` must be a positive integer, got {getattr(config, name)}.")
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_heads_divide_hidden_size
+def _check_heads_divide_hidden_size(config: PreTrainedConfig) -> None:
+    if config.hidden_size % config.num_attention_heads != 0:
+        raise ValueError(
+            f"`hidden_size` ({config.hidden_size}) must be divisible by `num_attention_heads` "
+            f"({config.num_attention_heads}): each head gets hidden_size / num_attention_heads channels. "
+            f"Pick a head count that divides {config.hidden_size}, e.g. "
+            f"{_divisor_near(config.hidden_size, config.num_attention_heads)}."
+        )
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._check_probabilities
+def _check_probabilities(config: PreTrainedConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1), got {getattr(config, name)}.")
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._divisor_near
+def _divisor_near(n: int, target: int) -> int:
+    """The divisor of `n` closest to `target` (the smaller one on a tie): the head count to suggest."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 
 __all__ = ["BigModelTransformerConfig", "PRESETS"]

@@ -6,7 +6,9 @@ projection (each can be turned off); label-smoothed cross-entropy as the model's
 
 Standalone on purpose (transformers' single-model-file policy): `save_pretrained` copies this file and
 `configuration_transformer.py` next to the weights, so that `trust_remote_code=True` loads the model without
-hf_bigmodel installed. Only `torch`, `transformers` and the sibling configuration may be imported here.
+hf_bigmodel installed. Only `torch`, `transformers` and the sibling files may be imported here: the sibling
+`cpu_kernels_transformer.py` holds the CPU fast paths (dropout, math attention, chunked label-smoothed loss) and is
+copied along, since transformers follows single-dot relative imports.
 
 Parameter names follow Marian/BART (`model.shared`, `encoder.layers.N.self_attn`, `self_attn_layer_norm`, `fc1`,
 `fc2`, `final_layer_norm`, `decoder.layers.N.encoder_attn`, `lm_head`), with the attention input projections fused
@@ -14,10 +16,14 @@ Parameter names follow Marian/BART (`model.shared`, `encoder.layers.N.self_attn`
 is a key map plus a split/concatenation of those projections.
 """
 
+import json
 import math
+import os
 from collections.abc import Callable
 
 import torch
+from huggingface_hub import try_to_load_from_cache
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -38,6 +44,12 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_transformer import BigModelTransformerConfig
+from .cpu_kernels_transformer import (
+    MATH_ATTENTION_MAX_SCORES,
+    BigModelTransformerDropout,
+    label_smoothed_loss,
+    math_attention,
+)
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int) -> torch.Tensor:
@@ -52,6 +64,14 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
     shifted[:, 1:] = labels[:, :-1]
     shifted[:, 0] = decoder_start_token_id
     return shifted.masked_fill_(shifted == -100, pad_token_id)
+
+
+def _target_mask(labels: torch.Tensor) -> torch.Tensor | None:
+    """1 up to each row's last labelled position (at least the first position), 0 after; None if nothing is cut."""
+    positions = torch.arange(labels.shape[1], device=labels.device)
+    last = torch.where(labels != -100, positions, 0).amax(dim=1, keepdim=True)  # (batch, 1)
+    mask = (positions <= last).long()
+    return None if bool(mask.all()) else mask
 
 
 def sinusoidal_table(num_positions: int, dim: int, layout: str = "split") -> torch.Tensor:
@@ -86,16 +106,19 @@ class BigModelTransformerSinusoidalEmbedding(nn.Module):
         return nn.functional.embedding(position_ids, self.weight)
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Dropout with `nn.functional.dropout`'s distribution (zero with probability `p`, scale the rest by
-    1 / (1 - p)). On CPU the keep mask is `torch.rand(...) >= p` and a multiply, which forward + backward is
-    markedly cheaper than the `bernoulli_`-based kernel."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return nn.functional.dropout(x, p=p, training=True)
-    keep = torch.rand(x.shape, device=x.device).ge_(p).mul_(1.0 / (1.0 - p))
-    return x * keep.to(x.dtype)
+def _check_length(length: int, config: BigModelTransformerConfig, side: str) -> None:
+    if length > config.max_position_embeddings:
+        raise ValueError(
+            f"The {side} is {length} tokens long, more than max_position_embeddings={config.max_position_embeddings}. "
+            f"Truncate it, e.g. tokenizer(..., truncation=True, max_length={config.max_position_embeddings})"
+            + (", or generate fewer new tokens (max_new_tokens)." if side == "target" else ".")
+        )
+
+
+def _make_position_embedding(config: BigModelTransformerConfig) -> nn.Module:
+    if config.position_embedding_type == "learned":
+        return nn.Embedding(config.max_position_embeddings, config.hidden_size)
+    return BigModelTransformerSinusoidalEmbedding(config)
 
 
 class TokenPacking:
@@ -135,6 +158,7 @@ def _token_packing(module: nn.Module, mask: torch.Tensor | None, kwargs: dict) -
     return TokenPacking(mask.bool())
 
 
+# Copied from hf_bigmodel.models.bert.modeling_bert.eager_attention_forward
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -153,38 +177,6 @@ def eager_attention_forward(
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (batch, q_len, heads, head_dim)
     return attn_output, attn_weights
-
-
-# Largest score tensor (batch x heads x queries x keys) for which training on CPU uses `math_attention` instead of
-# sdpa: 16M float32 scores (64 MiB per attention layer kept for backward).
-MATH_ATTENTION_MAX_SCORES = 2**24
-
-
-def math_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None,
-    scaling: float,
-    dropout_p: float,
-    is_causal: bool,
-) -> torch.Tensor:
-    """softmax(q k^T * scaling + mask) v, exactly the function sdpa computes, as plain matmuls: on CPU, for the
-    short sequences of translation training, forward + backward runs faster than sdpa's flash kernel (whose
-    backward dominates in bfloat16). Scores and softmax are float32, as in sdpa's kernels. `mask` is sdpa's
-    boolean mask (True = attend) or an additive float mask. Returns (batch, q_len, heads, head_dim)."""
-    with torch.autocast(query.device.type, enabled=False):
-        scores = torch.matmul(query.float(), key.float().transpose(2, 3)).mul_(scaling)  # (batch, heads, q, k)
-        if is_causal:
-            causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril_()
-            mask = causal if mask is None else mask & causal
-        if mask is not None:
-            if mask.dtype == torch.bool:
-                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            else:
-                scores = scores + mask
-        probs = dropout(scores.softmax(dim=-1).to(value.dtype), dropout_p, True)
-        return torch.matmul(probs, value).transpose(1, 2)
 
 
 class BigModelTransformerAttention(nn.Module):
@@ -290,8 +282,8 @@ class BigModelTransformerEncoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: BigModelTransformerConfig, layer_idx: int):
         super().__init__()
         self.pre_norm = config.pre_norm
-        self.dropout = config.dropout
-        self.activation_dropout = config.activation_dropout
+        self.dropout = BigModelTransformerDropout(config.dropout)
+        self.activation_dropout = BigModelTransformerDropout(config.activation_dropout)
         self.self_attn = BigModelTransformerAttention(config, layer_idx, is_cross=False, is_causal=False)
         self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
@@ -300,7 +292,7 @@ class BigModelTransformerEncoderLayer(GradientCheckpointingLayer):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = dropout(self.activation_fn(self.fc1(x)), self.activation_dropout, self.training)
+        x = self.activation_dropout(self.activation_fn(self.fc1(x)))
         return self.fc2(x)
 
     def forward(
@@ -312,13 +304,13 @@ class BigModelTransformerEncoderLayer(GradientCheckpointingLayer):
         residual = hidden_states
         x = self.self_attn_layer_norm(hidden_states) if self.pre_norm else hidden_states
         x, _ = self.self_attn(x, attention_mask=attention_mask, **kwargs)
-        hidden_states = residual + dropout(x, self.dropout, self.training)
+        hidden_states = residual + self.dropout(x)
         if not self.pre_norm:
             hidden_states = self.self_attn_layer_norm(hidden_states)
 
         residual = hidden_states
         x = self.final_layer_norm(hidden_states) if self.pre_norm else hidden_states
-        hidden_states = residual + dropout(self._feed_forward(x), self.dropout, self.training)
+        hidden_states = residual + self.dropout(self._feed_forward(x))
         if not self.pre_norm:
             hidden_states = self.final_layer_norm(hidden_states)
         return hidden_states  # (batch, src_len, hidden)
@@ -331,8 +323,8 @@ class BigModelTransformerDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: BigModelTransformerConfig, layer_idx: int):
         super().__init__()
         self.pre_norm = config.pre_norm
-        self.dropout = config.dropout
-        self.activation_dropout = config.activation_dropout
+        self.dropout = BigModelTransformerDropout(config.dropout)
+        self.activation_dropout = BigModelTransformerDropout(config.activation_dropout)
         self.self_attn = BigModelTransformerAttention(config, layer_idx, is_cross=False, is_causal=True)
         self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.encoder_attn = BigModelTransformerAttention(config, layer_idx, is_cross=True, is_causal=False)
@@ -344,7 +336,7 @@ class BigModelTransformerDecoderLayer(GradientCheckpointingLayer):
 
     def _sublayer(self, hidden_states: torch.Tensor, norm: nn.LayerNorm, fn: Callable) -> torch.Tensor:
         x = fn(norm(hidden_states) if self.pre_norm else hidden_states)
-        hidden_states = hidden_states + dropout(x, self.dropout, self.training)
+        hidden_states = hidden_states + self.dropout(x)
         return hidden_states if self.pre_norm else norm(hidden_states)
 
     def forward(
@@ -376,8 +368,48 @@ class BigModelTransformerDecoderLayer(GradientCheckpointingLayer):
         return self._sublayer(
             hidden_states,
             self.final_layer_norm,
-            lambda x: self.fc2(dropout(self.activation_fn(self.fc1(x)), self.activation_dropout, self.training)),
+            lambda x: self.fc2(self.activation_dropout(self.activation_fn(self.fc1(x)))),
         )  # (batch, tgt_len, hidden)
+
+
+# Copied from hf_bigmodel.models.gpt.modeling_gpt._unreadable_safetensors_files
+def _unreadable_safetensors_files(name_or_path: str | os.PathLike, kwargs: dict) -> list[str]:
+    """The safetensors files of a local folder or of a cached Hub repo whose header safetensors cannot read."""
+    subfolder = kwargs.get("subfolder") or ""
+    folder = os.path.join(str(name_or_path), subfolder)
+    if os.path.isdir(folder):
+        candidates = sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".safetensors"))
+    else:
+
+        def cached(filename: str) -> str | None:
+            try:
+                path = try_to_load_from_cache(
+                    str(name_or_path),
+                    f"{subfolder}/{filename}" if subfolder else filename,
+                    cache_dir=kwargs.get("cache_dir"),
+                    revision=kwargs.get("revision"),
+                )
+            except Exception:  # not a valid repo id: nothing to point at
+                return None
+            return path if isinstance(path, str) else None
+
+        names = ["model.safetensors"]
+        index = cached("model.safetensors.index.json")
+        if index is not None:
+            try:
+                with open(index, encoding="utf-8") as f:
+                    names += sorted(set(json.load(f).get("weight_map", {}).values()))
+            except (OSError, ValueError):  # a damaged index: fall back to the single-file name
+                pass
+        candidates = [path for path in map(cached, names) if path is not None]
+    bad_files = []
+    for path in candidates:
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            bad_files.append(path)
+    return bad_files
 
 
 class BigModelTransformerPreTrainedModel(PreTrainedModel):
@@ -390,6 +422,26 @@ class BigModelTransformerPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
+
+    # Copied from hf_bigmodel.models.gpt.modeling_gpt.BigModelGPTPreTrainedModel.from_pretrained
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, except that a damaged safetensors file gives an error that names the
+        file and says what to do (safetensors alone says e.g. "Error while deserializing header: header too large")."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            bad_files = _unreadable_safetensors_files(pretrained_model_name_or_path, kwargs)
+            if len(bad_files) == 1:
+                what = f"The checkpoint file {bad_files[0]} is"
+            elif bad_files:
+                what = f"The checkpoint files {', '.join(bad_files)} are"
+            else:
+                what = f"A safetensors file of {pretrained_model_name_or_path} is"
+            raise OSError(
+                f"{what} corrupt or truncated ({error}), probably by an interrupted save or download. Re-save the "
+                f"model with `save_pretrained`, or re-download it, e.g. `from_pretrained(..., force_download=True)`."
+            ) from error
 
     def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
         """The tied parameters of this model. transformers ties only when `tie_word_embeddings` is true; here the
@@ -419,21 +471,6 @@ class BigModelTransformerPreTrainedModel(PreTrainedModel):
         return {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder_ids}
 
 
-def _check_length(length: int, config: BigModelTransformerConfig, side: str) -> None:
-    if length > config.max_position_embeddings:
-        raise ValueError(
-            f"The {side} is {length} tokens long, more than max_position_embeddings={config.max_position_embeddings}. "
-            f"Truncate it, e.g. tokenizer(..., truncation=True, max_length={config.max_position_embeddings})"
-            + (", or generate fewer new tokens (max_new_tokens)." if side == "target" else ".")
-        )
-
-
-def _make_position_embedding(config: BigModelTransformerConfig) -> nn.Module:
-    if config.position_embedding_type == "learned":
-        return nn.Embedding(config.max_position_embeddings, config.hidden_size)
-    return BigModelTransformerSinusoidalEmbedding(config)
-
-
 class BigModelTransformerEncoder(BigModelTransformerPreTrainedModel):
     """The encoder stack: scaled token embeddings + positions, then the encoder layers."""
 
@@ -447,6 +484,7 @@ class BigModelTransformerEncoder(BigModelTransformerPreTrainedModel):
         self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embedding else 1.0
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_positions = _make_position_embedding(config)
+        self.dropout = BigModelTransformerDropout(config.dropout)
         self.layers = nn.ModuleList([BigModelTransformerEncoderLayer(config, i) for i in range(config.encoder_layers)])
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.pre_norm else None
         self.gradient_checkpointing = False
@@ -475,7 +513,7 @@ class BigModelTransformerEncoder(BigModelTransformerPreTrainedModel):
         packing = _token_packing(self, attention_mask, kwargs)
         if packing is not None:
             hidden_states = packing.pack(hidden_states)  # (1, real tokens, hidden)
-        hidden_states = dropout(hidden_states, self.config.dropout, self.training)
+        hidden_states = self.dropout(hidden_states)
         for layer in self.layers:
             hidden_states = layer(hidden_states, mask, packing=packing, **kwargs)
         if self.layer_norm is not None:
@@ -500,6 +538,7 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
         self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embedding else 1.0
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_positions = _make_position_embedding(config)
+        self.dropout = BigModelTransformerDropout(config.dropout)
         self.layers = nn.ModuleList([BigModelTransformerDecoderLayer(config, i) for i in range(config.decoder_layers)])
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.pre_norm else None
         self.gradient_checkpointing = False
@@ -558,7 +597,7 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
             hidden_states = packing.pack(hidden_states)  # (1, real tokens, hidden)
         if kv_packing is not None and encoder_hidden_states is not None:
             encoder_hidden_states = kv_packing.pack(encoder_hidden_states)
-        hidden_states = dropout(hidden_states, self.config.dropout, self.training)
+        hidden_states = self.dropout(hidden_states)
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states,
@@ -655,80 +694,6 @@ class BigModelTransformerModel(BigModelTransformerPreTrainedModel):
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
-
-
-# Logits per chunk of the loss (8 MiB in float32): softmax and gradient run on data still in the CPU caches.
-LOSS_CHUNK_ELEMENTS = 2**21
-
-
-class ChunkedLabelSmoothedCrossEntropySum(torch.autograd.Function):
-    """Summed label-smoothed cross-entropy of `logits` (rows, vocab) against `targets` (rows,), skipping
-    `ignore_index` rows: exactly `cross_entropy(..., label_smoothing=eps, reduction="sum")`, in float32 whatever
-    the logits dtype. Works through row chunks; the backward writes `softmax - (1 - eps) one_hot - eps / vocab`
-    straight into the gradient, so no (rows, vocab) log-probabilities are kept between forward and backward."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, eps: float) -> torch.Tensor:
-        ctx.save_for_backward(logits, targets)
-        ctx.ignore_index, ctx.eps = ignore_index, eps
-        ctx.chunk_rows = max(1, LOSS_CHUNK_ELEMENTS // logits.shape[1])
-        total = logits.new_zeros((), dtype=torch.float32)
-        for start in range(0, logits.shape[0], ctx.chunk_rows):
-            rows = slice(start, start + ctx.chunk_rows)
-            total += nn.functional.cross_entropy(
-                logits[rows].float(), targets[rows], ignore_index=ignore_index, reduction="sum", label_smoothing=eps
-            )
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        logits, targets = ctx.saved_tensors
-        eps, vocab = ctx.eps, logits.shape[1]
-        grad = torch.empty_like(logits)
-        for start in range(0, logits.shape[0], ctx.chunk_rows):
-            rows = slice(start, start + ctx.chunk_rows)
-            keep = targets[rows] != ctx.ignore_index
-            weight = (keep * grad_total).unsqueeze(1)  # (chunk, 1): 0 on ignored rows
-            target = torch.where(keep, targets[rows], 0).unsqueeze(1)
-            if logits.dtype == torch.float32:
-                probs = torch.softmax(logits[rows], dim=-1, out=grad[rows])
-            else:
-                probs = torch.softmax(logits[rows].float(), dim=-1)
-            if eps:
-                probs.sub_(eps / vocab)
-            probs.mul_(weight).scatter_add_(1, target, -(1.0 - eps) * weight)
-            if logits.dtype != torch.float32:
-                grad[rows] = probs
-        return grad, None, None, None
-
-
-def label_smoothed_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    label_smoothing: float = 0.0,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-) -> torch.Tensor:
-    """Cross-entropy of `logits` (..., vocab) against `labels` (...), NOT shifted (seq2seq labels are aligned with
-    the decoder inputs), `ignore_index` skipped, with label smoothing. The sum is divided by `num_items_in_batch`
-    when given (Trainer's count over the whole accumulated batch), else by the number of labelled tokens."""
-    targets = labels.reshape(-1).to(logits.device)
-    total = ChunkedLabelSmoothedCrossEntropySum.apply(
-        logits.reshape(-1, logits.shape[-1]), targets, ignore_index, float(label_smoothing)
-    )
-    if num_items_in_batch is None:
-        return total / (targets != ignore_index).sum()
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(total.device)
-    return total / num_items_in_batch
-
-
-def _target_mask(labels: torch.Tensor) -> torch.Tensor | None:
-    """1 up to each row's last labelled position (at least the first position), 0 after; None if nothing is cut."""
-    positions = torch.arange(labels.shape[1], device=labels.device)
-    last = torch.where(labels != -100, positions, 0).amax(dim=1, keepdim=True)  # (batch, 1)
-    mask = (positions <= last).long()
-    return None if bool(mask.all()) else mask
 
 
 class BigModelTransformerForConditionalGeneration(BigModelTransformerPreTrainedModel, GenerationMixin):
