@@ -585,11 +585,8 @@ def test_code_files_follow_relative_imports(folders, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(folders["a"], folder)
     config = json.loads((folder / "config.json").read_text())
-    assert (
-        code_files_needed(config, folder) == code_files_needed(config) == ["configuration_gpt.py", "modeling_gpt.py"]
-    )
-    modeling = folder / "modeling_gpt.py"
-    modeling.write_text(modeling.read_text() + "\nfrom .cpu_kernels_gpt import FEW_ROWS  # noqa: E402\n")
+    assert code_files_needed(config) == ["configuration_gpt.py", "modeling_gpt.py"]  # what auto_map names
+    # modeling_gpt.py imports its CPU kernels from the sibling cpu_kernels_gpt.py
     assert code_files_needed(config, folder) == ["configuration_gpt.py", "cpu_kernels_gpt.py", "modeling_gpt.py"]
     # Followed file by file: a sibling that is present brings in what it imports.
     (folder / "cpu_kernels_gpt.py").write_text("from .threads_gpt import split_for_threads\nFEW_ROWS = 4\n")
@@ -604,10 +601,12 @@ def test_code_files_follow_relative_imports(folders, tmp_path):
     (folder / "threads_gpt.py").unlink()
     plan = hub_module.plan_push(folder, card=False)
     assert (
-        plan.notes[0] == "modeling code re-saved from the installed hf_bigmodel: configuration_gpt.py, modeling_gpt.py"
+        plan.notes[0]
+        == "modeling code re-saved from the installed hf_bigmodel: configuration_gpt.py, cpu_kernels_gpt.py, modeling_gpt.py"
     )
-    # The folder's modeling file (importing the missing sibling) is replaced by the installed one, not kept.
+    # The folder's modeling file is replaced by the installed one, with the sibling it imports.
     assert plan.generated["modeling_gpt.py"] == MODELING_SOURCE.read_bytes()
+    assert plan.generated["cpu_kernels_gpt.py"] == (MODELING_SOURCE.parent / "cpu_kernels_gpt.py").read_bytes()
     pushed = tmp_path / "pushed"
     pushed.mkdir()
     for name in plan.paths():
