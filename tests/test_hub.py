@@ -5,7 +5,7 @@ process), so every Hub client runs in one of two child processes started with `h
 
 * the pushing child: `push_to_hub` of a model, tokenizer and custom pipeline (main, a branch, a private repo),
   `hf-bigmodel push` of a real pretraining run and of other folders, Trainer with hub_strategy end / every_save /
-  checkpoint, and every failure case (`hf_bigmodel.hub.push_folder`), each recorded as (exception classes, message);
+  checkpoint, and every failure case (`hf_bigmodel.publish.push.push_folder`), each recorded as (exception classes, message);
 * the loading child, where hf_bigmodel cannot be imported: loads everything back with trust_remote_code and
   compares outputs with this process's, and checks what the client reads from the Hub (metadata, errors).
 

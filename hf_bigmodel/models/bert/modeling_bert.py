@@ -4,7 +4,8 @@ sentence prediction, sequence/token classification, extractive QA, multiple choi
 
 Standalone on purpose (transformers' single-model-file policy): `save_pretrained` copies this file and
 `configuration_bert.py` next to the weights, so that `trust_remote_code=True` loads the model without hf_bigmodel
-installed. Only `torch`, `transformers` and the sibling configuration may be imported here.
+installed. Only `torch`, `transformers` (with its own dependencies `safetensors` and
+`huggingface_hub`) and the sibling configuration may be imported here.
 
 It computes exactly what transformers' `BertFor*` classes compute, faster:
 * one fused q/k/v projection per layer (`attention.qkv_proj`, rows [q | k | v]) and the attention interface
@@ -14,7 +15,7 @@ It computes exactly what transformers' `BertFor*` classes compute, faster:
   `prediction_logits` / `logits` cover every position, as in transformers.
 
 Parameter names map one to one onto transformers' BERT (`bert.layers.N.attention.qkv_proj` <->
-`bert.encoder.layer.N.attention.self.{query,key,value}`, ...; see conversion_scripts/convert_bert.py).
+`bert.encoder.layer.N.attention.self.{query,key,value}`, ...; see hf_bigmodel/conversion/convert_bert.py).
 """
 
 import json

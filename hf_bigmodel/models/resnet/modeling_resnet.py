@@ -2,7 +2,8 @@
 
 Standalone on purpose (transformers' single-model-file policy): `save_pretrained` copies this file and
 `configuration_resnet.py` next to the weights, so that `trust_remote_code=True` loads the model without hf_bigmodel
-installed. Only `torch`, `transformers` and the sibling files may be imported here: the sibling
+installed. Only `torch`, `transformers` (with its own dependencies `safetensors` and
+`huggingface_hub`) and the sibling files may be imported here: the sibling
 `cpu_kernels_resnet.py` holds the fast paths listed below (BatchNorm folding, the fused oneDNN convolution, the
 checkpoint-once BatchNorm) and is copied along, since transformers follows single-dot relative imports.
 

@@ -6,7 +6,8 @@ projection (each can be turned off); label-smoothed cross-entropy as the model's
 
 Standalone on purpose (transformers' single-model-file policy): `save_pretrained` copies this file and
 `configuration_transformer.py` next to the weights, so that `trust_remote_code=True` loads the model without
-hf_bigmodel installed. Only `torch`, `transformers` and the sibling files may be imported here: the sibling
+hf_bigmodel installed. Only `torch`, `transformers` (with its own dependencies `safetensors` and
+`huggingface_hub`) and the sibling files may be imported here: the sibling
 `cpu_kernels_transformer.py` holds the CPU fast paths (dropout, math attention, chunked label-smoothed loss) and is
 copied along, since transformers follows single-dot relative imports.
 
