@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.data import DataError
-from hf_bigmodel.data_images import (
+from hf_bigmodel.data.images import (
     MNIST_FILES,
     check_image_file,
     decode_image,
@@ -345,7 +345,7 @@ def test_label_smoothing_in_training_and_mixup_runs(image_folder, tmp_path):
     cross-entropy of the (unchanged) model in training mode; evaluation loss is plain cross-entropy."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from hf_bigmodel.data_images import decode_image
+    from hf_bigmodel.data.images import decode_image
 
     out = tmp_path / "smooth"
     data = folder_args(image_folder, "--random_resized_crop", "off", "--horizontal_flip", "false",

@@ -45,7 +45,7 @@ from transformers import (
 
 from .. import registry
 from ..data import DataError
-from ..data_mlm import (
+from ..data.mlm import (
     BertMasker,
     DataCollatorForBertPretraining,
     build_pretraining_dataset,

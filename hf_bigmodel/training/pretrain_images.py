@@ -42,7 +42,7 @@ from transformers import (
 
 from .. import registry
 from ..data import DataError
-from ..data_images import MNIST_MEAN, MNIST_STD, check_image_file, decode_image, load_mnist
+from ..data.images import MNIST_MEAN, MNIST_STD, check_image_file, decode_image, load_mnist
 from ..models import ARCHITECTURES
 from .pretrain import _parse_overrides, finish_run, resolve_checkpoint
 

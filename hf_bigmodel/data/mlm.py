@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DataError, validate_text_files
+from .text import DataError, validate_text_files
 
 __all__ = [
     "BertMasker",

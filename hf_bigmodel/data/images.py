@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError
+from .text import DataError
 
 __all__ = [
     "IDX_DTYPES",
