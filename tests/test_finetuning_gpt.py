@@ -11,8 +11,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 
 from hf_bigmodel import create_model
 from hf_bigmodel.cli import main as cli_main
+from hf_bigmodel.metrics import classification_metrics
 from hf_bigmodel.tokenization import sync_config_with_tokenizer, train_tokenizer
-from hf_bigmodel.training.finetune import classification_metrics
 
 SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
 

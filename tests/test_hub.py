@@ -43,7 +43,7 @@ from hf_bigmodel.hub import (
 from hf_bigmodel.model_card import GENERATED_MARKER, LOSS_CURVE, record_training_run
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer, run_python
 from hf_bigmodel.tokenization import train_tokenizer
-from hf_bigmodel.training.pretrain import parse_args
+from hf_bigmodel.training.pretrain_gpt import parse_args
 
 USER = "testuser"
 WRITE_TOKEN, READ_TOKEN, OTHER_TOKEN = "hf_test_write", "hf_test_read", "hf_someone_else"

@@ -1,5 +1,6 @@
-"""Image data for classification training: a checked MNIST idx reader, loading of image folders / `datasets`
-datasets, and image checks whose errors name the bad file.
+"""Image data for classification training: a checked MNIST idx reader, image checks whose errors name the bad file,
+loading of image folders / `datasets` datasets / MNIST as {"image", "label"} splits, class labels, and the training
+transforms (augmentation through the image processor, shift and flip, mixup).
 
 MNIST ships as four idx files (optionally gzipped). The idx format is a 4-byte magic number (two zero bytes, a
 type code, the number of dimensions), one big-endian int32 per dimension, then the data, row-major. `read_idx`
@@ -17,16 +18,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import default_data_collator
 
-from .text import DataError
+from .common import DataError, load_dataset_any, require_split
 
 __all__ = [
+    "GREYSCALE_MODES",
     "IDX_DTYPES",
+    "ImageTransform",
+    "MixupCollator",
+    "ShiftAndFlip",
     "MNIST_FILES",
     "MNIST_MEAN",
     "MNIST_STD",
     "check_image_file",
     "decode_image",
+    "detect_num_channels",
+    "encode_labels",
+    "label_names",
+    "load_image_data",
     "load_mnist",
     "read_idx",
 ]
@@ -40,6 +52,7 @@ MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+GREYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 # Mean and standard deviation of the MNIST training pixels scaled to [0, 1] (the usual normalization constants).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -227,3 +240,218 @@ def decode_image(value, mode: str | None):
         array = np.asarray(image, dtype=np.float64)  # 16-bit greyscale: scale to 8 bits rather than clip
         image = Image.fromarray(np.uint8(np.clip(np.round(array / 257.0 if array.max() > 255 else array), 0, 255)))
     return image.convert(mode) if mode is not None and image.mode != mode else image
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Classification data: loading, labels, augmentation, mixup
+
+
+def _image_files(directory: Path) -> list[Path]:
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    extensions = {e.lower() for e in ImageFolder.EXTENSIONS}
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+
+
+def load_image_data(
+    train_dir: str | None = None,
+    validation_dir: str | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    mnist_dir: str | None = None,
+    image_column: str = "image",
+    label_column: str = "label",
+    validation_split_percentage: float = 5.0,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    verify: bool = True,
+):
+    """The raw data as a DatasetDict with "train" and maybe "validation" splits of {"image", "label"} columns.
+
+    Images of folders and datasets are left undecoded (decoded by the training transform, so a corrupt file is
+    named in the error); MNIST's are PIL images.
+    """
+    import datasets
+
+    if sum(bool(source) for source in (train_dir, dataset_name, mnist_dir)) != 1:
+        raise DataError("Give exactly one of --train_dir (image folder), --dataset_name or --mnist_dir.")
+    if mnist_dir:
+        raw = load_mnist(mnist_dir, limit={"train": max_train_samples, "test": max_eval_samples})
+        return datasets.DatasetDict({"train": raw["train"], "validation": raw["test"]})
+    if train_dir:
+        dirs = {"train": Path(train_dir)}
+        if validation_dir:
+            dirs["validation"] = Path(validation_dir)
+        data_files = {}
+        for split, directory in dirs.items():
+            if not directory.is_dir():
+                raise FileNotFoundError(f"--{split}_dir {directory} is not a folder.")
+            files = _image_files(directory)
+            if not files:
+                raise DataError(
+                    f"--{'train' if split == 'train' else 'validation'}_dir {directory} holds no image files. It must "
+                    f"hold one sub-folder of images per class, e.g. {directory}/cat/1.png, {directory}/dog/2.jpg."
+                )
+            if verify:
+                for path in files:
+                    check_image_file(path)
+            data_files[split] = [str(p) for p in files]
+        raw = datasets.load_dataset("imagefolder", data_files=data_files)
+    else:
+        raw = load_dataset_any(dataset_name, dataset_config_name, validation_aliases=("valid", "val", "test"))
+        require_split(raw, "train", dataset_name)
+    raw = datasets.DatasetDict({k: v for k, v in raw.items() if k in ("train", "validation")})
+    for split, ds in raw.items():
+        for column in (image_column, label_column):
+            if column not in ds.column_names:
+                raise DataError(
+                    f"The {split} data has no column {column!r}; its columns are {ds.column_names}. Set "
+                    f"--image_column / --label_column (an image folder needs one sub-folder per class)."
+                )
+        ds = ds.select_columns([image_column, label_column])
+        if image_column != "image":
+            ds = ds.rename_column(image_column, "image")
+        if label_column != "label":
+            ds = ds.rename_column(label_column, "label")
+        if isinstance(ds.features["image"], datasets.Image) and ds.features["image"].decode:
+            ds = ds.cast_column("image", datasets.Image(decode=False))
+        raw[split] = ds
+    if "validation" not in raw and validation_split_percentage > 0:
+        split = raw["train"].train_test_split(test_size=validation_split_percentage / 100, seed=0)
+        raw = datasets.DatasetDict({"train": split["train"], "validation": split["test"]})
+    if max_train_samples:
+        raw["train"] = raw["train"].select(range(min(max_train_samples, len(raw["train"]))))
+    if max_eval_samples and "validation" in raw:
+        raw["validation"] = raw["validation"].select(range(min(max_eval_samples, len(raw["validation"]))))
+    for split, ds in raw.items():
+        if len(ds) == 0:
+            raise DataError(f"The {split} split is empty: there are no images to learn from.")
+    return raw
+
+
+def label_names(raw) -> list[str]:
+    """Class names in id order: a ClassLabel's names, else the sorted distinct values of the label column."""
+    import datasets
+
+    feature = raw["train"].features["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    values = sorted({v for ds in raw.values() for v in ds["label"]}, key=lambda v: (str(type(v)), v))
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        if values and values[0] < 0:
+            raise DataError(f"Label {values[0]} is negative; class ids must be 0, 1, ... (or class names).")
+        return [str(i) for i in range(int(values[-1]) + 1)] if values else []
+    return [str(v) for v in values]
+
+
+def encode_labels(raw, names: list[str], num_labels: int, label2id: dict[str, int] | None = None):
+    """Labels as class ids in [0, num_labels): class names through `label2id` (default: their index in `names`),
+    integer ids as they are; every id is checked against the range."""
+    import datasets
+
+    feature = raw["train"].features["label"]
+    for split, ds in raw.items():
+        values = ds["label"]
+        if isinstance(feature, datasets.ClassLabel):
+            ids = np.asarray(values, dtype=np.int64)
+            if label2id is not None:  # a model with named classes: map this data's names onto the model's ids
+                ids = np.array([label2id[name] for name in feature.names], dtype=np.int64)[ids]
+        elif len(values) and all(isinstance(v, (int, np.integer)) for v in values):
+            ids = np.asarray(values, dtype=np.int64)
+        else:
+            lookup = label2id or {name: i for i, name in enumerate(names)}
+            unknown = sorted({str(v) for v in values} - set(lookup))
+            if unknown:
+                raise DataError(
+                    f"The {split} data has labels {unknown[:5]} that the model does not know (its labels: "
+                    f"{sorted(lookup)[:10]})."
+                )
+            ids = np.array([lookup[str(v)] for v in values], dtype=np.int64)
+        bad = np.flatnonzero((ids < 0) | (ids >= num_labels))
+        if len(bad):
+            raise DataError(
+                f"The {split} data has label {ids[bad[0]]} (row {bad[0]}), out of range for num_labels={num_labels} "
+                f"(class ids 0..{num_labels - 1}). Check --label_column, or train a model with more labels."
+            )
+        raw[split] = ds.remove_columns("label").add_column("label", ids.tolist())
+    return raw
+
+
+def detect_num_channels(dataset, sample: int = 32) -> int:
+    """1 when the first `sample` images are all greyscale, else 3."""
+    from PIL import Image
+
+    for i in range(min(sample, len(dataset))):
+        value = dataset[i]["image"]
+        if isinstance(value, np.ndarray):
+            if value.ndim == 3 and value.shape[-1] != 1:
+                return 3
+            continue
+        image = value if isinstance(value, Image.Image) else decode_image(value, mode=None)
+        if image.mode not in GREYSCALE_MODES:
+            return 3
+    return 1
+
+
+class ShiftAndFlip:
+    """Random training transforms on a batch of processed images (B, C, H, W), drawn from torch's RNG (seeded per
+    DataLoader worker): `padding` pads by that many pixels with black (the normalized value of a 0 pixel) and crops
+    back at a random position (the CIFAR / MNIST shift augmentation); `flip` flips left-right with probability 1/2.
+    """
+
+    def __init__(self, padding: int, flip: bool, fill: list[float]):
+        self.padding, self.flip = padding, flip
+        self.fill = torch.tensor(fill, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = pixels.shape
+        if self.flip:
+            flip = torch.rand(batch) < 0.5
+            pixels = torch.where(flip.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
+        p = self.padding
+        if p > 0:
+            padded = self.fill.to(pixels.dtype).expand(batch, channels, height + 2 * p, width + 2 * p).clone()
+            padded[:, :, p : p + height, p : p + width] = pixels
+            offsets = torch.randint(0, 2 * p + 1, (batch, 2))
+            pixels = torch.stack(
+                [padded[i, :, y : y + height, x : x + width] for i, (y, x) in enumerate(offsets.tolist())]
+            )
+        return pixels
+
+
+class ImageTransform:
+    """The `set_transform` function: decode (errors name the file), run the image processor (with `augment`, the
+    processor's training-augmentation arguments, if given), then `shift_and_flip`; gives {"pixel_values", "labels"}.
+    A class rather than a closure so that DataLoader workers started with "spawn" can pickle it."""
+
+    def __init__(self, image_processor, augment: dict | None = None, shift_and_flip: ShiftAndFlip | None = None):
+        self.image_processor, self.augment, self.shift_and_flip = image_processor, augment or {}, shift_and_flip
+
+    def __call__(self, batch: dict) -> dict:
+        images = [decode_image(value, mode=None) for value in batch["image"]]
+        pixels = self.image_processor(images, return_tensors="pt", **self.augment)["pixel_values"]
+        if self.shift_and_flip is not None:
+            pixels = self.shift_and_flip(pixels)
+        return {"pixel_values": pixels, "labels": batch["label"]}
+
+
+class MixupCollator:
+    """Stacks a batch and mixes it with a shuffled copy of itself (mixup, Zhang et al. 2018): images
+    `lam * x + (1 - lam) * x[perm]` and soft targets `lam * y + (1 - lam) * y[perm]` of shape (batch, num_labels),
+    which sum to 1, with `lam ~ Beta(alpha, alpha)` drawn once per batch."""
+
+    def __init__(self, alpha: float, num_labels: int):
+        if alpha <= 0:
+            raise ValueError(f"mixup alpha must be > 0, got {alpha}.")
+        self.alpha, self.num_labels = alpha, num_labels
+        self.beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        batch = default_data_collator(features)
+        pixels, labels = batch["pixel_values"], batch["labels"]
+        targets = F.one_hot(labels.long(), self.num_labels).to(pixels.dtype) if labels.dim() == 1 else labels
+        lam = float(self.beta.sample())
+        perm = torch.randperm(pixels.shape[0])
+        batch["pixel_values"] = lam * pixels + (1 - lam) * pixels[perm]
+        batch["labels"] = lam * targets + (1 - lam) * targets[perm]
+        return batch
