@@ -2,6 +2,7 @@
 ../shared/data/sst2 with accuracy and F1, and token classification on a synthetic tagging task."""
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -111,3 +112,100 @@ def test_finetune_reports_a_missing_column(tmp_path, capsys):
                        "--text_column", "sentence", "--output_dir", str(tmp_path / "o"), "--use_cpu", "true"])  # fmt: skip
     assert status == 2
     assert "has no column 'sentence'" in capsys.readouterr().err
+
+
+def write_sentiment_csv(path: Path, rows: int, seed: int) -> Path:
+    """Rows whose label is decided by one word (good/great -> 1, bad/awful -> 0), in varied filler text."""
+    rng = random.Random(seed)
+    filler = ["the", "film", "was", "quite", "and", "plot", "a", "very", "story", "acting"]
+    with path.open("w") as f:
+        f.write("text,label\n")
+        for _ in range(rows):
+            label = rng.randint(0, 1)
+            words = [rng.choice(filler) for _ in range(rng.randint(2, 6))]
+            words.insert(rng.randint(0, len(words)), rng.choice(["good", "great"] if label else ["bad", "awful"]))
+            f.write(f"{' '.join(words)},{label}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sentiment(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(base model folder, train csv, validation csv)."""
+    directory = tmp_path_factory.mktemp("sentiment")
+    train = write_sentiment_csv(directory / "train.csv", 64, seed=1)
+    valid = write_sentiment_csv(directory / "valid.csv", 16, seed=2)
+    return make_base_model(directory / "base", [train]), train, valid
+
+
+def finetune_args(sentiment, output_dir: Path, *extra: str) -> list[str]:
+    base, train, valid = sentiment
+    return [
+        "finetune", "--model_name_or_path", str(base), "--task", "sequence-classification",
+        "--train_file", str(train), "--validation_file", str(valid), "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--lr_scheduler_type", "constant",
+        "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--dataloader_num_workers", "0",
+        "--train_sampling_strategy", "sequential", *extra,
+    ]  # fmt: skip
+
+
+def test_finetune_resumes_an_interrupted_run_from_its_last_checkpoint(sentiment, tmp_path, caplog):
+    """Run again with the same command and output dir, a stopped fine-tuning continues from its last checkpoint
+    (the pretrainers' auto-resume). The rerun has another --seed: started afresh, its new classification head would
+    be initialised differently; resumed, it ends with exactly the weights of the run that was never stopped."""
+    from safetensors.torch import load_file
+
+    common = ("--save_strategy", "steps", "--save_steps", "2")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli_main(finetune_args(sentiment, straight, "--max_steps", "4", "--seed", "7", *common)) == 0
+    # "Interrupted" after 2 steps, with checkpoint-2 written.
+    assert cli_main(finetune_args(sentiment, resumed, "--max_steps", "2", "--seed", "7", *common)) == 0
+    assert (resumed / "checkpoint-2" / "optimizer.pt").is_file()
+    caplog.set_level(logging.INFO, logger="hf_bigmodel.training")
+    assert cli_main(finetune_args(sentiment, resumed, "--max_steps", "4", "--seed", "99", *common)) == 0
+    assert f"Resuming from the last checkpoint in the output directory: {resumed / 'checkpoint-2'}" in caplog.text
+
+    state = json.loads((resumed / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    losses = {
+        name: [e["loss"] for e in json.loads((d / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+        for name, d in (("straight", straight), ("resumed", resumed))
+    }
+    assert losses["resumed"][-2:] == pytest.approx(losses["straight"][-2:], abs=1e-6)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), rtol=0, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.slow  # a child process: huggingface_hub reads HF_ENDPOINT once, at import
+def test_finetune_push_to_hub_publishes_model_tokenizer_code_and_card(sentiment, tmp_path):
+    """`--push_to_hub` ends a fine-tuning as it ends a pretraining: the whole folder (weights, tokenizer, modeling
+    code, our model card with the run's metrics) is pushed, through the package's local Hub server."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from hf_bigmodel.testing import HubServer
+
+    repo = "testuser/gpt-sentiment"
+    with HubServer(tmp_path / "hub") as hub:
+        args = finetune_args(sentiment, tmp_path / "run", "--max_steps", "2", "--save_strategy", "no",
+                             "--push_to_hub", "true", "--hub_model_id", repo)  # fmt: skip
+        env = {**os.environ, **hub.env(), "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf_home")}
+        result = subprocess.run([sys.executable, "-m", "hf_bigmodel.cli", *args], env=env, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        files = hub.files(repo)
+        for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md"):
+            assert name in files, (name, sorted(files))
+        assert any(name.startswith("modeling_") for name in files), sorted(files)
+        assert not [n for n in files if n.endswith(".pt") or n.startswith("checkpoint-")], sorted(files)
+        card = hub.read(repo, "README.md").decode()
+        assert card == (tmp_path / "run" / "README.md").read_text(encoding="utf-8")  # our card, not Trainer's
+        metadata = yaml.safe_load(card.split("---")[1])
+        metrics = {m["type"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
+        saved = json.loads((tmp_path / "run" / "all_results.json").read_text())
+        assert metrics["accuracy"] == pytest.approx(saved["eval_accuracy"], abs=1e-6)
+        assert metadata["pipeline_tag"] == "text-classification"
