@@ -603,7 +603,9 @@ _TEXT_SUFFIXES = (".txt", ".text")
 
 def _dataset_split(name_or_path: str, config_name: str | None, split: str) -> Any:
     """One split of `--dataset` (a data file, a folder, a `save_to_disk` folder or a dataset name)."""
-    raw = load_dataset_any(name_or_path, config_name)
+    # The default drops "\n", which the tokenizer must learn. (The text loader still turns "\r\n" into "\n";
+    # --files keeps the bytes exactly.)
+    raw = load_dataset_any(name_or_path, config_name, keep_linebreaks=True)
     if Path(name_or_path).expanduser().is_file():  # a single data file is one split, whatever it is called
         return raw["train"]
     require_split(raw, split, name_or_path)

@@ -36,12 +36,12 @@ DATA_FILE_BUILDERS = {
 VALIDATION_ALIASES = ("valid", "val")
 
 
-def builder_options(builder: str, suffix: str) -> dict[str, Any]:
+def builder_options(builder: str, suffix: str, keep_linebreaks: bool = False) -> dict[str, Any]:
     """Extra `load_dataset` arguments of a builder: tab-separated files are read without quote handling (SST-2 has
-    bare quotes in its text), and text keeps its line breaks (a tokenizer and a language model must see them)."""
+    bare quotes in its text); plain text keeps its line breaks when asked (a tokenizer must learn them)."""
     if suffix == ".tsv":
         return {"delimiter": "\t", "quoting": 3}
-    if builder == "text":
+    if builder == "text" and keep_linebreaks:
         return {"keep_linebreaks": True}
     return {}
 
@@ -51,12 +51,14 @@ def load_dataset_any(
     config_name: str | None = None,
     *,
     validation_aliases: Sequence[str] = VALIDATION_ALIASES,
+    keep_linebreaks: bool = False,
     cache_dir: str | None = None,
 ):
     """A `datasets.DatasetDict` from a `save_to_disk` folder, a data file (by extension: csv/tsv/json/jsonl/
     parquet/arrow/txt; it becomes the "train" split), a folder of data files, or a dataset name (cached, or on the
     Hub). A single `Dataset` becomes the "train" split; the first of `validation_aliases` present is also served as
-    "validation" when the dataset has no split of that name.
+    "validation" when the dataset has no split of that name. Plain-text rows (one per line) keep their "\n" with
+    `keep_linebreaks`.
 
     Raises `FileNotFoundError` for a path that does not exist and `DataError` for a file of unknown format.
     """
@@ -71,12 +73,12 @@ def load_dataset_any(
                 f"Cannot tell the format of {path} from its extension (known: {', '.join(DATA_FILE_BUILDERS)})."
             )
         raw = datasets.load_dataset(builder, data_files={"train": str(path)}, cache_dir=cache_dir,
-                                    **builder_options(builder, suffix))  # fmt: skip
+                                    **builder_options(builder, suffix, keep_linebreaks))  # fmt: skip
     elif path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         raw = datasets.load_from_disk(str(path))  # written by save_to_disk
     elif path.is_dir():
         options = {}
-        if datasets.load_dataset_builder(str(path), config_name).name == "text":
+        if keep_linebreaks and datasets.load_dataset_builder(str(path), config_name).name == "text":
             options["keep_linebreaks"] = True
         raw = datasets.load_dataset(str(path), config_name, cache_dir=cache_dir, **options)
     elif str(name_or_path).startswith((".", "/", "~")) or path.suffix.lower() in DATA_FILE_BUILDERS:
