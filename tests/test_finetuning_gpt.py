@@ -209,3 +209,26 @@ def test_finetune_push_to_hub_publishes_model_tokenizer_code_and_card(sentiment,
         saved = json.loads((tmp_path / "run" / "all_results.json").read_text())
         assert metrics["accuracy"] == pytest.approx(saved["eval_accuracy"], abs=1e-6)
         assert metadata["pipeline_tag"] == "text-classification"
+
+
+def test_finetune_reads_a_save_to_disk_dataset_with_a_valid_split(sentiment, tmp_path):
+    """--dataset_name goes through the one dataset loader: a `save_to_disk` folder works, and its "valid" split is
+    evaluated as the validation set (the same metrics as the same rows given as files)."""
+    import datasets
+
+    _, train, valid = sentiment
+    folder = tmp_path / "saved"
+    splits = {"train": train, "valid": valid}
+    datasets.DatasetDict({name: datasets.Dataset.from_csv(str(path)) for name, path in splits.items()}).save_to_disk(
+        str(folder)
+    )
+    from_files = finetune_args(sentiment, tmp_path / "files", "--max_steps", "2", "--save_strategy", "no")
+    assert cli_main(from_files) == 0
+    from_saved = finetune_args(sentiment, tmp_path / "saved_run", "--max_steps", "2", "--save_strategy", "no")
+    for flag in ("--train_file", "--validation_file"):
+        del from_saved[from_saved.index(flag) : from_saved.index(flag) + 2]
+    assert cli_main([*from_saved, "--dataset_name", str(folder)]) == 0
+    expected = json.loads((tmp_path / "files" / "all_results.json").read_text())
+    metrics = json.loads((tmp_path / "saved_run" / "all_results.json").read_text())
+    for key in ("eval_accuracy", "eval_f1", "eval_loss", "train_loss"):
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-6), key
