@@ -335,7 +335,7 @@ def test_load_dataset_any_reads_saved_folders_data_files_and_folders(tmp_path, m
     from hf_bigmodel.data import load_dataset_any
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets_cache")
-    # A save_to_disk folder: its "valid" split is also served as "validation", "test" only when asked.
+    # A save_to_disk folder: its "valid" split is renamed "validation", "test" only when asked.
     saved = tmp_path / "saved"
     datasets.DatasetDict({
         "train": datasets.Dataset.from_dict({"text": ["a", "b"]}),
@@ -343,6 +343,7 @@ def test_load_dataset_any_reads_saved_folders_data_files_and_folders(tmp_path, m
         "test": datasets.Dataset.from_dict({"text": ["d"]}),
     }).save_to_disk(str(saved))  # fmt: skip
     raw = load_dataset_any(saved)
+    assert sorted(raw) == ["test", "train", "validation"]
     assert raw["validation"]["text"] == ["c"] and raw["test"]["text"] == ["d"]
     only_test = tmp_path / "only_test"
     datasets.DatasetDict({

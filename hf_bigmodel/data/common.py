@@ -56,7 +56,7 @@ def load_dataset_any(
 ):
     """A `datasets.DatasetDict` from a `save_to_disk` folder, a data file (by extension: csv/tsv/json/jsonl/
     parquet/arrow/txt; it becomes the "train" split), a folder of data files, or a dataset name (cached, or on the
-    Hub). A single `Dataset` becomes the "train" split; the first of `validation_aliases` present is also served as
+    Hub). A single `Dataset` becomes the "train" split; the first of `validation_aliases` present is renamed
     "validation" when the dataset has no split of that name. Plain-text rows (one per line) keep their "\n" with
     `keep_linebreaks`.
 
@@ -90,7 +90,7 @@ def load_dataset_any(
         raw = datasets.DatasetDict({"train": raw})
     for alias in validation_aliases:
         if "validation" not in raw and alias in raw:
-            raw["validation"] = raw[alias]
+            raw["validation"] = raw.pop(alias)  # renamed, not copied: a split is never processed twice
     return raw
 
 

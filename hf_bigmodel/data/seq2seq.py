@@ -219,9 +219,7 @@ def _load_dataset_splits(
     for split in ("train", "validation", "test"):
         if split not in raw:
             continue
-        ds = raw[split]
-        # Messages name the split as the dataset does ("valid" served as "validation").
-        name = next((n for n in raw if raw[n] is ds), split)
+        ds, name = raw[split], split
         if column not in ds.column_names:
             raise DataError(
                 f"Dataset split {name!r} has no column {column!r}; its columns are {ds.column_names}. Pass "
