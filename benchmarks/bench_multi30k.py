@@ -71,9 +71,9 @@ def lowercase_tokenized_bleu(hypotheses: list[str], tokenized_references: list[s
     """BLEU of Moses-processed, lower-cased hypotheses against Multi30k's tok/ references (tokenize="none")."""
     import sacrebleu
 
-    from hf_bigmodel.training.pretrain_seq2seq import _moses_lowercase_tokenize
+    from hf_bigmodel.metrics import moses_lowercase_tokenize
 
-    return sacrebleu.corpus_bleu(_moses_lowercase_tokenize(hypotheses, "en"), [tokenized_references],
+    return sacrebleu.corpus_bleu(moses_lowercase_tokenize(hypotheses, "en"), [tokenized_references],
                                  tokenize="none", force=True).score  # fmt: skip
 
 
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     import sacrebleu
     import torch
 
-    from hf_bigmodel.training.pretrain_seq2seq import PREDICTIONS_FILE, read_lines
+    from hf_bigmodel.data.seq2seq import read_lines
+    from hf_bigmodel.training.pretrain_seq2seq import PREDICTIONS_FILE
     from hf_bigmodel.training.pretrain_seq2seq import main as pretrain_transformer
 
     if args.threads:

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from .data import DataError, check_text_file
+from .data import DataError, check_text_file, load_dataset_any, require_split
 
 if TYPE_CHECKING:
     import datasets
@@ -599,45 +599,17 @@ def sync_config_with_tokenizer(
 
 # Plain-text files given as --dataset are read as --files (exact bytes, nothing written to the datasets cache).
 _TEXT_SUFFIXES = (".txt", ".text")
-_DATA_BUILDERS = {
-    ".json": "json",
-    ".jsonl": "json",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".parquet": "parquet",
-    ".arrow": "arrow",
-}
 
 
-def _load_dataset(name_or_path: str, config_name: str | None, split: str) -> Any:
-    import datasets
-
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        builder = _DATA_BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise TokenizerTrainingError(
-                f"Cannot tell the format of {path} from its extension (known: {', '.join(_DATA_BUILDERS)}). "
-                f"For plain text use --files {path}."
-            )
-        kwargs: dict[str, Any] = {"data_files": {split: str(path)}}
-        if path.suffix.lower() == ".tsv":
-            kwargs["sep"] = "\t"
-        return datasets.load_dataset(builder, split=split, **kwargs)
-    if path.is_dir():
-        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():  # written by save_to_disk
-            loaded = datasets.load_from_disk(str(path))
-            return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-        kwargs = {}
-        if datasets.load_dataset_builder(str(path), config_name).name == "text":
-            # The default drops "\n", which the tokenizer must learn. (The text loader still turns "\r\n" into
-            # "\n"; --files keeps the bytes exactly.)
-            kwargs["keep_linebreaks"] = True
-        return datasets.load_dataset(str(path), config_name, split=split, **kwargs)
-    if name_or_path.startswith((".", "/", "~")) or path.suffix.lower() in (*_DATA_BUILDERS, *_TEXT_SUFFIXES):
-        raise FileNotFoundError(f"Dataset path not found: {name_or_path}. Check the path.")
-    # A Hub name: works offline once cached (set HF_DATASETS_OFFLINE=1 to skip the network lookups).
-    return datasets.load_dataset(name_or_path, config_name, split=split)
+def _dataset_split(name_or_path: str, config_name: str | None, split: str) -> Any:
+    """One split of `--dataset` (a data file, a folder, a `save_to_disk` folder or a dataset name)."""
+    # The default drops "\n", which the tokenizer must learn. (The text loader still turns "\r\n" into "\n";
+    # --files keeps the bytes exactly.)
+    raw = load_dataset_any(name_or_path, config_name, keep_linebreaks=True)
+    if Path(name_or_path).expanduser().is_file():  # a single data file is one split, whatever it is called
+        return raw["train"]
+    require_split(raw, split, name_or_path)
+    return raw[split]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -722,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset is not None and Path(args.dataset).suffix.lower() in _TEXT_SUFFIXES:
             files = [args.dataset]
         elif args.dataset is not None:
-            dataset = _load_dataset(args.dataset, args.dataset_config, args.dataset_split)
+            dataset = _dataset_split(args.dataset, args.dataset_config, args.dataset_split)
         tokenizer = train_tokenizer(
             kind=args.kind,
             files=files,

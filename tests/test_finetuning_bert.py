@@ -16,11 +16,11 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
 from hf_bigmodel import create_model
 from hf_bigmodel.cli import main as cli_main
+from hf_bigmodel.metrics import normalize_answer, squad_scores
 from hf_bigmodel.pipelines import QuestionAnsweringPipeline, add_question_answering_pipeline
-from hf_bigmodel.pipelines.question_answering import best_span, prepare_qa_features
+from hf_bigmodel.pipelines.question_answering import best_span, prepare_qa_features, qa_predictions
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
 from hf_bigmodel.tokenization import sync_config_with_tokenizer, train_tokenizer
-from hf_bigmodel.training.finetune import normalize_answer, qa_predictions, squad_scores
 
 SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
 

@@ -44,7 +44,7 @@ from hf_bigmodel.publish.push import (
 )
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, HubServer, run_python
 from hf_bigmodel.tokenization import train_tokenizer
-from hf_bigmodel.training.pretrain import parse_args
+from hf_bigmodel.training.pretrain_gpt import parse_args
 
 USER = "testuser"
 WRITE_TOKEN, READ_TOKEN, OTHER_TOKEN = "hf_test_write", "hf_test_read", "hf_someone_else"

@@ -40,7 +40,7 @@ from hf_bigmodel.publish.card import (
 from hf_bigmodel.publish.loss_curve import EVAL_COLOR, TRAIN_COLOR
 from hf_bigmodel.testing.hub_server import validate_card_metadata
 from hf_bigmodel.tokenization import train_tokenizer
-from hf_bigmodel.training.pretrain import DataArguments, ModelArguments
+from hf_bigmodel.training.pretrain_gpt import DataArguments, ModelArguments
 
 TRAIN_LOSSES = [(step, 6.0 - 0.4 * step) for step in range(1, 11)]
 EVAL_LOSSES = [(5, 4.1), (10, 2.2)]

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForPreTraining, AutoTokenizer
 
 from hf_bigmodel.cli import main as cli_main
-from hf_bigmodel.data_mlm import (
+from hf_bigmodel.data.mlm import (
     BertMasker,
     DataCollatorForBertPretraining,
     create_nsp_pairs,

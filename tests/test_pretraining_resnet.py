@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.data import DataError
-from hf_bigmodel.data_images import (
+from hf_bigmodel.data.images import (
     MNIST_FILES,
     check_image_file,
     decode_image,
@@ -298,7 +298,7 @@ def test_corrupt_or_empty_image_files_are_named(image_folder, tmp_path, capsys):
 
 
 def test_mixup_collator_gives_soft_targets_of_convex_combinations():
-    from hf_bigmodel.training.pretrain_images import MixupCollator
+    from hf_bigmodel.data.images import MixupCollator
 
     features = [{"pixel_values": torch.randn(1, 4, 4), "labels": i % 3} for i in range(6)]
     collator = MixupCollator(alpha=0.4, num_labels=3)
@@ -345,7 +345,7 @@ def test_label_smoothing_in_training_and_mixup_runs(image_folder, tmp_path):
     cross-entropy of the (unchanged) model in training mode; evaluation loss is plain cross-entropy."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from hf_bigmodel.data_images import decode_image
+    from hf_bigmodel.data.images import decode_image
 
     out = tmp_path / "smooth"
     data = folder_args(image_folder, "--random_resized_crop", "off", "--horizontal_flip", "false",
@@ -410,7 +410,7 @@ def test_channels_come_from_the_data(tmp_path):
     import datasets
     from PIL import Image
 
-    from hf_bigmodel.training.pretrain_images import detect_num_channels
+    from hf_bigmodel.data.images import detect_num_channels
 
     grey = [Image.new("L", (8, 8), 30), Image.new("I;16", (8, 8), 3000)]
     assert detect_num_channels(datasets.Dataset.from_dict({"image": grey}).cast_column("image", datasets.Image())) == 1

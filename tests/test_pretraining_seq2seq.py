@@ -15,16 +15,16 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.data import DataError
-from hf_bigmodel.training.pretrain_seq2seq import (
-    PREDICTIONS_FILE,
+from hf_bigmodel.data.seq2seq import (
     TokenBudgetBatchSampler,
     infilling_noise,
     permute_sentences,
     read_lines,
     read_parallel,
     t5_span_corruption,
-    translation_scores,
 )
+from hf_bigmodel.metrics import translation_scores
+from hf_bigmodel.training.pretrain_seq2seq import PREDICTIONS_FILE
 
 MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k_de_en"
 
@@ -141,11 +141,11 @@ def test_translation_scores_conventions():
 
 @pytest.mark.skipif(not (MULTI30K / "tok").is_dir(), reason="Multi30k not available")
 def test_moses_lowercase_tokenization_reproduces_the_multi30k_tok_files():
-    from hf_bigmodel.training.pretrain_seq2seq import _moses_lowercase_tokenize
+    from hf_bigmodel.metrics import moses_lowercase_tokenize
 
     raw = read_lines(MULTI30K / "raw" / "test_2016_flickr.en.gz")[:300]
     tok = read_lines(MULTI30K / "tok" / "test_2016_flickr.lc.norm.tok.en.gz")[:300]
-    assert _moses_lowercase_tokenize(raw, "en") == tok
+    assert moses_lowercase_tokenize(raw, "en") == tok
 
 
 # ------------------------------------------------------------------------------------------------- training

@@ -328,3 +328,46 @@ def test_cli_user_errors_print_a_message_and_return_2(tmp_path, capsys):
         stderr = capsys.readouterr().err
         assert expected in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_load_dataset_any_reads_saved_folders_data_files_and_folders(tmp_path, monkeypatch):
+    """The one dataset loader behind every trainer's --dataset_name and train-tokenizer's --dataset."""
+    from hf_bigmodel.data import load_dataset_any
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets_cache")
+    # A save_to_disk folder: its "valid" split is renamed "validation", "test" only when asked.
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": ["a", "b"]}),
+        "valid": datasets.Dataset.from_dict({"text": ["c"]}),
+        "test": datasets.Dataset.from_dict({"text": ["d"]}),
+    }).save_to_disk(str(saved))  # fmt: skip
+    raw = load_dataset_any(saved)
+    assert sorted(raw) == ["test", "train", "validation"]
+    assert raw["validation"]["text"] == ["c"] and raw["test"]["text"] == ["d"]
+    only_test = tmp_path / "only_test"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": ["a"]}), "test": datasets.Dataset.from_dict({"text": ["t"]}),
+    }).save_to_disk(str(only_test))  # fmt: skip
+    assert "validation" not in load_dataset_any(only_test)
+    assert load_dataset_any(only_test, validation_aliases=("valid", "val", "test"))["validation"]["text"] == ["t"]
+
+    # A data file is the "train" split; tab-separated text keeps bare quotes (SST-2 has them).
+    tsv = tmp_path / "rows.tsv"
+    tsv.write_text('sentence\tlabel\nhe said "hi\t1\nplain\t0\n', encoding="utf-8")
+    rows = load_dataset_any(tsv)
+    assert list(rows) == ["train"] and rows["train"]["sentence"] == ['he said "hi', "plain"]
+    # Plain text: one row per line, with its line break only when asked.
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("one\ntwo\n", encoding="utf-8")
+    assert load_dataset_any(folder)["train"]["text"] == ["one", "two"]
+    assert load_dataset_any(folder, keep_linebreaks=True)["train"]["text"] == ["one\n", "two\n"]
+    assert load_dataset_any(folder / "a.txt", keep_linebreaks=True)["train"]["text"] == ["one\n", "two\n"]
+
+    with pytest.raises(FileNotFoundError, match=r"Dataset path not found: .*missing\.jsonl"):
+        load_dataset_any(tmp_path / "missing.jsonl")
+    odd = tmp_path / "table.xlsx"
+    odd.write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"Cannot tell the format of .*table\.xlsx from its extension"):
+        load_dataset_any(odd)

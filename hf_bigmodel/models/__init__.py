@@ -93,7 +93,7 @@ def register(
 
 # The zoo, one line per architecture. Every test and CLI command loops over this table.
 ARCHITECTURES: dict[str, Architecture] = {
-    "gpt": register(configuration_gpt, modeling_gpt, pretrainer="hf_bigmodel.training.pretrain"),
+    "gpt": register(configuration_gpt, modeling_gpt, pretrainer="hf_bigmodel.training.pretrain_gpt"),
     "bert": register(configuration_bert, modeling_bert, pretrainer="hf_bigmodel.training.pretrain_bert"),
     "transformer": register(
         configuration_transformer, modeling_transformer, pretrainer="hf_bigmodel.training.pretrain_seq2seq"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
-__all__ = ["QuestionAnsweringPipeline", "best_span", "prepare_qa_features"]
+__all__ = ["QuestionAnsweringPipeline", "best_span", "prepare_qa_features", "qa_predictions"]
 
 
 def prepare_qa_features(
@@ -101,6 +101,34 @@ def best_span(
                 if best is None or score > best["score"]:
                     best = {"score": score, "start": int(window[s][0]), "end": int(window[e][1])}
     return best
+
+
+def qa_predictions(
+    contexts: list[str],
+    example_ids: list[int],
+    offsets: list[list],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> list[str]:
+    """Answer text per example from the logits of its windows (features), via `best_span`: the batch form of the
+    pipeline's post-processing, used to evaluate a fine-tuned model on a whole validation set."""
+    windows: dict[int, list[int]] = {}
+    for feature, example in enumerate(example_ids):
+        windows.setdefault(example, []).append(feature)
+    answers = []
+    for example, context in enumerate(contexts):
+        features = windows.get(example, [])
+        span = best_span(
+            [start_logits[f] for f in features],
+            [end_logits[f] for f in features],
+            [offsets[f] for f in features],
+            n_best=n_best,
+            max_answer_length=max_answer_length,
+        )
+        answers.append("" if span is None else context[span["start"] : span["end"]])
+    return answers
 
 
 class QuestionAnsweringPipeline(Pipeline):

@@ -29,16 +29,12 @@ ending0,ending1,...` or one list column named by `--ending_columns`) and the ind
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import re
-import string
-import sys
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import transformers
 from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
@@ -50,17 +46,19 @@ from transformers import (
     DataCollatorForMultipleChoice,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     set_seed,
 )
 
-from ..data import DataError, validate_text_files
+from ..data import DataError, load_dataset_any, validate_text_files
+from ..data.common import builder_options
+from ..metrics import classification_metrics, squad_scores
 from ..pipelines import add_question_answering_pipeline
-from ..pipelines.question_answering import best_span, prepare_qa_features
-from ..publish.card import ModelCardError, write_model_card
+from ..pipelines.question_answering import prepare_qa_features, qa_predictions
 from ..tokenization import check_tokenizer_matches_config
+from . import common
+from .common import finish_run, run_cli, train_and_save
 
 logger = logging.getLogger("hf_bigmodel.finetune")
 
@@ -108,7 +106,7 @@ def _load_dataset(args: FinetuneArguments):
     import datasets
 
     if args.dataset_name is not None:
-        raw = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
+        raw = load_dataset_any(args.dataset_name, args.dataset_config_name)
     else:
         if args.train_file is None:
             raise DataError("Give --train_file (csv/tsv/json/jsonl) or --dataset_name.")
@@ -120,7 +118,7 @@ def _load_dataset(args: FinetuneArguments):
         builder = {"tsv": "csv", "jsonl": "json"}.get(extension, extension)
         if builder not in ("csv", "json"):
             raise DataError(f"--train_file must be .csv, .tsv, .json or .jsonl, got {args.train_file}.")
-        kwargs = {"delimiter": "\t", "quoting": 3} if extension == "tsv" else {}  # SST-2 has bare quotes in text
+        kwargs = builder_options(builder, f".{extension}")
         squad = {split: _squad_file_rows(path) for split, path in files.items()} if extension == "json" else {}
         if squad and all(rows is not None for rows in squad.values()):
             raw = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in squad.items()})
@@ -165,8 +163,6 @@ def _required_columns(args: FinetuneArguments) -> list[str]:
 def _squad_file_rows(path: str) -> list[dict] | None:
     """Rows of a file in the original SQuAD layout ({"data": [{"title", "paragraphs": [{"context", "qas"}]}]}),
     or None if the file is not in that layout (then it is read as plain JSON rows)."""
-    import json
-
     with open(path, encoding="utf-8") as f:
         head = f.read(1)
         while head.isspace():
@@ -204,20 +200,6 @@ def _label_list(raw, column: str, per_token: bool) -> list:
     return sorted(values, key=lambda v: (str(type(v)), v))
 
 
-def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
-    """Accuracy and macro F1 over the positions whose label is not -100 (binary tasks: F1 of class 1)."""
-    keep = labels != -100
-    predictions, labels = predictions[keep], labels[keep]
-    accuracy = float((predictions == labels).mean()) if len(labels) else 0.0
-    f1_scores = []
-    for cls in range(num_labels):
-        true_pos = np.sum((predictions == cls) & (labels == cls))
-        denom = np.sum(predictions == cls) + np.sum(labels == cls)
-        f1_scores.append(2 * true_pos / denom if denom else 0.0)
-    f1 = f1_scores[1] if num_labels == 2 else float(np.mean(f1_scores))
-    return {"accuracy": accuracy, "f1": float(f1)}
-
-
 def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     """Fine-tune and save; returns the final evaluation metrics (eval_accuracy, eval_f1, eval_loss)."""
     if args.task not in TASKS:
@@ -232,17 +214,12 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
     labels = _label_list(raw, args.label_column, per_token)
     label_to_id = {label: i for i, label in enumerate(labels)}
 
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or args.model_name_or_path)
-    config = AutoConfig.from_pretrained(
-        args.model_name_or_path,
+    tokenizer, config = _load_tokenizer_and_config(
+        args,
         num_labels=len(labels),
         id2label={i: str(label) for i, label in enumerate(labels)},
         label2id={str(label): i for i, label in enumerate(labels)},
     )
-    check_tokenizer_matches_config(tokenizer, config)
-    if tokenizer.pad_token_id is None:
-        raise DataError("The tokenizer has no pad token; batches of different lengths cannot be padded.")
-    config.pad_token_id = tokenizer.pad_token_id
     model = TASKS[args.task].from_pretrained(args.model_name_or_path, config=config)
     max_length = min(args.max_seq_length or config.max_position_embeddings, config.max_position_embeddings)
 
@@ -281,75 +258,12 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    metrics = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
-    trainer.save_model()
-    trainer.save_state()
-    if "validation" in processed:
-        metrics.update(trainer.evaluate())
-    _finish(trainer, args, training_args, metrics)
+    metrics = train_and_save(trainer, training_args, evaluate="validation" in processed)
+    finish_run(trainer, training_args, metrics, (args,), "tokenizer")
     return metrics
 
 
 # ---------------------------------------------------------------------------------------- question answering
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, no articles (a, an, the), single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-_PUNCTUATION = set(string.punctuation)
-
-
-def squad_scores(prediction: str, truths: list[str]) -> tuple[float, float]:
-    """(exact match, F1) of one prediction against its reference answers (the best reference counts)."""
-    if not truths:
-        truths = [""]
-    pred_tokens = normalize_answer(prediction).split()
-    exact, best_f1 = 0.0, 0.0
-    for truth in truths:
-        truth_tokens = normalize_answer(truth).split()
-        exact = max(exact, float(pred_tokens == truth_tokens))
-        common = Counter(pred_tokens) & Counter(truth_tokens)
-        overlap = sum(common.values())
-        if not pred_tokens or not truth_tokens:
-            f1 = float(pred_tokens == truth_tokens)
-        elif overlap == 0:
-            f1 = 0.0
-        else:
-            precision, recall = overlap / len(pred_tokens), overlap / len(truth_tokens)
-            f1 = 2 * precision * recall / (precision + recall)
-        best_f1 = max(best_f1, f1)
-    return exact, best_f1
-
-
-def qa_predictions(
-    contexts: list[str],
-    example_ids: list[int],
-    offsets: list[list],
-    start_logits: np.ndarray,
-    end_logits: np.ndarray,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-) -> list[str]:
-    """Answer text per example from the logits of its windows (features), via the pipeline's `best_span`."""
-    windows: dict[int, list[int]] = {}
-    for feature, example in enumerate(example_ids):
-        windows.setdefault(example, []).append(feature)
-    answers = []
-    for example, context in enumerate(contexts):
-        features = windows.get(example, [])
-        span = best_span(
-            [start_logits[f] for f in features],
-            [end_logits[f] for f in features],
-            [offsets[f] for f in features],
-            n_best=n_best,
-            max_answer_length=max_answer_length,
-        )
-        answers.append("" if span is None else context[span["start"] : span["end"]])
-    return answers
 
 
 def _check_answers(value, row: int, column: str) -> tuple[list[str], list[int]]:
@@ -440,16 +354,11 @@ def _run_question_answering(args: FinetuneArguments, training_args: TrainingArgu
             list(evaluation["offset_mapping"]),
             args,
         )
-    metrics = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
-    trainer.save_model()
-    trainer.save_state()
-    if evaluation is not None:
-        metrics.update(trainer.evaluate())
-    _finish(trainer, args, training_args, metrics)
-    if trainer.is_world_process_zero():
-        # The pipeline code next to the weights and `custom_pipelines` in config.json: users without hf_bigmodel
-        # load it with pipeline(model=repo, trust_remote_code=True).
-        add_question_answering_pipeline(training_args.output_dir)
+    metrics = train_and_save(trainer, training_args, evaluate=evaluation is not None)
+    # The pipeline code next to the weights and `custom_pipelines` in config.json (published with them): users
+    # without hf_bigmodel load it with pipeline(model=repo, trust_remote_code=True).
+    finish_run(trainer, training_args, metrics, (args,), "tokenizer, question-answering pipeline",
+               add_files=add_question_answering_pipeline)  # fmt: skip
     return metrics
 
 
@@ -528,12 +437,8 @@ def _run_multiple_choice(args: FinetuneArguments, training_args: TrainingArgumen
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    metrics = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
-    trainer.save_model()
-    trainer.save_state()
-    if "validation" in processed:
-        metrics.update(trainer.evaluate())
-    _finish(trainer, args, training_args, metrics)
+    metrics = train_and_save(trainer, training_args, evaluate="validation" in processed)
+    finish_run(trainer, training_args, metrics, (args,), "tokenizer")
     return metrics
 
 
@@ -547,31 +452,13 @@ def _load_tokenizer_and_config(args: FinetuneArguments, **config_kwargs):
     return tokenizer, config
 
 
-def _finish(trainer: Trainer, args, training_args: TrainingArguments, metrics: dict) -> None:
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if trainer.is_world_process_zero():
-        try:
-            write_model_card(training_args.output_dir, args, training_args)
-        except ModelCardError as err:  # a model type without a card template (e.g. a stock transformers model)
-            logger.warning("No model card written: %s", err)
+ARGUMENTS = (FinetuneArguments, TrainingArguments)
+
+
+def parse_args(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
+    return common.parse_args(argv, ARGUMENTS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
-    if argv and argv[0] in ("-h", "--help"):
-        parser.print_help()
-        return 0
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        args, training_args = parser.parse_json_file(os.path.abspath(argv[0]))
-    else:
-        args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    try:
-        run_finetuning(args, training_args)
-    except (DataError, FileNotFoundError) as err:
-        print(f"hf-bigmodel finetune: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """`hf-bigmodel finetune ...`: 0 on success, 2 with a message on bad input."""
+    return run_cli("hf-bigmodel finetune", ARGUMENTS, run_finetuning, argv)

@@ -5,7 +5,7 @@
         --per_device_train_batch_size 32 --learning_rate 5e-4 --warmup_steps 100 --eval_strategy steps
 
 Every `TrainingArguments` flag works (`HfArgumentParser`). The data recipe (documents, sentence pairs, 15% masking
-80/10/10, whole-word masking, static vs dynamic masks) is described in `hf_bigmodel.data_mlm`. Objectives:
+80/10/10, whole-word masking, static vs dynamic masks) is described in `hf_bigmodel.data.mlm`. Objectives:
 
 * ``mlm_nsp`` (BERT): sentence pairs, statically masked (``--dupe_factor`` copies with different masks), model
   `AutoModelForPreTraining`; evaluation reports ``eval_mlm_accuracy``, ``eval_nsp_accuracy``, ``eval_mlm_loss``,
@@ -24,36 +24,26 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch.nn.functional as F
-import transformers
-from transformers import (
-    AutoConfig,
-    AutoModelForMaskedLM,
-    AutoModelForPreTraining,
-    AutoTokenizer,
-    HfArgumentParser,
-    Trainer,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, Trainer, TrainingArguments, set_seed
 
-from .. import registry
 from ..data import DataError
-from ..data_mlm import (
-    BertMasker,
-    DataCollatorForBertPretraining,
-    build_pretraining_dataset,
-    load_documents,
+from ..data.mlm import BertMasker, DataCollatorForBertPretraining, build_pretraining_dataset, load_documents
+from ..metrics import preprocess_logits_for_metrics, pretraining_metrics
+from ..tokenization import sync_config_with_tokenizer
+from . import common
+from .common import (
+    TokenizerModelArguments,
+    finish_run,
+    load_or_train_tokenizer,
+    load_saved_model,
+    model_kwargs,
+    preset_config,
+    run_cli,
+    train_and_save,
 )
-from ..models import ARCHITECTURES
-from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
-from .pretrain import _parse_overrides, finish_run, resolve_checkpoint
 
 logger = logging.getLogger("hf_bigmodel.pretrain_bert")
 
@@ -62,14 +52,8 @@ EVAL_SEED_OFFSET = 10_007  # evaluation masks differ from any training copy's
 
 
 @dataclass
-class BertModelArguments:
+class BertModelArguments(TokenizerModelArguments):
     preset: str = field(default="bert-mini", metadata={"help": "BERT config preset to train from scratch."})
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "Override preset fields, e.g. 'hidden_size=256,num_hidden_layers=4'."}
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Continue pretraining a saved model folder instead of starting from a preset."}
-    )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Use this saved tokenizer instead of training a WordPiece one."}
     )
@@ -78,7 +62,6 @@ class BertModelArguments:
     strip_accents: bool | None = field(
         default=None, metadata={"help": "Trained WordPiece: strip accents (default: same as --lowercase)."}
     )
-    attn_implementation: str | None = field(default=None, metadata={"help": "Attention backend: sdpa or eager."})
 
 
 @dataclass
@@ -110,34 +93,18 @@ class BertDataArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
 
 
+ARGUMENTS = (BertModelArguments, BertDataArguments, TrainingArguments)
+
+
 def parse_args(argv: list[str]) -> tuple[BertModelArguments, BertDataArguments, TrainingArguments]:
-    parser = HfArgumentParser((BertModelArguments, BertDataArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return loader(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return common.parse_args(argv, ARGUMENTS)
 
 
 def build_tokenizer(model_args: BertModelArguments, raw_train, training_args: TrainingArguments):
     """The given tokenizer, the one a previous run of this output_dir trained, or a new WordPiece."""
-    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
-    if source is not None:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    else:
-        tokenizer_dir = Path(training_args.output_dir) / "tokenizer"
-        with training_args.main_process_first(desc="tokenizer training"):
-            if (tokenizer_dir / "tokenizer.json").is_file():
-                tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-            else:
-                tokenizer = train_tokenizer(
-                    kind="wordpiece",
-                    dataset=raw_train,
-                    vocab_size=model_args.tokenizer_vocab_size,
-                    lowercase=model_args.lowercase,
-                    strip_accents=model_args.strip_accents,
-                    output_dir=tokenizer_dir,
-                    show_progress=False,
-                )
+    tokenizer = load_or_train_tokenizer(model_args, training_args, kind="wordpiece", dataset=raw_train,
+                                        lowercase=model_args.lowercase, strip_accents=model_args.strip_accents,
+                                        show_progress=False)  # fmt: skip
     missing = [
         name for name in ("cls_token", "sep_token", "mask_token", "pad_token") if getattr(tokenizer, name) is None
     ]
@@ -153,24 +120,11 @@ def build_model(model_args: BertModelArguments, objective: str, tokenizer):
     """The model for `objective`: loaded from --model_name_or_path, or built from the preset with the tokenizer's
     vocabulary size and ids."""
     auto_class = OBJECTIVES[objective]
-    extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     if model_args.model_name_or_path is not None:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
-        check_tokenizer_matches_config(tokenizer, config)
-        return auto_class.from_pretrained(model_args.model_name_or_path, **extra)
-    if "bert" not in ARCHITECTURES:
-        raise DataError("This install has no BERT architecture; pass --model_name_or_path with a saved BERT folder.")
-    if model_args.preset not in registry.list_presets("bert"):
-        raise DataError(
-            f"--preset {model_args.preset!r} is not a BERT preset; choose from {', '.join(registry.list_presets('bert'))}."
-        )
-    overrides = {
-        "vocab_size": len(tokenizer),
-        "pad_token_id": tokenizer.pad_token_id,
-        **_parse_overrides(model_args.config_overrides),
-    }
-    config = sync_config_with_tokenizer(registry.create_config(model_args.preset, **overrides), tokenizer)
-    return auto_class.from_config(config, **extra)
+        return load_saved_model(auto_class, model_args, tokenizer)
+    config = preset_config("bert", model_args, {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id})
+    config = sync_config_with_tokenizer(config, tokenizer)
+    return auto_class.from_config(config, **model_kwargs(model_args))
 
 
 class BertPretrainingTrainer(Trainer):
@@ -246,28 +200,6 @@ class BertPretrainingTrainer(Trainer):
         return output
 
 
-def preprocess_logits_for_metrics(logits, labels):
-    """Keep only the argmax ids (a (batch, seq) tensor instead of (batch, seq, vocab))."""
-    if isinstance(logits, (tuple, list)):
-        return tuple(t.argmax(dim=-1) for t in logits[:2] if t is not None)
-    return logits.argmax(dim=-1)
-
-
-def pretraining_metrics(eval_pred) -> dict[str, float]:
-    """MLM accuracy over the masked positions; NSP accuracy when the labels include next_sentence_label."""
-    predictions, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(labels, (tuple, list)):
-        mlm_labels, nsp_labels = labels[0], labels[1] if len(labels) > 1 else None
-    else:
-        mlm_labels, nsp_labels = labels, None
-    mlm_pred = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
-    keep = mlm_labels != -100
-    metrics = {"mlm_accuracy": float((mlm_pred[keep] == mlm_labels[keep]).mean()) if keep.any() else 0.0}
-    if nsp_labels is not None and isinstance(predictions, (tuple, list)) and len(predictions) > 1:
-        metrics["nsp_accuracy"] = float((np.asarray(predictions[1]).reshape(-1) == nsp_labels.reshape(-1)).mean())
-    return metrics
-
-
 def run_pretraining(
     model_args: BertModelArguments, data_args: BertDataArguments, training_args: TrainingArguments
 ) -> dict:
@@ -334,11 +266,7 @@ def run_pretraining(
         eval_data_collator=DataCollatorForBertPretraining(tokenizer),
     )
 
-    checkpoint = resolve_checkpoint(training_args)
-    metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
-    trainer.save_model()
-    trainer.save_state()
-    metrics.update(trainer.evaluate())
+    metrics = train_and_save(trainer, training_args, evaluate=True)
     finish_run(trainer, training_args, metrics, (model_args, data_args), "tokenizer",
                extra={"train_sequences": len(train_dataset)})  # fmt: skip
     return metrics
@@ -346,19 +274,7 @@ def run_pretraining(
 
 def main(argv: list[str] | None = None) -> int:
     """`hf-bigmodel pretrain bert ...`: 0 on success, 2 with a message on bad input."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        HfArgumentParser((BertModelArguments, BertDataArguments, TrainingArguments)).print_help()
-        return 0
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_args(argv)
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    try:
-        run_pretraining(model_args, data_args, training_args)
-    except (DataError, FileNotFoundError) as err:
-        print(f"hf-bigmodel pretrain bert: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("hf-bigmodel pretrain bert", ARGUMENTS, run_pretraining, argv)
 
 
 __all__ = [
@@ -366,7 +282,6 @@ __all__ = [
     "BertModelArguments",
     "BertPretrainingTrainer",
     "main",
-    "pretraining_metrics",
-    "preprocess_logits_for_metrics",
+    "parse_args",
     "run_pretraining",
 ]

@@ -42,71 +42,71 @@ spans, each after its sentinel, as T5).
 
 from __future__ import annotations
 
-import gzip
 import logging
-import os
-import re
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import transformers
 from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
-    HfArgumentParser,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     set_seed,
 )
 
-from .. import registry
 from .._io import atomic_write_text
 from ..data import DataError
-from ..models import ARCHITECTURES
-from ..tokenization import check_tokenizer_matches_config, sync_config_with_tokenizer, train_tokenizer
-from .pretrain import _parse_overrides, finish_run, resolve_checkpoint
+from ..data.seq2seq import (
+    DenoisingCollator,
+    ParallelFiles,
+    Split,
+    TokenBudgetBatchSampler,
+    WithoutNoneLabels,
+    add_denoising_tokens,
+    as_dataset,
+    load_denoising_splits,
+    load_translation_splits,
+    tokenize_split,
+)
+from ..metrics import decode_generations, translation_scores
+from ..tokenization import sync_config_with_tokenizer
+from . import common
+from .common import (
+    TokenizerModelArguments,
+    finish_run,
+    load_or_train_tokenizer,
+    load_saved_model,
+    model_kwargs,
+    parse_overrides,
+    preset_config,
+    run_cli,
+    train_and_save,
+)
 
 logger = logging.getLogger("hf_bigmodel.pretrain_seq2seq")
 
 ARCH = "transformer"
 PREDICTIONS_FILE = "generated_predictions.txt"
-MASK_TOKEN = "<mask>"
-NUM_SENTINELS = 100
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 
 
 @dataclass
-class Seq2SeqModelArguments:
+class Seq2SeqModelArguments(TokenizerModelArguments):
     preset: str = field(
         default="transformer-multi30k",
         metadata={"help": "Config preset to train from scratch (see `hf_bigmodel.list_presets('transformer')`)."},
     )
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "Override preset fields, e.g. 'num_hidden_layers=3,label_smoothing=0.1'."}
-    )
     config_name: str | None = field(
         default=None,
         metadata={"help": "Build from this saved config (folder or config.json) instead of a preset, e.g. Marian."},
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Continue training a saved model folder instead of starting from scratch."}
-    )
-    tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Use this saved tokenizer instead of training one on the training data."}
     )
     tokenizer_kind: str = field(
         default="unigram",
         metadata={"help": "Joint tokenizer to train if none is given: unigram or bpe.", "choices": ["unigram", "bpe"]},
     )
     tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of the trained tokenizer."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "Attention backend: sdpa or eager."})
 
 
 @dataclass
@@ -181,277 +181,37 @@ class Seq2SeqDataArguments:
     mean_noise_span_length: float = field(default=3.0, metadata={"help": "t5: mean corrupted span length."})
 
 
+ARGUMENTS = (Seq2SeqModelArguments, Seq2SeqDataArguments, Seq2SeqTrainingArguments)
+
+
 def parse_args(argv: list[str]) -> tuple[Seq2SeqModelArguments, Seq2SeqDataArguments, Seq2SeqTrainingArguments]:
     """Parse the command line (or one .json/.yaml file) into the three argument dataclasses."""
-    parser = HfArgumentParser((Seq2SeqModelArguments, Seq2SeqDataArguments, Seq2SeqTrainingArguments))
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return loader(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Reading parallel text
-
-
-def read_lines(path: str | os.PathLike) -> list[str]:
-    """Lines of a UTF-8 text file (`.gz` is decompressed), without their line breaks.
-
-    Raises `FileNotFoundError` or `DataError` naming the file and the line of the first invalid byte.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"Data file not found: {path}. Check the path (and the current directory).")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not a text file.")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"{path} is not valid UTF-8: byte {data[err.start : err.start + 1]!r} at line {line}. Convert it to "
-            f"UTF-8 first (e.g. `iconv -f latin1 -t utf-8`)."
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final line break ends the last line; it does not start an empty one
-    return [line.removesuffix("\r") for line in lines]
-
-
-def _resolve_prefix(prefix: str, lang: str) -> Path:
-    for candidate in (Path(f"{prefix}.{lang}"), Path(f"{prefix}.{lang}.gz")):
-        if candidate.expanduser().exists():
-            return candidate.expanduser()
-    raise FileNotFoundError(
-        f"No file {prefix}.{lang} (or {prefix}.{lang}.gz) for language {lang!r}. --train_file/--validation_file/"
-        f"--test_file take a PREFIX such that PREFIX.<source_lang> and PREFIX.<target_lang> exist; or name the files "
-        f"with --<split>_source_file and --<split>_target_file."
-    )
-
-
-def read_parallel(
-    source_path: str | os.PathLike, target_path: str | os.PathLike | None, skip_empty: bool = False
-) -> tuple[list[str], list[str] | None, list[int]]:
-    """(sources, targets, line numbers) of two line-aligned files; `target_path` may be None (sources only).
-
-    Raises `DataError` if the line counts differ (naming both files and counts) or a pair has an empty side
-    (naming the file and line), unless `skip_empty` drops such pairs (with a warning).
-    """
-    sources = read_lines(source_path)
-    targets = read_lines(target_path) if target_path is not None else None
-    if targets is not None and len(sources) != len(targets):
-        raise DataError(
-            f"Parallel files have different line counts: {source_path} has {len(sources)} lines but {target_path} "
-            f"has {len(targets)}. Line i of one must be the translation of line i of the other; check that the "
-            f"files belong together and that no text contains a stray line break."
-        )
-    keep_src, keep_tgt, numbers = [], [] if targets is not None else None, []
-    skipped = 0
-    for index, source in enumerate(sources):
-        target = targets[index] if targets is not None else None
-        empty = [
-            (path, text)
-            for path, text in ((source_path, source), (target_path, target))
-            if path is not None and not text.strip()
-        ]
-        if empty:
-            if skip_empty:
-                skipped += 1
-                continue
-            path = empty[0][0]
-            raise DataError(
-                f"Empty line pair: line {index + 1} of {path} is empty. Remove the pair from both files or pass "
-                f"--skip_empty_pairs to drop pairs with an empty side."
-            )
-        keep_src.append(source)
-        if keep_tgt is not None:
-            keep_tgt.append(target)
-        numbers.append(index + 1)
-    if skipped:
-        logger.warning("Skipped %d pair(s) with an empty side in %s", skipped, source_path)
-    if not keep_src:
-        raise DataError(f"{source_path} holds no usable line (every pair has an empty side).")
-    return keep_src, keep_tgt, numbers
-
-
-@dataclass
-class Split:
-    """One split of raw text: sources, targets (None for a source-only test set), and where each row came from."""
-
-    sources: list[str]
-    targets: list[str] | None
-    origins: list[str]  # "FILE line N" or "row N of split S", for error messages
-
-    def head(self, n: int | None) -> Split:
-        if n is None:
-            return self
-        return Split(self.sources[:n], None if self.targets is None else self.targets[:n], self.origins[:n])
-
-
-def _split_files(data_args: Seq2SeqDataArguments, split: str) -> tuple[Path | None, Path | None]:
-    prefix = getattr(data_args, f"{split}_file")
-    source = getattr(data_args, f"{split}_source_file")
-    target = getattr(data_args, f"{split}_target_file")
-    if prefix:
-        if source or target:
-            raise DataError(f"Give either --{split}_file or --{split}_source_file/--{split}_target_file, not both.")
-        if len(prefix) != 1:
-            raise DataError(f"--{split}_file takes one PREFIX for translation, got {len(prefix)}: {prefix}.")
-        if not data_args.source_lang or not data_args.target_lang:
-            raise DataError(f"--{split}_file PREFIX needs --source_lang and --target_lang (e.g. de and en).")
-        return _resolve_prefix(prefix[0], data_args.source_lang), _resolve_prefix(prefix[0], data_args.target_lang)
-    if target and not source:
-        raise DataError(f"--{split}_target_file needs --{split}_source_file.")
-    if source and not target and split != "test":
-        raise DataError(f"--{split}_source_file needs --{split}_target_file (only test sources may come alone).")
-    return (Path(source) if source else None), (Path(target) if target else None)
-
-
-def load_translation_splits(data_args: Seq2SeqDataArguments) -> dict[str, Split]:
-    """The train/validation/test splits given on the command line (files or a `datasets` dataset)."""
-    splits: dict[str, Split] = {}
-    if data_args.dataset_name is not None:
-        if any(_split_files(data_args, s)[0] for s in ("train", "validation", "test")):
-            raise DataError("Give either text files or --dataset_name, not both.")
-        return _load_dataset_splits(data_args)
-    for split in ("train", "validation", "test"):
-        source, target = _split_files(data_args, split)
-        if source is None:
-            continue
-        sources, targets, numbers = read_parallel(source, target, data_args.skip_empty_pairs)
-        splits[split] = Split(sources, targets, [f"{source} line {n}" for n in numbers])
-    return splits
-
-
-def _load_dataset_splits(data_args: Seq2SeqDataArguments) -> dict[str, Split]:
-    import datasets
-
-    if not data_args.source_lang or not data_args.target_lang:
-        raise DataError("--dataset_name needs --source_lang and --target_lang (keys of the translation column).")
-    path = Path(data_args.dataset_name).expanduser()
-    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-        raw = datasets.load_from_disk(str(path))
-    else:
-        raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
-    if not isinstance(raw, datasets.DatasetDict):
-        raw = datasets.DatasetDict({"train": raw})
-    names = {"train": "train", "validation": "validation" if "validation" in raw else "valid", "test": "test"}
-    splits: dict[str, Split] = {}
-    column = data_args.translation_column
-    for split, name in names.items():
-        if name not in raw:
-            continue
-        ds = raw[name]
-        if column not in ds.column_names:
-            raise DataError(
-                f"Dataset split {name!r} has no column {column!r}; its columns are {ds.column_names}. Pass "
-                f"--translation_column naming the column of {{lang: text}} rows."
-            )
-        sources, targets, origins = [], [], []
-        for index, row in enumerate(ds[column]):
-            pair = [row.get(lang) if isinstance(row, dict) else None for lang in (data_args.source_lang,
-                                                                                data_args.target_lang)]  # fmt: skip
-            for lang, text in zip((data_args.source_lang, data_args.target_lang), pair):
-                if not isinstance(text, str):
-                    raise DataError(
-                        f"Row {index} of split {name!r}: {column!r} has no {lang!r} text (got {row!r}). Rows must "
-                        f"be {{{data_args.source_lang!r}: ..., {data_args.target_lang!r}: ...}}."
-                    )
-            if not pair[0].strip() or not pair[1].strip():
-                if data_args.skip_empty_pairs:
-                    continue
-                raise DataError(
-                    f"Empty line pair: row {index} of split {name!r} has an empty side. Remove it or pass "
-                    f"--skip_empty_pairs."
-                )
-            sources.append(pair[0])
-            targets.append(pair[1])
-            origins.append(f"row {index} of split {name!r}")
-        splits[split] = Split(sources, targets, origins)
-    return splits
-
-
-def load_denoising_splits(data_args: Seq2SeqDataArguments) -> dict[str, Split]:
-    """Monolingual text files: each non-empty line is one document (input and target before noising)."""
-    splits = {}
-    for split in ("train", "validation"):
-        files = getattr(data_args, f"{split}_file")
-        if not files:
-            continue
-        texts, origins = [], []
-        for file in files:
-            for number, line in enumerate(read_lines(file), start=1):
-                if line.strip():
-                    texts.append(line)
-                    origins.append(f"{file} line {number}")
-        if not texts:
-            raise DataError(f"The {split} files {files} hold no text.")
-        splits[split] = Split(texts, None, origins)
-    if "train" not in splits:
-        raise DataError("--objective denoising needs --train_file with plain text (one document per line).")
-    return splits
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Tokenizer, model, features
+    return common.parse_args(argv, ARGUMENTS)
 
 
 def build_tokenizer(model_args: Seq2SeqModelArguments, train: Split, training_args: Seq2SeqTrainingArguments):
     """A saved tokenizer, or a joint one trained on both sides of the training split (saved in output_dir)."""
-    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
-    if source is not None:
-        return AutoTokenizer.from_pretrained(source)
     import datasets
 
-    tokenizer_dir = Path(training_args.output_dir) / "tokenizer"
-    with training_args.main_process_first(desc="tokenizer training"):
-        if (tokenizer_dir / "tokenizer.json").is_file():
-            return AutoTokenizer.from_pretrained(tokenizer_dir)
-        texts = train.sources + (train.targets or [])
-        return train_tokenizer(
-            kind=model_args.tokenizer_kind,
-            dataset=datasets.Dataset.from_dict({"text": texts}),
-            vocab_size=model_args.tokenizer_vocab_size,
-            output_dir=tokenizer_dir,
-            seq2seq=True,
-            show_progress=False,
-        )
-
-
-def add_denoising_tokens(tokenizer, noise: str) -> None:
-    """Add `<mask>` (infilling) or the sentinels `<extra_id_0..99>` (t5) as special tokens if missing."""
-    if noise == "infilling" and tokenizer.mask_token is None:
-        tokenizer.add_special_tokens({"mask_token": MASK_TOKEN})
-    elif noise == "t5":
-        missing = [f"<extra_id_{i}>" for i in range(NUM_SENTINELS) if f"<extra_id_{i}>" not in tokenizer.get_vocab()]
-        if missing:
-            tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    texts = (train.sources + (train.targets or [])) if train is not None else []
+    return load_or_train_tokenizer(model_args, training_args, kind=model_args.tokenizer_kind,
+                                   dataset=datasets.Dataset.from_dict({"text": texts}), seq2seq=True,
+                                   show_progress=False)  # fmt: skip
 
 
 def build_model(model_args: Seq2SeqModelArguments, tokenizer, training_args: Seq2SeqTrainingArguments):
     """The model: from a saved folder, a saved config, or a preset; vocabulary and special ids from the tokenizer."""
-    extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     if model_args.model_name_or_path is not None:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
-        check_tokenizer_matches_config(tokenizer, config)
-        return AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path, **extra)
+        return load_saved_model(AutoModelForSeq2SeqLM, model_args, tokenizer)
     ids = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("pad", "bos", "eos")}
     # Marian convention: the decoder starts from the pad token; any special id works if the config says so.
-    overrides = {"vocab_size": len(tokenizer), **ids, "decoder_start_token_id": tokenizer.pad_token_id}
-    overrides.update(_parse_overrides(model_args.config_overrides))
+    defaults = {"vocab_size": len(tokenizer), **ids, "decoder_start_token_id": tokenizer.pad_token_id}
     if model_args.config_name is not None:
-        config = AutoConfig.from_pretrained(model_args.config_name, **overrides)
+        config = AutoConfig.from_pretrained(
+            model_args.config_name, **defaults, **parse_overrides(model_args.config_overrides)
+        )
     else:
-        presets = registry.list_presets(ARCH) if ARCH in ARCHITECTURES else []
-        if model_args.preset not in presets:
-            raise DataError(
-                f"--preset {model_args.preset!r} is not a {ARCH} preset; choose from {', '.join(presets) or 'none'} "
-                f"(or pass --config_name / --model_name_or_path)."
-            )
-        config = registry.create_config(model_args.preset, **overrides)
+        config = preset_config(ARCH, model_args, defaults, hint=" (or pass --config_name / --model_name_or_path)")
     sync_config_with_tokenizer(config, tokenizer, pad_to_multiple_of=8)
     if hasattr(config, "decoder_vocab_size"):  # Marian keeps a second vocabulary size for the decoder
         config.decoder_vocab_size = config.vocab_size
@@ -463,7 +223,7 @@ def build_model(model_args: Seq2SeqModelArguments, tokenizer, training_args: Seq
         config.label_smoothing = training_args.label_smoothing_factor
         training_args.label_smoothing_factor = 0.0
         logger.info("Label smoothing %.3g applied by the model (config.label_smoothing)", config.label_smoothing)
-    return AutoModelForSeq2SeqLM.from_config(config, **extra)
+    return AutoModelForSeq2SeqLM.from_config(config, **model_kwargs(model_args))
 
 
 def _max_positions(config) -> int | None:
@@ -472,268 +232,6 @@ def _max_positions(config) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-def tokenize_split(
-    split: Split, tokenizer, data_args: Seq2SeqDataArguments, name: str, max_positions: int | None = None
-) -> list[dict[str, list[int]]]:
-    """Token ids of every pair (`input_ids`, and `labels` when the split has targets), checked against the
-    maximum lengths: an error names the first row that is too long, unless --truncate_long_sequences."""
-    features = [{"input_ids": ids} for ids in tokenizer(split.sources, add_special_tokens=True)["input_ids"]]
-    sides = [("input_ids", "source", data_args.max_source_length, "--max_source_length")]
-    if split.targets is not None:
-        for feature, ids in zip(features, tokenizer(text_target=split.targets)["input_ids"]):
-            feature["labels"] = ids
-        sides.append(("labels", "target", data_args.max_target_length, "--max_target_length"))
-    eos = tokenizer.eos_token_id
-    room = f" (up to the model's max_position_embeddings, {max_positions})" if max_positions else ""
-    for key, side, limit, flag in sides:
-        for index, feature in enumerate(features):
-            ids = feature[key]
-            if len(ids) <= limit:
-                continue
-            if not data_args.truncate_long_sequences:
-                raise DataError(
-                    f"The {name} {side} at {split.origins[index]} has {len(ids)} tokens, more than the maximum "
-                    f"{flag} {limit}. Raise {flag}{room} or pass "
-                    f"--truncate_long_sequences to cut such {side}s to {limit} tokens."
-                )
-            feature[key] = [*ids[: limit - 1], eos] if ids[-1] == eos else ids[:limit]
-    return features
-
-
-def as_dataset(features: list[dict[str, list[int]]]):
-    """A `datasets.Dataset` (with a "length" column for `--train_sampling_strategy group_by_length`)."""
-    import datasets
-
-    columns = {key: [f[key] for f in features] for key in features[0]}
-    columns["length"] = [len(f["input_ids"]) + len(f.get("labels", ())) for f in features]
-    return datasets.Dataset.from_dict(columns)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Denoising
-
-
-def infilling_noise(
-    ids: Sequence[int],
-    mask_id: int,
-    rng: np.random.Generator,
-    mask_ratio: float = 0.3,
-    poisson_lambda: float = 3.0,
-) -> tuple[list[int], list[int]]:
-    """BART text infilling on one sequence (without its final eos): exactly round(mask_ratio * n) tokens are
-    removed in spans whose lengths are drawn from Poisson(poisson_lambda); each span becomes one `mask_id`, and a
-    span of length 0 inserts a `mask_id`. Returns (noised ids, span lengths)."""
-    n = len(ids)
-    to_mask = int(round(n * mask_ratio))
-    if n == 0 or to_mask == 0:
-        return list(ids), []
-    lengths: list[int] = []
-    while sum(lengths) < to_mask:
-        lengths.append(int(rng.poisson(poisson_lambda)))
-    lengths[-1] -= sum(lengths) - to_mask  # the last span is cut so that exactly to_mask tokens are masked
-    kept = n - to_mask
-    # Spans go into the gaps between kept tokens (kept + 1 gaps), in random order; spans landing in the same gap
-    # merge into one run, which one mask covers.
-    gaps = rng.integers(0, kept + 1, size=len(lengths))
-    order = rng.permutation(len(lengths))
-    masked = np.zeros(n, dtype=bool)
-    plan: dict[int, list[int]] = {}
-    for span in order:
-        plan.setdefault(int(gaps[span]), []).append(lengths[span])
-    out: list[int] = []
-    position = 0
-    for gap in range(kept + 1):
-        for length in plan.get(gap, []):
-            masked[position : position + length] = True
-            position += length
-        if gap in plan:
-            out.append(mask_id)
-        if gap < kept:
-            out.append(ids[position])
-            position += 1
-    return out, lengths
-
-
-def t5_span_corruption(
-    ids: Sequence[int],
-    sentinel_ids: Sequence[int],
-    eos_id: int,
-    rng: np.random.Generator,
-    noise_density: float = 0.15,
-    mean_noise_span_length: float = 3.0,
-) -> tuple[list[int], list[int]]:
-    """T5 span corruption on one sequence (without eos): round(noise_density * n) tokens in
-    round(noise / mean_span) spans, each replaced by the next sentinel in the input; the target lists each
-    sentinel followed by the tokens it replaced, then eos. Returns (input ids, target ids)."""
-    n = len(ids)
-    num_noise = min(max(int(round(n * noise_density)), 1), n - 1) if n > 1 else 0
-    if num_noise == 0:
-        return [*ids, eos_id], [eos_id]
-    num_spans = max(1, min(int(round(num_noise / mean_noise_span_length)), num_noise, n - num_noise,
-                           len(sentinel_ids)))  # fmt: skip
-
-    def segment(total: int, parts: int) -> list[int]:  # random split of `total` items into `parts` non-empty runs
-        cuts = np.sort(rng.choice(np.arange(1, total), size=parts - 1, replace=False)) if parts > 1 else []
-        return np.diff([0, *cuts, total]).tolist()
-
-    noise_lengths = segment(num_noise, num_spans)
-    keep_lengths = segment(n - num_noise, num_spans)
-    inputs, targets, position = [], [], 0
-    for span, (keep, noise) in enumerate(zip(keep_lengths, noise_lengths)):
-        inputs.extend(ids[position : position + keep])
-        position += keep
-        inputs.append(sentinel_ids[span])
-        targets.append(sentinel_ids[span])
-        targets.extend(ids[position : position + noise])
-        position += noise
-    return [*inputs, eos_id], [*targets, eos_id]
-
-
-def permute_sentences(ids: Sequence[int], sentence_end: np.ndarray, rng: np.random.Generator) -> list[int]:
-    """Shuffle the sentences of `ids` (a sentence ends after a token whose `sentence_end` entry is True)."""
-    sentences, start = [], 0
-    for i, token in enumerate(ids):
-        if sentence_end[token]:
-            sentences.append(list(ids[start : i + 1]))
-            start = i + 1
-    if start < len(ids):
-        sentences.append(list(ids[start:]))
-    return [token for index in rng.permutation(len(sentences)) for token in sentences[index]]
-
-
-class DenoisingCollator:
-    """Noises each example on the fly (new noise every epoch), then pads like `DataCollatorForSeq2Seq`.
-
-    Examples hold the clean `input_ids` (ending with eos). Infilling: labels = the clean ids, input = infilled
-    (optionally sentence-permuted first). t5: input and labels from `t5_span_corruption`.
-    """
-
-    def __init__(self, tokenizer, model, data_args: Seq2SeqDataArguments, seed: int):
-        self.tokenizer = tokenizer
-        self.args = data_args
-        self.rng = np.random.default_rng(seed)
-        self.pad = DataCollatorForSeq2Seq(tokenizer, model=model)
-        self.eos = tokenizer.eos_token_id
-        vocab = tokenizer.get_vocab()
-        self.mask_id = tokenizer.mask_token_id
-        self.sentinels = [vocab[f"<extra_id_{i}>"] for i in range(NUM_SENTINELS)] if data_args.noise == "t5" else []
-        self.sentence_end = np.zeros(len(tokenizer), dtype=bool)
-        if data_args.permute_sentences:
-            for token, index in vocab.items():
-                self.sentence_end[index] = bool(_SENTENCE_END.search(tokenizer.convert_tokens_to_string([token])))
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        noised = []
-        for feature in features:
-            clean = list(feature["input_ids"])
-            body = clean[:-1] if clean and clean[-1] == self.eos else clean
-            if self.args.noise == "t5":
-                inputs, labels = t5_span_corruption(body, self.sentinels, self.eos, self.rng,
-                                                    self.args.noise_density, self.args.mean_noise_span_length)  # fmt: skip
-            else:
-                source = permute_sentences(body, self.sentence_end, self.rng) if self.args.permute_sentences else body
-                masked, _ = infilling_noise(source, self.mask_id, self.rng, self.args.mask_ratio,
-                                            self.args.poisson_lambda)  # fmt: skip
-                inputs, labels = [*masked, self.eos], [*body, self.eos]
-            noised.append({"input_ids": inputs, "attention_mask": [1] * len(inputs), "labels": labels})
-        return self.pad(noised)
-
-
-class _WithoutNoneLabels:
-    """DataCollatorForSeq2Seq sets `labels=None` for a source-only batch; Seq2SeqTrainer would then see "labels" in
-    the inputs and run a loss forward without decoder inputs. Dropping the key makes it only generate."""
-
-    def __init__(self, collator: DataCollatorForSeq2Seq):
-        self.collator = collator
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        return {key: value for key, value in self.collator(features).items() if value is not None}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Metrics
-
-
-def _moses_lowercase_tokenize(texts: list[str], lang: str) -> list[str]:
-    try:
-        from sacremoses import MosesPunctNormalizer, MosesTokenizer
-    except ImportError as err:  # pragma: no cover - sacremoses is a dependency
-        raise DataError("--lowercase_bleu moses needs sacremoses: pip install sacremoses") from err
-    normalizer, tokenizer = MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
-    return [tokenizer.tokenize(normalizer.normalize(t.lower()), escape=True, return_str=True) for t in texts]
-
-
-def translation_scores(
-    hypotheses: list[str],
-    references: list[str],
-    bleu_tokenize: str = "13a",
-    lowercase_bleu: str = "none",
-    lang: str = "en",
-) -> dict[str, float]:
-    """sacreBLEU BLEU and chrF of detokenized hypotheses, plus the lower-cased variants (see the module docstring)."""
-    import sacrebleu
-
-    scores = {
-        "bleu": sacrebleu.corpus_bleu(hypotheses, [references], tokenize=bleu_tokenize).score,
-        "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-    }
-    if lowercase_bleu == "sacrebleu":
-        scores["bleu_lc"] = sacrebleu.corpus_bleu(
-            hypotheses, [references], tokenize=bleu_tokenize, lowercase=True
-        ).score
-    elif lowercase_bleu == "moses":
-        hyps, refs = _moses_lowercase_tokenize(hypotheses, lang), _moses_lowercase_tokenize(references, lang)
-        # force: the text is tokenized on purpose (sacreBLEU would warn that it looks tokenized).
-        scores["bleu_lc_tok"] = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score
-    return scores
-
-
-def decode_generations(tokenizer, ids: np.ndarray) -> list[str]:
-    """Text of generated (or label) ids: -100 padding dropped, special tokens skipped, whitespace stripped."""
-    ids = np.where(np.asarray(ids) < 0, tokenizer.pad_token_id, ids)
-    return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-
-
-class TokenBudgetBatchSampler:
-    """Batches by tokens, as fairseq's --max-tokens: pairs sorted by (source, target) length (ties in a seeded
-    random order) are cut greedily into batches whose padded size, rows x (longest source + longest target), stays
-    within `max_tokens`; the batch order is shuffled each epoch (`set_epoch`, called by Trainer), so resuming
-    replays the same batches. Batches are fixed across epochs, so the number of steps per epoch is constant."""
-
-    def __init__(self, source_lengths: Sequence[int], target_lengths: Sequence[int], max_tokens: int, seed: int = 0):
-        longest = max(s + t for s, t in zip(source_lengths, target_lengths))
-        if max_tokens < longest:
-            raise DataError(
-                f"--max_tokens_per_batch {max_tokens} is smaller than the longest training pair ({longest} source + "
-                f"target tokens). Raise it (a few thousand is usual) or lower --max_source_length/--max_target_length."
-            )
-        self.seed, self.epoch = seed, 0
-        tie_break = np.random.default_rng(seed).permutation(len(source_lengths))
-        order = np.lexsort((tie_break, np.asarray(target_lengths), np.asarray(source_lengths)))
-        self.batches: list[list[int]] = []
-        current: list[int] = []
-        longest_source = longest_target = 0
-        for index in order.tolist():
-            source, target = max(longest_source, source_lengths[index]), max(longest_target, target_lengths[index])
-            if current and (len(current) + 1) * (source + target) > max_tokens:
-                self.batches.append(current)
-                current, source, target = [], source_lengths[index], target_lengths[index]
-            current.append(index)
-            longest_source, longest_target = source, target
-        if current:
-            self.batches.append(current)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        for index in np.random.default_rng((self.seed, self.epoch)).permutation(len(self.batches)):
-            yield self.batches[index]
 
 
 class TranslationTrainer(Seq2SeqTrainer):
@@ -806,7 +304,17 @@ def run_seq2seq(
     """Train/evaluate/predict as the flags say and save; returns all metrics (train_*, eval_*, test_*)."""
     set_seed(training_args.seed)
     denoising = data_args.objective == "denoising"
-    splits = load_denoising_splits(data_args) if denoising else load_translation_splits(data_args)
+    if denoising:
+        splits = load_denoising_splits(data_args.train_file, data_args.validation_file)
+    else:
+        files = {
+            split: ParallelFiles(getattr(data_args, f"{split}_file"), getattr(data_args, f"{split}_source_file"),
+                                 getattr(data_args, f"{split}_target_file"))
+            for split in ("train", "validation", "test")
+        }  # fmt: skip
+        splits = load_translation_splits(files, data_args.source_lang, data_args.target_lang, data_args.dataset_name,
+                                         data_args.dataset_config_name, data_args.translation_column,
+                                         data_args.skip_empty_pairs)  # fmt: skip
     if training_args.do_train and "train" not in splits:
         raise DataError("--do_train needs training data: --train_file, --train_source_file or --dataset_name.")
     if "train" not in splits and model_args.tokenizer_name_or_path is None and model_args.model_name_or_path is None:
@@ -843,14 +351,17 @@ def run_seq2seq(
         for name, split in splits.items():
             if split is None:
                 continue
-            features = tokenize_split(split, tokenizer, data_args, name, limit)
+            features = tokenize_split(split, tokenizer, name, data_args.max_source_length,
+                                      data_args.max_target_length, data_args.truncate_long_sequences, limit)  # fmt: skip
             datasets_[name] = as_dataset(features)
             if split.targets is not None:
                 references[id(datasets_[name])] = split.targets
     if denoising:
-        collator = DenoisingCollator(tokenizer, model, data_args, training_args.seed)
+        collator = DenoisingCollator(tokenizer, model, training_args.seed, data_args.noise, data_args.mask_ratio,
+                                     data_args.poisson_lambda, data_args.permute_sentences, data_args.noise_density,
+                                     data_args.mean_noise_span_length)  # fmt: skip
     else:
-        collator = _WithoutNoneLabels(DataCollatorForSeq2Seq(tokenizer, model=model))
+        collator = WithoutNoneLabels(DataCollatorForSeq2Seq(tokenizer, model=model))
     logger.info(
         "%s; model has %.2fM parameters",
         ", ".join(f"{len(ds)} {name} rows" for name, ds in datasets_.items()),
@@ -871,11 +382,7 @@ def run_seq2seq(
 
     metrics: dict[str, float] = {}
     if training_args.do_train:
-        checkpoint = resolve_checkpoint(training_args)
-        metrics.update(trainer.train(resume_from_checkpoint=checkpoint).metrics)
-        model.config.use_cache = True  # Trainer turned it off for training; generation wants it on.
-        trainer.save_model()
-        trainer.save_state()
+        metrics.update(train_and_save(trainer, training_args, evaluate=False, use_cache=True))
     if training_args.do_eval and "validation" in datasets_:
         metrics.update(trainer.evaluate(metric_key_prefix="eval"))
     if training_args.do_predict:
@@ -899,31 +406,22 @@ def run_seq2seq(
 
 def main(argv: list[str] | None = None) -> int:
     """`hf-bigmodel pretrain transformer ...`: 0 on success, 2 with a message on bad input."""
-    argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_args(argv)
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    try:
-        metrics = run_seq2seq(model_args, data_args, training_args)
-    except (DataError, FileNotFoundError) as err:
-        print(f"hf-bigmodel pretrain {ARCH}: error: {err}", file=sys.stderr)
-        return 2
-    shown = {k: v for k, v in metrics.items() if k.endswith(("_bleu", "_chrf", "_bleu_lc", "_bleu_lc_tok", "_loss"))}
-    if shown:
-        print(" ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())))
-    return 0
+
+    def run(*arguments) -> None:
+        metrics = run_seq2seq(*arguments)
+        wanted = ("_bleu", "_chrf", "_bleu_lc", "_bleu_lc_tok", "_loss")
+        shown = {k: v for k, v in metrics.items() if k.endswith(wanted)}
+        if shown:
+            print(" ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())))
+
+    return run_cli(f"hf-bigmodel pretrain {ARCH}", ARGUMENTS, run, argv)
 
 
 __all__ = [
-    "DenoisingCollator",
     "Seq2SeqDataArguments",
     "Seq2SeqModelArguments",
     "TranslationTrainer",
-    "infilling_noise",
     "main",
-    "read_lines",
-    "read_parallel",
+    "parse_args",
     "run_seq2seq",
-    "t5_span_corruption",
-    "translation_scores",
 ]

@@ -40,13 +40,13 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import DataError, validate_text_files
+from .common import DataError, load_dataset_any, require_split
+from .text import validate_text_files
 
 __all__ = [
     "BertMasker",
@@ -113,17 +113,8 @@ def load_documents(
             splits["validation"] = datasets.Dataset.from_dict({"text": read_documents(validation_files)})
         raw = datasets.DatasetDict(splits)
     else:
-        saved = Path(dataset_name)
-        if (saved / "dataset_dict.json").is_file() or (saved / "state.json").is_file():
-            raw = datasets.load_from_disk(str(saved))
-        else:
-            raw = datasets.load_dataset(dataset_name, dataset_config_name)
-        if not isinstance(raw, datasets.DatasetDict):
-            raw = datasets.DatasetDict({"train": raw})
-        if "validation" not in raw and "valid" in raw:
-            raw["validation"] = raw.pop("valid")
-        if "train" not in raw:
-            raise DataError(f"Dataset {dataset_name} has no 'train' split (it has {', '.join(raw)}).")
+        raw = load_dataset_any(dataset_name, dataset_config_name)
+        require_split(raw, "train", dataset_name)
         for split in list(raw):
             if split not in ("train", "validation"):
                 del raw[split]

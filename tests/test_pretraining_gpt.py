@@ -241,7 +241,7 @@ def test_finish_run_saves_metrics_and_survives_a_model_without_card(tmp_path, mo
     from transformers import TrainingArguments
 
     from hf_bigmodel.publish.card import ModelCardError
-    from hf_bigmodel.training import pretrain
+    from hf_bigmodel.training import common
 
     class RecordingTrainer:
         def __init__(self):
@@ -262,12 +262,12 @@ def test_finish_run_saves_metrics_and_survives_a_model_without_card(tmp_path, mo
         cards.append((output_dir, arguments[-1].output_dir, options))
         raise ModelCardError("no card template for model_type 'gpt2'")
 
-    monkeypatch.setattr(pretrain, "write_model_card", refuse_card)
+    monkeypatch.setattr(common, "write_model_card", refuse_card)
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
     trainer = RecordingTrainer()
-    pretrain.finish_run(trainer, args, {"eval_loss": 1.0}, ("model", "data"), "tokenizer", extra={"n": 3})
+    common.finish_run(trainer, args, {"eval_loss": 1.0}, ("model", "data"), "tokenizer", extra={"n": 3})
     assert trainer.saved == [("all", {"eval_loss": 1.0})]
     assert cards == [(str(tmp_path), str(tmp_path), {"extra": {"n": 3}})]
     assert "No model card written: no card template for model_type 'gpt2'" in caplog.text
-    pretrain.finish_run(trainer, args, {"eval_loss": 2.0}, ("model", "data"), "tokenizer", publish=False)
+    common.finish_run(trainer, args, {"eval_loss": 2.0}, ("model", "data"), "tokenizer", publish=False)
     assert len(trainer.saved) == 2 and len(cards) == 1

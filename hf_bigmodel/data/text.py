@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .common import DataError, load_dataset_any, require_split
+
 _READ_CHUNK_BYTES = 1 << 20  # validate files in 1 MiB pieces, never holding a whole corpus in memory
 
 __all__ = [
-    "DataError",
     "PackedBlocks",
     "check_text_file",
     "load_raw_text",
@@ -26,10 +27,6 @@ __all__ = [
     "tokenize_to_stream",
     "validate_text_files",
 ]
-
-
-class DataError(ValueError):
-    """A user's data cannot be used as given; the message says what is wrong and how to fix it."""
 
 
 def validate_text_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -114,17 +111,8 @@ def load_raw_text(
             files["validation"] = [str(p) for p in validate_text_files(validation_files)]
         raw = datasets.load_dataset("text", data_files=files, keep_linebreaks=True, cache_dir=cache_dir)
     else:
-        saved = Path(dataset_name)
-        if (saved / "dataset_dict.json").is_file() or (saved / "state.json").is_file():  # from save_to_disk
-            raw = datasets.load_from_disk(str(saved))
-        else:
-            raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
-        if not isinstance(raw, datasets.DatasetDict):
-            raw = datasets.DatasetDict({"train": raw})
-        if "train" not in raw:
-            raise DataError(f"Dataset {dataset_name} has no 'train' split (it has {', '.join(raw)}).")
-        if "validation" not in raw and "valid" in raw:
-            raw["validation"] = raw.pop("valid")
+        raw = load_dataset_any(dataset_name, dataset_config_name, cache_dir=cache_dir)
+        require_split(raw, "train", dataset_name)
         for split, ds in raw.items():
             if text_column not in ds.column_names:
                 raise DataError(

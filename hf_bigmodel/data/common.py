@@ -1,0 +1,100 @@
+"""What every kind of data shares: the error users see, and the one loader of "a saved folder, a data file or a
+dataset name" that every trainer and `train-tokenizer` use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DATA_FILE_BUILDERS",
+    "VALIDATION_ALIASES",
+    "DataError",
+    "builder_options",
+    "load_dataset_any",
+    "require_split",
+]
+
+
+class DataError(ValueError):
+    """A user's data cannot be used as given; the message says what is wrong and how to fix it."""
+
+
+# Data file extension -> the `datasets` builder that reads it.
+DATA_FILE_BUILDERS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+    ".txt": "text",
+    ".text": "text",
+}
+# Split names that stand for "validation" when a dataset has no split of that name.
+VALIDATION_ALIASES = ("valid", "val")
+
+
+def builder_options(builder: str, suffix: str, keep_linebreaks: bool = False) -> dict[str, Any]:
+    """Extra `load_dataset` arguments of a builder: tab-separated files are read without quote handling (SST-2 has
+    bare quotes in its text); plain text keeps its line breaks when asked (a tokenizer must learn them)."""
+    if suffix == ".tsv":
+        return {"delimiter": "\t", "quoting": 3}
+    if builder == "text" and keep_linebreaks:
+        return {"keep_linebreaks": True}
+    return {}
+
+
+def load_dataset_any(
+    name_or_path: str | Path,
+    config_name: str | None = None,
+    *,
+    validation_aliases: Sequence[str] = VALIDATION_ALIASES,
+    keep_linebreaks: bool = False,
+    cache_dir: str | None = None,
+):
+    """A `datasets.DatasetDict` from a `save_to_disk` folder, a data file (by extension: csv/tsv/json/jsonl/
+    parquet/arrow/txt; it becomes the "train" split), a folder of data files, or a dataset name (cached, or on the
+    Hub). A single `Dataset` becomes the "train" split; the first of `validation_aliases` present is renamed
+    "validation" when the dataset has no split of that name. Plain-text rows (one per line) keep their "\n" with
+    `keep_linebreaks`.
+
+    Raises `FileNotFoundError` for a path that does not exist and `DataError` for a file of unknown format.
+    """
+    import datasets
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        suffix = path.suffix.lower()
+        builder = DATA_FILE_BUILDERS.get(suffix)
+        if builder is None:
+            raise DataError(
+                f"Cannot tell the format of {path} from its extension (known: {', '.join(DATA_FILE_BUILDERS)})."
+            )
+        raw = datasets.load_dataset(builder, data_files={"train": str(path)}, cache_dir=cache_dir,
+                                    **builder_options(builder, suffix, keep_linebreaks))  # fmt: skip
+    elif path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        raw = datasets.load_from_disk(str(path))  # written by save_to_disk
+    elif path.is_dir():
+        options = {}
+        if keep_linebreaks and datasets.load_dataset_builder(str(path), config_name).name == "text":
+            options["keep_linebreaks"] = True
+        raw = datasets.load_dataset(str(path), config_name, cache_dir=cache_dir, **options)
+    elif str(name_or_path).startswith((".", "/", "~")) or path.suffix.lower() in DATA_FILE_BUILDERS:
+        raise FileNotFoundError(f"Dataset path not found: {name_or_path}. Check the path.")
+    else:
+        # A Hub name: works offline once cached (set HF_DATASETS_OFFLINE=1 to skip the network lookups).
+        raw = datasets.load_dataset(str(name_or_path), config_name, cache_dir=cache_dir)
+    if not isinstance(raw, datasets.DatasetDict):
+        raw = datasets.DatasetDict({"train": raw})
+    for alias in validation_aliases:
+        if "validation" not in raw and alias in raw:
+            raw["validation"] = raw.pop(alias)  # renamed, not copied: a split is never processed twice
+    return raw
+
+
+def require_split(raw, split: str, name: str) -> None:
+    """`DataError` naming the splits that `name` has when it lacks `split`."""
+    if split not in raw:
+        raise DataError(f"Dataset {name} has no {split!r} split (it has {', '.join(raw)}).")

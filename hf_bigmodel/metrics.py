@@ -1,0 +1,188 @@
+"""Evaluation metrics of every task, in one place for the trainers and for evaluation outside training.
+
+* Classification (`finetune`): `classification_metrics` (accuracy, macro F1).
+* Extractive question answering: `normalize_answer`, `squad_scores` (SQuAD's exact match and F1).
+* Masked-LM pretraining (`pretrain bert`): `preprocess_logits_for_metrics`, `pretraining_metrics`.
+* Image classification: `top_k_indices`, `accuracy_metrics` (top-1 and top-5 accuracy).
+* Translation: `translation_scores` (sacreBLEU BLEU and chrF, lower-cased variants), `decode_generations`,
+  `moses_lowercase_tokenize`.
+
+BLEU conventions (the metric names say which):
+
+* ``bleu``: sacreBLEU on detokenized, cased text: `sacrebleu.corpus_bleu(hyps, [refs])` with its default "13a"
+  tokenizer (`bleu_tokenize` changes it). ``chrf``: sacreBLEU's chrF (character 6-grams, beta 2).
+* ``lowercase_bleu="sacrebleu"`` adds ``bleu_lc``: the same sacreBLEU call with ``lowercase=True``.
+* ``lowercase_bleu="moses"`` adds ``bleu_lc_tok``: hypotheses and references are lower-cased, punctuation-normalized
+  and tokenized with the Moses tools (`sacremoses`), then scored with `corpus_bleu(..., tokenize="none")`: the
+  "lower-cased tokenized BLEU" of most Multi30k papers.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+
+import numpy as np
+
+from .data import DataError
+
+__all__ = [
+    "TOP_K",
+    "accuracy_metrics",
+    "classification_metrics",
+    "decode_generations",
+    "moses_lowercase_tokenize",
+    "normalize_answer",
+    "preprocess_logits_for_metrics",
+    "pretraining_metrics",
+    "squad_scores",
+    "top_k_indices",
+    "translation_scores",
+]
+
+TOP_K = 5
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Classification and question answering
+
+
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    """Accuracy and macro F1 over the positions whose label is not -100 (binary tasks: F1 of class 1)."""
+    keep = labels != -100
+    predictions, labels = predictions[keep], labels[keep]
+    accuracy = float((predictions == labels).mean()) if len(labels) else 0.0
+    f1_scores = []
+    for cls in range(num_labels):
+        true_pos = np.sum((predictions == cls) & (labels == cls))
+        denom = np.sum(predictions == cls) + np.sum(labels == cls)
+        f1_scores.append(2 * true_pos / denom if denom else 0.0)
+    f1 = f1_scores[1] if num_labels == 2 else float(np.mean(f1_scores))
+    return {"accuracy": accuracy, "f1": float(f1)}
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, no articles (a, an, the), single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+_PUNCTUATION = set(string.punctuation)
+
+
+def squad_scores(prediction: str, truths: list[str]) -> tuple[float, float]:
+    """(exact match, F1) of one prediction against its reference answers (the best reference counts)."""
+    if not truths:
+        truths = [""]
+    pred_tokens = normalize_answer(prediction).split()
+    exact, best_f1 = 0.0, 0.0
+    for truth in truths:
+        truth_tokens = normalize_answer(truth).split()
+        exact = max(exact, float(pred_tokens == truth_tokens))
+        common = Counter(pred_tokens) & Counter(truth_tokens)
+        overlap = sum(common.values())
+        if not pred_tokens or not truth_tokens:
+            f1 = float(pred_tokens == truth_tokens)
+        elif overlap == 0:
+            f1 = 0.0
+        else:
+            precision, recall = overlap / len(pred_tokens), overlap / len(truth_tokens)
+            f1 = 2 * precision * recall / (precision + recall)
+        best_f1 = max(best_f1, f1)
+    return exact, best_f1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masked-LM pretraining
+
+
+def preprocess_logits_for_metrics(logits, labels):
+    """Keep only the argmax ids (a (batch, seq) tensor instead of (batch, seq, vocab))."""
+    if isinstance(logits, (tuple, list)):
+        return tuple(t.argmax(dim=-1) for t in logits[:2] if t is not None)
+    return logits.argmax(dim=-1)
+
+
+def pretraining_metrics(eval_pred) -> dict[str, float]:
+    """MLM accuracy over the masked positions; NSP accuracy when the labels include next_sentence_label."""
+    predictions, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(labels, (tuple, list)):
+        mlm_labels, nsp_labels = labels[0], labels[1] if len(labels) > 1 else None
+    else:
+        mlm_labels, nsp_labels = labels, None
+    mlm_pred = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+    keep = mlm_labels != -100
+    metrics = {"mlm_accuracy": float((mlm_pred[keep] == mlm_labels[keep]).mean()) if keep.any() else 0.0}
+    if nsp_labels is not None and isinstance(predictions, (tuple, list)) and len(predictions) > 1:
+        metrics["nsp_accuracy"] = float((np.asarray(predictions[1]).reshape(-1) == nsp_labels.reshape(-1)).mean())
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Image classification
+
+
+def top_k_indices(logits, labels=None):
+    """`preprocess_logits_for_metrics`: keep the indices of the top-5 classes, not the whole logits."""
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    return logits.topk(min(TOP_K, logits.shape[-1]), dim=-1).indices
+
+
+def accuracy_metrics(eval_pred) -> dict[str, float]:
+    """Top-1 and top-5 accuracy from the top-k class indices (N, k) and class ids (N,)."""
+    top, labels = eval_pred.predictions, eval_pred.label_ids
+    if top.ndim == 1:
+        top = top[:, None]
+    return {
+        "accuracy": float((top[:, 0] == labels).mean()),
+        "top5_accuracy": float((top == labels[:, None]).any(axis=1).mean()),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Translation
+
+
+def moses_lowercase_tokenize(texts: list[str], lang: str) -> list[str]:
+    """Lower-cased, Moses punctuation-normalized and tokenized text: the pipeline that made Multi30k's
+    `tok/*.lc.norm.tok.*` files (see `translation_scores`)."""
+    try:
+        from sacremoses import MosesPunctNormalizer, MosesTokenizer
+    except ImportError as err:  # pragma: no cover - sacremoses is a dependency
+        raise DataError("--lowercase_bleu moses needs sacremoses: pip install sacremoses") from err
+    normalizer, tokenizer = MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
+    return [tokenizer.tokenize(normalizer.normalize(t.lower()), escape=True, return_str=True) for t in texts]
+
+
+def translation_scores(
+    hypotheses: list[str],
+    references: list[str],
+    bleu_tokenize: str = "13a",
+    lowercase_bleu: str = "none",
+    lang: str = "en",
+) -> dict[str, float]:
+    """sacreBLEU BLEU and chrF of detokenized hypotheses, plus the lower-cased variants (see the module docstring)."""
+    import sacrebleu
+
+    scores = {
+        "bleu": sacrebleu.corpus_bleu(hypotheses, [references], tokenize=bleu_tokenize).score,
+        "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+    }
+    if lowercase_bleu == "sacrebleu":
+        scores["bleu_lc"] = sacrebleu.corpus_bleu(
+            hypotheses, [references], tokenize=bleu_tokenize, lowercase=True
+        ).score
+    elif lowercase_bleu == "moses":
+        hyps, refs = moses_lowercase_tokenize(hypotheses, lang), moses_lowercase_tokenize(references, lang)
+        # force: the text is tokenized on purpose (sacreBLEU would warn that it looks tokenized).
+        scores["bleu_lc_tok"] = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score
+    return scores
+
+
+def decode_generations(tokenizer, ids: np.ndarray) -> list[str]:
+    """Text of generated (or label) ids: -100 padding dropped, special tokens skipped, whitespace stripped."""
+    ids = np.where(np.asarray(ids) < 0, tokenizer.pad_token_id, ids)
+    return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
