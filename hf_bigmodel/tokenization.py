@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from .data import DataError, check_text_file, load_dataset_any, require_split
+from .data import DataError, check_text_file, load_dataset_any, select_split
 
 if TYPE_CHECKING:
     import datasets
@@ -605,11 +605,15 @@ def _dataset_split(name_or_path: str, config_name: str | None, split: str) -> An
     """One split of `--dataset` (a data file, a folder, a `save_to_disk` folder or a dataset name)."""
     # The default drops "\n", which the tokenizer must learn. (The text loader still turns "\r\n" into "\n";
     # --files keeps the bytes exactly.)
-    raw = load_dataset_any(name_or_path, config_name, keep_linebreaks=True)
+    try:
+        raw = load_dataset_any(name_or_path, config_name, keep_linebreaks=True)
+    except DataError as err:
+        if "Cannot tell the format" in str(err):
+            raise DataError(f"{err} For plain text use --files {name_or_path}.") from err
+        raise
     if Path(name_or_path).expanduser().is_file():  # a single data file is one split, whatever it is called
-        return raw["train"]
-    require_split(raw, split, name_or_path)
-    return raw[split]
+        split = "train" + split[len(split.split("[", 1)[0]) :]
+    return select_split(raw, split, name_or_path)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -371,3 +371,49 @@ def test_load_dataset_any_reads_saved_folders_data_files_and_folders(tmp_path, m
     odd.write_bytes(b"PK")
     with pytest.raises(DataError, match=r"Cannot tell the format of .*table\.xlsx from its extension"):
         load_dataset_any(odd)
+
+
+def test_select_split_reads_names_aliases_and_slices(tmp_path):
+    """`--dataset_split` takes `datasets`' split syntax, as `load_dataset(split=...)` did before the shared loader."""
+    import datasets
+
+    from hf_bigmodel.data import DataError, load_dataset_any, select_split
+
+    rows = {"text": [f"line {i}" for i in range(20)]}
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(rows), "valid": datasets.Dataset.from_dict({"text": ["v0", "v1"]})}
+    ).save_to_disk(str(tmp_path / "saved"))
+    raw = load_dataset_any(tmp_path / "saved")
+    assert select_split(raw, "train", "saved")["text"] == rows["text"]
+    assert select_split(raw, "valid", "saved")["text"] == ["v0", "v1"]  # renamed to "validation" by the loader
+    assert select_split(raw, "train[:10%]", "saved")["text"] == ["line 0", "line 1"]
+    assert select_split(raw, "train[5:7]+train[-1:]", "saved")["text"] == ["line 5", "line 6", "line 19"]
+    with pytest.raises(DataError, match=r"has no 'test' split \(it has train, validation\)"):
+        select_split(raw, "test[:5]", "saved")
+    with pytest.raises(DataError, match=r"Cannot read the split 'train\[:5\]\+validation' of saved .*train\[:10%\]"):
+        select_split(raw, "train[:5]+validation", "saved")
+
+
+def test_train_tokenizer_dataset_split_slice_and_unknown_format(tmp_path, capsys):
+    """train-tokenizer reads a slice of a data file, and an unknown extension points at --files."""
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"text": "word{i} word{i % 3}"}}\n' for i in range(40)))
+    code = cli.main(
+        [
+            "train-tokenizer",
+            "--kind",
+            "char",
+            "--dataset",
+            str(tmp_path / "rows.jsonl"),
+            "--dataset_split",
+            "train[:5]",
+            "--output_dir",
+            str(tmp_path / "tok"),
+        ]  # fmt: skip
+    )
+    assert code == 0
+    vocab = AutoTokenizer.from_pretrained(tmp_path / "tok").get_vocab()
+    assert "5" not in vocab and "4" in vocab  # only word0..word4 were read
+    (tmp_path / "notes.md").write_text("text\n")
+    code = cli.main(["train-tokenizer", "--dataset", str(tmp_path / "notes.md"), "--output_dir", str(tmp_path / "t")])
+    assert code == 2
+    assert f"For plain text use --files {tmp_path / 'notes.md'}." in capsys.readouterr().err

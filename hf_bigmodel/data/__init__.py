@@ -3,7 +3,7 @@
 `load_dataset_any`, the one loader of saved folders, data files and dataset names. A new kind of data (e.g.
 recommendation sequences) gets a module of its own beside these."""
 
-from .common import DataError, load_dataset_any, require_split
+from .common import DataError, load_dataset_any, require_split, select_split
 from .text import (
     PackedBlocks,
     check_text_file,
@@ -21,6 +21,7 @@ __all__ = [
     "load_raw_text",
     "pack_token_stream",
     "require_split",
+    "select_split",
     "tokenize_to_stream",
     "validate_text_files",
 ]

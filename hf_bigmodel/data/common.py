@@ -14,6 +14,7 @@ __all__ = [
     "builder_options",
     "load_dataset_any",
     "require_split",
+    "select_split",
 ]
 
 
@@ -98,3 +99,22 @@ def require_split(raw, split: str, name: str) -> None:
     """`DataError` naming the splits that `name` has when it lacks `split`."""
     if split not in raw:
         raise DataError(f"Dataset {name} has no {split!r} split (it has {', '.join(raw)}).")
+
+
+def select_split(raw, split: str, name: str):
+    """The `split` of `raw`, in `datasets`' split syntax: a name (`"valid"` also finds a split renamed to
+    "validation" by `load_dataset_any`), a slice (`"train[:10%]"`, `"train[100:200]"`) or a sum of slices."""
+    import datasets
+
+    base = split.split("[", 1)[0].split("+", 1)[0]
+    if base not in raw and base in VALIDATION_ALIASES and "validation" in raw:
+        raw = {**raw, base: raw["validation"]}
+    require_split(raw, base, name)
+    if split == base:
+        return raw[base]
+    try:  # a split other than `base` in the expression is refused here too
+        parts = datasets.ReadInstruction.from_spec(split).to_absolute({base: len(raw[base])})
+    except (ValueError, AssertionError) as err:
+        raise DataError(f"Cannot read the split {split!r} of {name} ({str(err).rstrip('.')}); write one split or "
+                        f"slices of it, e.g. {base}, {base}[:10%] or {base}[100:200].") from err  # fmt: skip
+    return datasets.concatenate_datasets([raw[base].select(range(part.from_, part.to)) for part in parts])
