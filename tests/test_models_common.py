@@ -7,16 +7,14 @@ specific to one architecture (stock parity, its own layers and losses) stays in 
 """
 
 import json
-import sys
 
 import pytest
 import torch
-import transformers
 from transformers import AutoConfig, Trainer, TrainingArguments
 
 import hf_bigmodel
-from hf_bigmodel.models import ARCHITECTURES, TASKS
-from hf_bigmodel.testing.model_cases import MODEL_CASES, model_case
+from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.testing.model_cases import MODEL_CASES, auto_class, auto_map, model_case
 
 GENERATION_PARAMS = {"max_length", "num_beams", "do_sample", "temperature"}
 
@@ -40,16 +38,6 @@ TRAINER = [(arch, task) for arch in ARCHS for task in _case_attr(arch, "trainer_
 CHECKPOINTING = [
     (arch, variant, reentrant) for arch, variant in VARIANTS for reentrant in _case_attr(arch, "checkpoint_reentrant")
 ]
-
-
-def _auto_map(arch: str) -> dict[str, str]:
-    """The architecture's AUTO_MAP, from its configuration module (the one list of its heads)."""
-    return sys.modules[ARCHITECTURES[arch].config_class.__module__].AUTO_MAP
-
-
-def _auto_class(arch: str, task: str) -> type:
-    (name,) = [name for name in _auto_map(arch) if name in TASKS and TASKS[name][0] == task]
-    return getattr(transformers, name)
 
 
 def _tensors(out) -> dict[str, torch.Tensor]:
@@ -77,14 +65,14 @@ def test_a_missing_case_names_what_to_add():
 @pytest.mark.parametrize(("arch", "task"), HEADS)
 def test_auto_classes_resolve(arch, task):
     row, case = ARCHITECTURES[arch], model_case(arch)
-    auto_class = _auto_class(arch, task)
+    auto = auto_class(arch, task)
     # AUTO_MAP (written into every config.json) names exactly the heads of the row, and nothing else.
-    assert set(_auto_map(arch)) == {"AutoConfig"} | {_auto_class(arch, t).__name__ for t in row.heads}
+    assert set(auto_map(arch)) == {"AutoConfig"} | {auto_class(arch, t).__name__ for t in row.heads}
     assert type(AutoConfig.for_model(row.model_type)) is row.config_class
-    model = auto_class.from_config(case.make_config(next(iter(case.variants))))
+    model = auto.from_config(case.make_config(next(iter(case.variants))))
     assert type(model) is row.heads[task]
     # register_for_auto_class makes save_pretrained copy the code next to the weights.
-    assert row.heads[task]._auto_class == auto_class.__name__
+    assert row.heads[task]._auto_class == auto.__name__
     assert type(hf_bigmodel.create_model(f"{arch}-tiny", task=task)) is row.heads[task]
     if row.image_processor is not None:
         assert row.image_processor._auto_class == "AutoImageProcessor"
@@ -105,7 +93,7 @@ def test_config_round_trip(tmp_path, arch, variant):
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == row.model_type
-    assert saved["auto_map"] == _auto_map(arch)
+    assert saved["auto_map"] == auto_map(arch)
     assert not GENERATION_PARAMS & set(saved)  # generation params stay out of config.json
     if hasattr(config, "tie_word_embeddings"):
         assert saved["tie_word_embeddings"] == config.tie_word_embeddings
@@ -155,18 +143,18 @@ def test_invalid_config_is_caught_again_at_save(tmp_path, arch):
 @pytest.mark.parametrize(("arch", "variant", "task"), VARIANT_HEADS)
 def test_save_load_round_trip(tmp_path, arch, variant, task):
     row, case = ARCHITECTURES[arch], model_case(arch)
-    model = row.heads[task](case.make_config(variant)).eval()
+    model = row.heads[task](case.make_config(variant, **case.reload_overrides)).eval()
     inputs = case.make_inputs(task, model.config)
     model.save_pretrained(tmp_path)
 
     files = {p.name for p in tmp_path.iterdir()}
     assert {"config.json", "model.safetensors"} | case.code_files <= files
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["auto_map"] == _auto_map(arch) and saved["model_type"] == row.model_type
+    assert saved["auto_map"] == auto_map(arch) and saved["model_type"] == row.model_type
     for reference in saved["auto_map"].values():
         assert (tmp_path / f"{reference.split('.')[0]}.py").is_file()
 
-    loaded, info = _auto_class(arch, task).from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
+    loaded, info = auto_class(arch, task).from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
     assert type(loaded) is row.heads[task]
     assert info == {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
     if case.check_reloaded is not None:
@@ -182,14 +170,14 @@ def test_save_load_round_trip(tmp_path, arch, variant, task):
 def test_sharded_save_reloads_identically(tmp_path, arch, variant):
     row, case = ARCHITECTURES[arch], model_case(arch)
     task = case.checkpoint_task
-    model = row.heads[task](case.make_config(variant)).eval()
+    model = row.heads[task](case.make_config(variant, **case.reload_overrides)).eval()
     model.save_pretrained(tmp_path, max_shard_size=case.shard_size)
     shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
     assert len(shards) > 1 and not (tmp_path / "model.safetensors").exists()
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"].values()) == {s.name for s in shards}
 
-    loaded, info = _auto_class(arch, task).from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
+    loaded, info = auto_class(arch, task).from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
     assert not any(info.values())
     inputs = case.make_inputs(task, model.config)
     with torch.no_grad():
@@ -205,7 +193,7 @@ def test_head_from_base_checkpoint_reports_only_head_params_missing(tmp_path, ar
     prefix = case.body_prefix
     base = row.heads["base"](case.make_config(variant))
     base.save_pretrained(tmp_path)
-    head, info = _auto_class(arch, task).from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
+    head, info = auto_class(arch, task).from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
 
     body_params = [p for name, p in head.named_parameters() if name.startswith(prefix)]
     expected_missing = {

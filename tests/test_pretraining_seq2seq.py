@@ -15,6 +15,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.data import DataError
+from hf_bigmodel.testing import logged_losses
 from hf_bigmodel.training.pretrain_seq2seq import (
     PREDICTIONS_FILE,
     TokenBudgetBatchSampler,
@@ -65,11 +66,6 @@ def seq2seq_args(data, output_dir, *extra: str) -> list[str]:
         "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--seed", "3",
         "--dataloader_num_workers", "0", "--train_sampling_strategy", "sequential", "--save_strategy", "no", *extra,
     ]  # fmt: skip
-
-
-def logged_losses(output_dir: Path) -> list[float]:
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
 
 # ------------------------------------------------------------------------------------------------ data errors

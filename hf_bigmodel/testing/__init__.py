@@ -1,6 +1,8 @@
 """Testing utilities shipped with hf_bigmodel.
 
-`HubServer` is a Hub-compatible HTTP server (standard library only) that runs on 127.0.0.1: point the unmodified
+`run_python` runs code in a fresh interpreter (optionally without hf_bigmodel importable); `randomize_`,
+`randomize_batch_norm_` and `logged_losses` are the small helpers the tests share; `model_cases` holds one tiny test
+case per architecture for the generic model tests. `HubServer` is a Hub-compatible HTTP server (standard library only) that runs on 127.0.0.1: point the unmodified
 `huggingface_hub` / `transformers` clients at it to test publishing (`push_to_hub`, `hf-bigmodel push`, Trainer's
 `--push_to_hub`) and loading (`from_pretrained("user/repo")`) offline. See `hf_bigmodel.testing.hub_server`.
 """
@@ -12,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HubServer", "WITHOUT_HF_BIGMODEL", "run_python"]
+import torch
+
+__all__ = ["HubServer", "WITHOUT_HF_BIGMODEL", "logged_losses", "randomize_", "randomize_batch_norm_", "run_python"]
 
 # Python source to run first in a child process (`python -c WITHOUT_HF_BIGMODEL + code`): from then on
 # `import hf_bigmodel` fails although the package is installed, as on a machine that only has transformers. Tests use
@@ -61,6 +65,37 @@ def run_python(
     if line is None:
         raise AssertionError(f"child process printed no RESULTS line:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return json.loads(line[len("RESULTS") :])
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0, std: float = 0.2) -> torch.nn.Module:
+    """Give every parameter a distinct random value, LayerNorm weights around 1 and biases too, so that a swapped or
+    dropped key changes the outputs (at init, all LayerNorms are alike and all biases zero). Returns the model."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            base = 1.0 if name.endswith("LayerNorm.weight") or name.endswith("layer_norm.weight") else 0.0
+            param.copy_(base + std * torch.randn(param.shape, generator=gen))
+    return model
+
+
+def randomize_batch_norm_(model: torch.nn.Module) -> torch.nn.Module:
+    """Move every BatchNorm's running statistics and affine parameters far from their init (mean 0, variance 1,
+    weight 1, bias 0), so that a mixed-up or skipped BatchNorm shows in the outputs. Returns the model."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+                module.num_batches_tracked.fill_(7)
+    return model
+
+
+def logged_losses(output_dir: str | os.PathLike) -> list[float]:
+    """The training losses a Trainer run logged, in order, read from its `trainer_state.json`."""
+    state = json.loads((Path(output_dir) / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
 
 def __getattr__(name: str):

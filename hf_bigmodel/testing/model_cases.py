@@ -6,14 +6,16 @@ save, head from a base checkpoint, activation checkpointing, gradient accumulati
 `test_every_architecture_has_a_model_case` and every test that asks for it (`model_case`), naming what to add.
 """
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import transformers
 from huggingface_hub.errors import StrictDataclassError
 from transformers import PreTrainedConfig, PreTrainedModel
 
-__all__ = ["GPT_VARIANTS", "MODEL_CASES", "ModelCase", "model_case"]
+__all__ = ["GPT_VARIANTS", "MODEL_CASES", "ModelCase", "auto_class", "auto_map", "model_case"]
 
 Batch = dict[str, torch.Tensor]
 
@@ -60,7 +62,9 @@ class ModelCase:
     # Whether the Trainer's expected loss is computed in eval mode (BERT's sparse MLM head computes only the
     # labelled positions in training, eval mode all of them) or training mode (label smoothing applies only there).
     trainer_reference_mode: str = "eval"
-    # Largest absolute difference between a model and its reloaded copy (0: bit-exact).
+    # Config overrides of the models saved and reloaded (larger weights make a wrongly loaded one show), and the
+    # largest absolute difference between a model and its reloaded copy (0: bit-exact).
+    reload_overrides: dict = field(default_factory=dict)
     reload_atol: float = 0.0
     # Shard size that splits the tiny model's checkpoint into several files.
     shard_size: str = "20KB"
@@ -95,7 +99,7 @@ GPT_VARIANTS = {
 def _gpt_config(variant: str = "gpt2", **overrides) -> PreTrainedConfig:
     from hf_bigmodel.models.gpt import BigModelGPTConfig
 
-    return BigModelGPTConfig.from_preset("gpt-tiny", **{"num_labels": 3, **GPT_VARIANTS[variant], **overrides})
+    return BigModelGPTConfig.from_preset("gpt-tiny", **{**GPT_VARIANTS[variant], **overrides})
 
 
 def _gpt_inputs(task: str, config: PreTrainedConfig) -> Batch:
@@ -120,7 +124,7 @@ def _gpt_rows(task: str, config: PreTrainedConfig) -> list[Batch]:
 BERT_VOCAB = 101
 
 
-def _bert_config(variant: str = "default", **overrides) -> PreTrainedConfig:
+def bert_config(variant: str = "default", **overrides) -> PreTrainedConfig:
     """A tiny config with a vocabulary of BERT_VOCAB ids and 3 labels."""
     from hf_bigmodel.models.bert import BigModelBertConfig
 
@@ -164,7 +168,7 @@ def bert_rows(task: str, config: PreTrainedConfig | None = None) -> list[Batch]:
 TRANSFORMER_PAD = 0
 
 
-def _transformer_config(variant: str = "default", **overrides) -> PreTrainedConfig:
+def transformer_config(variant: str = "default", **overrides) -> PreTrainedConfig:
     from hf_bigmodel.models.transformer import BigModelTransformerConfig
 
     return BigModelTransformerConfig.from_preset("transformer-tiny", **{"initializer_range": 0.3, **overrides})
@@ -207,7 +211,7 @@ def _transformer_check_reloaded(model: PreTrainedModel, loaded: PreTrainedModel,
 # ResNet
 
 
-def _resnet_config(variant: str = "default", **overrides) -> PreTrainedConfig:
+def resnet_config(variant: str = "default", **overrides) -> PreTrainedConfig:
     from hf_bigmodel.models.resnet import BigModelResNetConfig
 
     return BigModelResNetConfig.from_preset("resnet-tiny", **overrides)
@@ -260,12 +264,12 @@ MODEL_CASES: dict[str, ModelCase] = {
         invalid_at_save=("norm_type", "groupnorm", r"`norm_type` must be one of"),
         variants=GPT_VARIANTS,
         round_trip_overrides={"num_labels": 3},
-        trainer_config=("llama", {}),
+        trainer_config=("llama", {"num_labels": 3}),
         head_from_base_tasks=("sequence-classification", "token-classification", "causal-lm"),
         trainer_tasks=("causal-lm", "sequence-classification", "token-classification"),
     ),
     "bert": ModelCase(
-        make_config=_bert_config,
+        make_config=bert_config,
         make_inputs=lambda task, config: bert_inputs(task),
         make_rows=bert_rows,
         body_prefix="bert.",
@@ -304,10 +308,11 @@ MODEL_CASES: dict[str, ModelCase] = {
         # Bit-exact except for the last bit at most: a (1, hidden) weight mapped from an unaligned file offset can
         # take another matmul kernel than the freshly allocated one.
         reload_atol=1e-6,
+        reload_overrides={"initializer_range": 0.3},
         shard_size="10KB",
     ),
     "transformer": ModelCase(
-        make_config=_transformer_config,
+        make_config=transformer_config,
         make_inputs=_transformer_inputs,
         make_rows=_transformer_rows,
         body_prefix="model.",
@@ -340,7 +345,7 @@ MODEL_CASES: dict[str, ModelCase] = {
         check_reloaded=_transformer_check_reloaded,
     ),
     "resnet": ModelCase(
-        make_config=_resnet_config,
+        make_config=resnet_config,
         make_inputs=_resnet_inputs,
         make_rows=_resnet_rows,
         body_prefix="resnet.",
@@ -389,3 +394,20 @@ def model_case(arch: str) -> ModelCase:
             f"ModelCase for it to MODEL_CASES in {__name__} (tiny config, inputs and labelled rows per head)."
         )
     return MODEL_CASES[arch]
+
+
+def auto_map(arch: str) -> dict[str, str]:
+    """The `AUTO_MAP` of `arch`'s configuration module: the one list of its heads (Auto class -> code reference)."""
+    from hf_bigmodel.models import ARCHITECTURES
+
+    return sys.modules[ARCHITECTURES[arch].config_class.__module__].AUTO_MAP
+
+
+def auto_class(arch: str, task: str) -> type:
+    """The transformers Auto class that loads the `task` head of `arch` (e.g. AutoModelForCausalLM for causal-lm)."""
+    from hf_bigmodel.models import TASKS
+
+    names = [name for name in auto_map(arch) if name in TASKS and TASKS[name][0] == task]
+    if len(names) != 1:
+        raise KeyError(f"{arch} has no {task!r} head in its AUTO_MAP (it has {', '.join(auto_map(arch))}).")
+    return getattr(transformers, names[0])
