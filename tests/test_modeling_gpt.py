@@ -1,8 +1,8 @@
-"""What is GPT's own: presets and their shapes, tied and untied embeddings, rotary buffers and bf16 checkpoints
-after meta-device loading, corrupt checkpoints, the classification heads' pooling, and PEFT. Tests loop over the two
-model variants (GPT-2 style and Llama style) with tiny configs. The generic checks that every architecture shares
-(Auto classes, config round trip, invalid configs, save/load, sharded save, head from a base checkpoint, activation
-checkpointing, gradient accumulation) run in test_models_common.py."""
+"""What is GPT's own: presets and their shapes, tied and untied embeddings, rotary buffers and bf16 checkpoints after
+meta-device loading, corrupt checkpoints and the classification heads' pooling. Tests loop over the two model
+variants (GPT-2 style and Llama style) with tiny configs. The generic checks that every architecture shares (Auto
+classes, config round trip, invalid configs, save/load, sharded save, head from a base checkpoint, activation
+checkpointing, gradient accumulation, bf16, compile/export, LoRA, remote code) run in test_models_common.py."""
 
 import json
 import re
@@ -266,36 +266,3 @@ def test_token_classification_shapes_and_loss(gpt_variant, make_gpt_config):
     assert out.logits.shape == (3, 6, 5)
     expected = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 5), labels.reshape(-1), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# PEFT
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def test_lora_trains_and_merges(gpt_variant, make_gpt_config):
-    peft = pytest.importorskip("peft")
-    model = GPT_HEADS["causal-lm"](make_gpt_config(gpt_variant))
-    ids = _random_ids(model.config)
-    with torch.no_grad():
-        base_logits = model(ids).logits
-    lora = peft.get_peft_model(
-        model, peft.LoraConfig(target_modules=["qkv_proj", "o_proj"], task_type="CAUSAL_LM", r=4, lora_alpha=8)
-    )
-    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
-    assert trainable and all("lora_" in name for name in trainable)
-    assert any("qkv_proj.lora_A" in name for name in trainable) and any("o_proj.lora_B" in name for name in trainable)
-
-    optimizer = torch.optim.SGD([p for p in lora.parameters() if p.requires_grad], lr=0.5)
-    for _ in range(2):  # lora_B starts at zero: step so the adapter changes the output
-        lora(ids, labels=ids).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    lora.eval()
-    with torch.no_grad():
-        adapted = lora(ids).logits
-        merged_model = lora.merge_and_unload()
-        merged = merged_model(ids).logits
-    assert type(merged_model) is GPT_HEADS["causal-lm"]
-    assert not (adapted - base_logits).abs().max() < 1e-4  # the adapter did something
-    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)

@@ -15,6 +15,8 @@ import transformers
 from huggingface_hub.errors import StrictDataclassError
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from hf_bigmodel.testing import randomize_batch_norm_
+
 __all__ = ["GPT_VARIANTS", "MODEL_CASES", "ModelCase", "auto_class", "auto_map", "model_case"]
 
 Batch = dict[str, torch.Tensor]
@@ -72,6 +74,28 @@ class ModelCase:
     # it also runs with reentrant checkpointing.
     checkpoint_grad_tol: dict[str, float] | None = None
     checkpoint_reentrant: tuple[bool, ...] = (False,)
+    # Remote code: config overrides of the folders a fresh process loads, the largest difference it may see (0:
+    # bit-exact; CPU kernels may split a reduction differently in another process), and for heads that generate,
+    # the generate() inputs (taken from the forward inputs) and arguments whose result must be the same there.
+    remote_overrides: dict = field(default_factory=dict)
+    process_atol: float = 0.0
+    generate_inputs: Callable[[Batch], Batch] | None = None
+    generate_kwargs: dict = field(default_factory=dict)
+    # Config overrides for the bf16 and LoRA tests: weights large enough that bf16 rounding and an adapter's update
+    # show in the outputs. Then the bf16 output compared with float32, and the tolerance of that comparison.
+    init_overrides: dict = field(default_factory=dict)
+    bf16_output: str = "logits"
+    bf16_tol: float = 0.1
+    # The head whose inference forward must compile as one graph (torch.compile fullgraph) and export
+    # (torch.export), and what to do to a fresh model first so that every path shows (None: nothing).
+    compile_task: str | None = None
+    compile_inputs: dict = field(default_factory=dict)  # added to the forward inputs
+    prepare: Callable[[PreTrainedModel], PreTrainedModel] | None = None
+    # LoRA (PEFT): the head adapted, its PEFT task type, and the modules besides the adapters that PEFT trains for
+    # that task type (e.g. the classifier for SEQ_CLS). None: not tested.
+    lora_task: str | None = None
+    lora_task_type: str = ""
+    lora_also_trains: tuple[str, ...] = ()
     # Body parameters that a head may legitimately drop when loaded from a base checkpoint (BERT's token-level heads
     # have no pooler).
     droppable_body_keys: frozenset[str] = frozenset()
@@ -166,12 +190,18 @@ def bert_rows(task: str, config: PreTrainedConfig | None = None) -> list[Batch]:
 # The encoder-decoder Transformer
 
 TRANSFORMER_PAD = 0
+# The paper's post-norm layers with one shared embedding, and pre-norm layers with separate embeddings.
+TRANSFORMER_VARIANTS = {
+    "post-norm": {},
+    "pre-norm": {"pre_norm": True, "share_encoder_decoder_embeddings": False},
+}
 
 
-def transformer_config(variant: str = "default", **overrides) -> PreTrainedConfig:
+def transformer_config(variant: str = "post-norm", **overrides) -> PreTrainedConfig:
     from hf_bigmodel.models.transformer import BigModelTransformerConfig
 
-    return BigModelTransformerConfig.from_preset("transformer-tiny", **{"initializer_range": 0.3, **overrides})
+    settings = {"initializer_range": 0.3, **TRANSFORMER_VARIANTS[variant], **overrides}
+    return BigModelTransformerConfig.from_preset("transformer-tiny", **settings)
 
 
 def transformer_batch(config: PreTrainedConfig, src_lengths=(7, 4), tgt_lengths=(5, 3)) -> Batch:
@@ -265,6 +295,15 @@ MODEL_CASES: dict[str, ModelCase] = {
         variants=GPT_VARIANTS,
         round_trip_overrides={"num_labels": 3},
         trainer_config=("llama", {"num_labels": 3}),
+        remote_overrides={"num_labels": 3, "initializer_range": 0.5},
+        generate_inputs=lambda inputs: {"input_ids": inputs["input_ids"][:1]},
+        generate_kwargs={"max_new_tokens": 5, "do_sample": False},
+        # Without a cache: a DynamicCache in the output is no pytree that torch.export knows. Compiled cached
+        # generation is tested in test_generation_gpt.py.
+        compile_task="causal-lm",
+        lora_task="causal-lm",
+        lora_task_type="CAUSAL_LM",
+        compile_inputs={"use_cache": False},
         head_from_base_tasks=("sequence-classification", "token-classification", "causal-lm"),
         trainer_tasks=("causal-lm", "sequence-classification", "token-classification"),
     ),
@@ -309,6 +348,16 @@ MODEL_CASES: dict[str, ModelCase] = {
         # take another matmul kernel than the freshly allocated one.
         reload_atol=1e-6,
         reload_overrides={"initializer_range": 0.3},
+        remote_overrides={"initializer_range": 0.3},
+        # The same weights and inputs in another process: CPU kernels may split a reduction differently there
+        # (thread count, load), which moves float32 results by a few ulps (2e-7 seen in CI), never by more.
+        process_atol=1e-6,
+        init_overrides={"initializer_range": 0.2},
+        bf16_output="prediction_logits",
+        compile_task="masked-lm",
+        lora_task="sequence-classification",
+        lora_task_type="SEQ_CLS",
+        lora_also_trains=("classifier",),
         shard_size="10KB",
     ),
     "transformer": ModelCase(
@@ -341,8 +390,14 @@ MODEL_CASES: dict[str, ModelCase] = {
         trainer_tasks=("seq2seq-lm",),
         # Label smoothing (0.1 in the trainer test) applies in training mode only.
         trainer_reference_mode="train",
-        trainer_config=("default", {"label_smoothing": 0.1}),
+        trainer_config=("post-norm", {"label_smoothing": 0.1}),
         check_reloaded=_transformer_check_reloaded,
+        variants=TRANSFORMER_VARIANTS,
+        generate_inputs=lambda inputs: {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]},
+        generate_kwargs={"num_beams": 2, "max_new_tokens": 6},
+        # Without a cache, as for GPT; compiled cached generation is tested in test_generation_transformer.py.
+        compile_task="seq2seq-lm",
+        compile_inputs={"use_cache": False},
     ),
     "resnet": ModelCase(
         make_config=resnet_config,
@@ -374,6 +429,11 @@ MODEL_CASES: dict[str, ModelCase] = {
         checkpoint_grad_tol={"rtol": 1e-5, "atol": 1e-6},
         checkpoint_reentrant=(False, True),
         invalid_error=(ValueError, StrictDataclassError),
+        process_atol=1e-5,
+        bf16_tol=0.05,
+        compile_task="image-classification",
+        # BatchNorm statistics away from their init, so that the folded-BatchNorm inference path shows.
+        prepare=randomize_batch_norm_,
         round_trip_overrides={
             "num_channels": 1,
             "stem_type": "cifar",
