@@ -1,7 +1,7 @@
 """Testing utilities shipped with hf_bigmodel.
 
 `run_python` runs code in a fresh interpreter (optionally without hf_bigmodel importable); `randomize_`,
-`randomize_batch_norm_` and `logged_losses` are the small helpers the tests share; `model_cases` holds one tiny test
+`randomize_batch_norm_`, `pad_rows` and `logged_losses` are the small helpers the tests share; `model_cases` holds one tiny test
 case per architecture for the generic model tests. `HubServer` is a Hub-compatible HTTP server (standard library only) that runs on 127.0.0.1: point the unmodified
 `huggingface_hub` / `transformers` clients at it to test publishing (`push_to_hub`, `hf-bigmodel push`, Trainer's
 `--push_to_hub`) and loading (`from_pretrained("user/repo")`) offline. See `hf_bigmodel.testing.hub_server`.
@@ -16,7 +16,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["HubServer", "WITHOUT_HF_BIGMODEL", "logged_losses", "randomize_", "randomize_batch_norm_", "run_python"]
+__all__ = [
+    "HubServer",
+    "WITHOUT_HF_BIGMODEL",
+    "logged_losses",
+    "pad_rows",
+    "randomize_",
+    "randomize_batch_norm_",
+    "run_python",
+]
 
 # Python source to run first in a child process (`python -c WITHOUT_HF_BIGMODEL + code`): from then on
 # `import hf_bigmodel` fails although the package is installed, as on a machine that only has transformers. Tests use
@@ -90,6 +98,22 @@ def randomize_batch_norm_(model: torch.nn.Module) -> torch.nn.Module:
                 module.bias.uniform_(-0.5, 0.5)
                 module.num_batches_tracked.fill_(7)
     return model
+
+
+def pad_rows(
+    rows: list[torch.Tensor], pad_token_id: int = 0, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack rows of different lengths into (input_ids, attention_mask), padded on the `side` ("left" for decoders
+    that generate, "right" for encoders)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}.")
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        ids[i, span], mask[i, span] = row, 1
+    return ids, mask
 
 
 def logged_losses(output_dir: str | os.PathLike) -> list[float]:
