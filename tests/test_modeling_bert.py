@@ -385,14 +385,7 @@ def pipeline_folders(tmp_path_factory) -> dict:
     return folders
 
 
-FILL_MASK_WITHOUT_HF_BIGMODEL = (
-    WITHOUT_HF_BIGMODEL
-    + """
-try:
-    import hf_bigmodel
-    raise SystemExit("hf_bigmodel is still importable")
-except ImportError:
-    pass
+FILL_MASK = """
 import json, sys
 import transformers
 
@@ -400,14 +393,15 @@ fill = transformers.pipeline("fill-mask", model=sys.argv[1], trust_remote_code=T
 out = fill("the [MASK] sat on the mat")
 print("\\nRESULTS" + json.dumps({"n": len(out), "module": type(fill.model).__module__, "token": out[0]["token_str"]}))
 """
-)
 
 
 def test_fill_mask_pipeline_runs_on_remote_code_without_hf_bigmodel(pipeline_folders, tmp_path):
     # Every head's outputs in such a process are checked in test_models_common.py; this adds the pipeline, which
     # needs the saved tokenizer too.
     fill_mask = str(pipeline_folders["fill-mask"])
-    remote = run_python(FILL_MASK_WITHOUT_HF_BIGMODEL, fill_mask, cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")})
+    remote = run_python(
+        WITHOUT_HF_BIGMODEL + FILL_MASK, fill_mask, cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")}
+    )
     # The fill-mask pipeline runs on the remote code alone and predicts what the registered classes predict.
     assert remote["n"] == 2 and remote["module"].startswith("transformers_modules.")
     from transformers import pipeline

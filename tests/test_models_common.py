@@ -372,19 +372,6 @@ def test_lora_trains_and_merges(arch, variant):
 # One child process checks every folder of every architecture, which keeps the suite fast.
 # --------------------------------------------------------------------------------------------------------------------
 
-# Runs in the child before anything else: from then on `import hf_bigmodel` fails although the package is installed
-# (editable), as on a machine that only has transformers.
-BLOCK_HF_BIGMODEL = (
-    WITHOUT_HF_BIGMODEL
-    + """
-try:
-    import hf_bigmodel
-    raise SystemExit("hf_bigmodel is still importable")
-except ImportError:
-    pass
-"""
-)
-
 # For each saved folder: load it with its Auto class, compare every output with the reference the parent saved, and
 # for heads that generate, compare a generation too. With the trust flag, also check that loading without it (unset
 # or False) refuses. Prints one JSON line of results.
@@ -541,7 +528,7 @@ def test_remote_code_without_hf_bigmodel(saved_folders, trainer_outputs, tmp_pat
         "refusals": dict(refusals.values()),
     }
     results = run_python(
-        BLOCK_HF_BIGMODEL + CHECK_FOLDERS,
+        WITHOUT_HF_BIGMODEL + CHECK_FOLDERS,
         json.dumps(spec),
         "true",
         cwd=tmp_path,

@@ -28,7 +28,8 @@ __all__ = [
 
 # Python source to run first in a child process (`python -c WITHOUT_HF_BIGMODEL + code`): from then on
 # `import hf_bigmodel` fails although the package is installed, as on a machine that only has transformers. Tests use
-# it to prove that a saved or pushed folder loads with `trust_remote_code=True` from its own code files.
+# it to prove that a saved or pushed folder loads with `trust_remote_code=True` from its own code files. The child
+# exits at once if the block does not hold, so that such a proof cannot pass by accident.
 WITHOUT_HF_BIGMODEL = """
 import importlib.abc, sys
 class _BlockHfBigmodel(importlib.abc.MetaPathFinder):
@@ -37,6 +38,11 @@ class _BlockHfBigmodel(importlib.abc.MetaPathFinder):
             raise ImportError(f"{name} is blocked: this process must work without hf_bigmodel")
         return None
 sys.meta_path.insert(0, _BlockHfBigmodel())
+try:
+    import hf_bigmodel
+    raise SystemExit("hf_bigmodel is still importable")
+except ImportError:
+    pass
 """
 
 
