@@ -1,8 +1,9 @@
 """One tiny test case per architecture: what `tests/test_models_common.py` needs to run its generic checks.
 
 A new architecture gets every generic test (Auto classes, config round trip, invalid configs, save/load, sharded
-save, head from a base checkpoint, activation checkpointing, gradient accumulation) by registering in
-`hf_bigmodel.models` and adding one `ModelCase` to `MODEL_CASES`. An architecture without a case fails
+save, head from a base checkpoint, activation checkpointing, gradient accumulation in the Trainer, bf16,
+compile/export, LoRA, remote code in a fresh process) by registering in `hf_bigmodel.models` and adding one
+`ModelCase` to `MODEL_CASES`; the optional fields switch on the checks that need more than a config and inputs. An architecture without a case fails
 `test_every_architecture_has_a_model_case` and every test that asks for it (`model_case`), naming what to add.
 """
 
