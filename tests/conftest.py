@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny configs of every GPT variant, built from the `gpt-tiny` preset."""
+"""Shared fixtures for every architecture. Tiny configs and inputs come from `hf_bigmodel.testing.model_cases` (one
+`ModelCase` per architecture); plain helpers that child processes or other files also need live in
+`hf_bigmodel.testing`."""
 
 import random
 
@@ -6,37 +8,42 @@ import numpy as np
 import pytest
 import torch
 
-from hf_bigmodel.models.gpt import BigModelGPTConfig
-
-# The two families the GPT covers: GPT-2 (learned positions, LayerNorm, GELU, tied, biases) and Llama-style
-# (rotary positions, RMSNorm, SwiGLU, grouped-query attention, untied, no biases).
-GPT_VARIANTS = {
-    "gpt2": dict(position_embedding_type="learned", norm_type="layernorm", mlp_type="gelu", bias=True),
-    "llama": dict(
-        position_embedding_type="rope",
-        norm_type="rmsnorm",
-        mlp_type="swiglu",
-        num_key_value_heads=2,
-        bias=False,
-        tie_word_embeddings=False,
-    ),
-}
-
-
-def _make_gpt_config(variant: str = "gpt2", **overrides) -> BigModelGPTConfig:
-    return BigModelGPTConfig.from_preset("gpt-tiny", **{**GPT_VARIANTS[variant], **overrides})
+from hf_bigmodel.testing.model_cases import GPT_VARIANTS, model_case
 
 
 @pytest.fixture(scope="session")
-def make_gpt_config():
-    """`make_gpt_config("llama", initializer_range=0.5)`: a fresh tiny config (never shared between models)."""
-    return _make_gpt_config
+def tiny_config():
+    """`tiny_config("bert", classifier_dropout=0.2)`, `tiny_config("gpt", "llama")`: a fresh tiny config of any
+    registered architecture (never shared between models), from its ModelCase."""
+
+    def make(arch: str, variant: str | None = None, **overrides):
+        case = model_case(arch)
+        return case.make_config(variant or next(iter(case.variants)), **overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_gpt_config(tiny_config):
+    """`make_gpt_config("llama", initializer_range=0.5)`: a fresh tiny GPT config (never shared between models)."""
+    return lambda variant="gpt2", **overrides: tiny_config("gpt", variant, **overrides)
 
 
 @pytest.fixture(params=list(GPT_VARIANTS))
 def gpt_variant(request) -> str:
-    """Parametrizes a test over every GPT variant."""
+    """Parametrizes a test over every GPT variant (GPT-2 style and Llama style)."""
     return request.param
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models run fastest on one thread: with several threads on a busy 2-core machine each small op waits on
+    the others (measured: 12 greedy GPT tokens take seconds instead of ~0.1 s). Use it per module with
+    `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -17,17 +17,12 @@ from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.conversion.common import ConversionError
 from hf_bigmodel.conversion.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel, convert_bigmodel_to_bert
 from hf_bigmodel.convert import convert, resolve_route
+from hf_bigmodel.testing import randomize_
 
 VOCAB_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "##s", "big"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def stock_config(**overrides) -> BertConfig:
@@ -41,16 +36,6 @@ def stock_config(**overrides) -> BertConfig:
         num_labels=3,
     )
     return BertConfig(**{**sizes, **overrides})
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Distinct random values everywhere (LayerNorms and biases too, so a swapped key would show)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            base = 1.0 if name.endswith("LayerNorm.weight") else 0.0
-            param.copy_(base + 0.2 * torch.randn(param.shape, generator=gen))
-    return model.eval()
 
 
 def inputs(vocab: int = 97, batch: int = 3, seq: int = 10) -> dict[str, torch.Tensor]:
@@ -111,7 +96,7 @@ AUTO = {
 def test_stock_to_ours_and_back(stock_name, tmp_path):
     stock_class, our_class = HEAD_CLASSES[stock_name]
     config = stock_config(num_labels=2) if stock_name == "BertForQuestionAnswering" else stock_config()
-    stock = randomize_(stock_class(config))
+    stock = randomize_(stock_class(config)).eval()
     save_stock(stock, tmp_path / "stock")
     assert resolve_route(tmp_path / "stock").target == "bigmodel_bert"
     convert(tmp_path / "stock", tmp_path / "ours")
@@ -132,7 +117,7 @@ def test_stock_to_ours_and_back(stock_name, tmp_path):
 
 
 def test_tokenizer_files_are_copied_and_give_identical_ids(tmp_path):
-    save_stock(randomize_(BertForMaskedLM(stock_config())), tmp_path / "stock")
+    save_stock(randomize_(BertForMaskedLM(stock_config())).eval(), tmp_path / "stock")
     cli_main(["convert", str(tmp_path / "stock"), str(tmp_path / "ours")])
     text = ("the big cats sat", "on the mat")
     original = AutoTokenizer.from_pretrained(tmp_path / "stock")(*text)
@@ -153,7 +138,7 @@ def test_minilm_shape(tmp_path):
         max_position_embeddings=64,
         hidden_act="relu",
     )
-    stock = randomize_(HEAD_CLASSES["BertModel"][0](config))
+    stock = randomize_(HEAD_CLASSES["BertModel"][0](config)).eval()
     with torch.no_grad():  # LayerNorm weights near 1 keep the activations in a range where 1e-5 is meaningful
         for name, param in stock.named_parameters():
             if "LayerNorm" not in name:
@@ -170,7 +155,7 @@ def test_minilm_shape(tmp_path):
 def test_mlm_bias_and_legacy_keys(tmp_path, tied):
     """Untied stock BERT adds the decoder's own bias (not `cls.predictions.bias`); old checkpoints also carry the
     decoder copies and the `position_ids` buffer. The converted model must use what stock uses."""
-    stock = randomize_(BertForMaskedLM(stock_config(tie_word_embeddings=tied)))
+    stock = randomize_(BertForMaskedLM(stock_config(tie_word_embeddings=tied))).eval()
     if not tied:
         assert stock.cls.predictions.decoder.bias is not stock.cls.predictions.bias
     save_stock(stock, tmp_path / "stock", tokenizer=False)
@@ -189,7 +174,7 @@ def test_mlm_bias_and_legacy_keys(tmp_path, tied):
 
 
 def test_head_detected_from_keys_without_architectures(tmp_path):
-    stock = randomize_(HEAD_CLASSES["BertForPreTraining"][0](stock_config()))
+    stock = randomize_(HEAD_CLASSES["BertForPreTraining"][0](stock_config())).eval()
     save_stock(stock, tmp_path / "stock", tokenizer=False)
     config_path = tmp_path / "stock" / "config.json"
     raw = json.loads(config_path.read_text())
@@ -257,7 +242,7 @@ def test_exports_load_in_stock_transformers_without_hf_bigmodel(tmp_path, capsys
 
 
 def test_cli_dtype_overwrite_and_errors(tmp_path, capsys):
-    save_stock(randomize_(BertForMaskedLM(stock_config())), tmp_path / "stock")
+    save_stock(randomize_(BertForMaskedLM(stock_config())).eval(), tmp_path / "stock")
     assert cli_main(["convert", str(tmp_path / "stock"), str(tmp_path / "ours"), "--dtype", "bfloat16"]) == 0
     assert "bigmodel_bert" in capsys.readouterr().out
     assert load(tmp_path / "ours", "AutoModelForMaskedLM").dtype == torch.bfloat16

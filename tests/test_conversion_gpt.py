@@ -38,7 +38,10 @@ from hf_bigmodel.convert import convert, resolve_route
 
 VOCAB = 97
 # torch.compile (used only to produce nanoGPT's `_orig_mod.` keys) imports TorchScript, which warns on import.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("single_thread"),
+]
 NEW_TOKENS = 12
 
 
@@ -123,16 +126,6 @@ def assert_stock_folder(folder: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fixtures
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread; with several threads on a busy 2-core machine each small op waits on
-    the others (measured: 12 greedy tokens take seconds instead of ~0.1 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_gpt2(tie: bool = True, **overrides) -> GPT2LMHeadModel:

@@ -34,6 +34,7 @@ from hf_bigmodel.models.resnet import (
     BigModelResNetImageProcessor,
     BigModelResNetModel,
 )
+from hf_bigmodel.testing import randomize_batch_norm_
 
 # microsoft/resnet-50's preprocessor_config.json (values as published): ConvNeXT processor, size 224, crop_pct 0.875.
 MICROSOFT_PROCESSOR = {
@@ -48,25 +49,13 @@ MICROSOFT_PROCESSOR = {
 }
 
 
-def _randomize_batch_norm(model: torch.nn.Module) -> None:
-    """Running statistics and affine parameters far from their init, so that a mixed-up BatchNorm shows."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
-                module.num_batches_tracked.fill_(7)
-
-
 def _tiny_stock(layer_type: str, head: bool = True, **overrides):
     sizes = [16, 32] if layer_type == "bottleneck" else [8, 16]
     config = ResNetConfig(
         embedding_size=8, hidden_sizes=sizes, depths=[2, 1], layer_type=layer_type, num_labels=4, **overrides
     )
     model = (ResNetForImageClassification if head else ResNetModel)(config).eval()
-    _randomize_batch_norm(model)
+    randomize_batch_norm_(model)
     return model
 
 

@@ -9,6 +9,7 @@ from transformers import PreTrainedTokenizerFast, pipeline
 
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt import cpu_kernels_gpt
+from hf_bigmodel.testing import pad_rows
 
 CausalLM = ARCHITECTURES["gpt"].heads["causal-lm"]
 PAD = 0
@@ -29,15 +30,6 @@ def _prompts(lengths=(6, 3, 9)) -> list[torch.Tensor]:
     return [torch.randint(3, 256, (n,)) for n in lengths]
 
 
-def _left_pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), PAD)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row) :], mask[i, width - len(row) :] = row, 1
-    return ids, mask
-
-
 def _greedy(model, ids, mask=None, **kwargs) -> torch.Tensor:
     return model.generate(ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False, **kwargs)
 
@@ -56,7 +48,7 @@ def test_greedy_is_not_degenerate(gpt_variant, make_lm):
 
 def test_greedy_cache_equals_no_cache(gpt_variant, make_lm):
     model = make_lm(gpt_variant)
-    ids, mask = _left_pad(_prompts())
+    ids, mask = pad_rows(_prompts(), PAD, side="left")
     cached = _greedy(model, ids, mask, use_cache=True)
     uncached = _greedy(model, ids, mask, use_cache=False)
     assert cached.shape == (3, ids.shape[1] + NEW_TOKENS)
@@ -65,14 +57,14 @@ def test_greedy_cache_equals_no_cache(gpt_variant, make_lm):
 
 def test_static_cache_equals_dynamic(gpt_variant, make_lm):
     model = make_lm(gpt_variant)
-    ids, mask = _left_pad(_prompts())
+    ids, mask = pad_rows(_prompts(), PAD, side="left")
     assert torch.equal(_greedy(model, ids, mask, cache_implementation="static"), _greedy(model, ids, mask))
 
 
 def test_left_padded_rows_equal_each_row_alone(gpt_variant, make_lm):
     model = make_lm(gpt_variant)
     prompts = _prompts()
-    ids, mask = _left_pad(prompts)
+    ids, mask = pad_rows(prompts, PAD, side="left")
     batched = _greedy(model, ids, mask)
     for i, prompt in enumerate(prompts):
         alone = _greedy(model, prompt[None])
@@ -83,7 +75,7 @@ def test_left_padded_rows_equal_each_row_alone(gpt_variant, make_lm):
 
 def test_beam_search_shape_and_cache(gpt_variant, make_lm):
     model = make_lm(gpt_variant)
-    ids, mask = _left_pad(_prompts((5, 4)))
+    ids, mask = pad_rows(_prompts((5, 4)), PAD, side="left")
     kwargs = dict(num_beams=3, num_return_sequences=2, max_new_tokens=6, do_sample=False)
     cached = model.generate(ids, attention_mask=mask, use_cache=True, **kwargs)
     uncached = model.generate(ids, attention_mask=mask, use_cache=False, **kwargs)
@@ -109,7 +101,7 @@ def test_sampling_with_seed_is_reproducible(gpt_variant, make_lm):
 
 def test_generate_from_inputs_embeds(gpt_variant, make_lm):
     model = make_lm(gpt_variant)
-    ids, mask = _left_pad(_prompts((5, 7)))
+    ids, mask = pad_rows(_prompts((5, 7)), PAD, side="left")
     embeds = model.get_input_embeddings()(ids)
     from_embeds = _greedy(model, None, mask, inputs_embeds=embeds)
     from_ids = _greedy(model, ids, mask)
@@ -204,7 +196,7 @@ def test_attention_implementations_match_eager(implementation, gpt_variant, make
     other = CausalLM._from_config(make_gpt_config(gpt_variant), attn_implementation=implementation)
     assert (eager.config._attn_implementation, other.config._attn_implementation) == ("eager", implementation)
     other.load_state_dict(eager.state_dict())
-    ids, mask = _left_pad(_prompts())
+    ids, mask = pad_rows(_prompts(), PAD, side="left")
     with torch.no_grad():
         expected = eager.eval()(ids, attention_mask=mask).logits
         got = other.eval()(ids, attention_mask=mask).logits
@@ -215,7 +207,7 @@ def test_attention_implementations_match_eager(implementation, gpt_variant, make
 def test_output_attentions_with_eager(gpt_variant, make_gpt_config):
     config = make_gpt_config(gpt_variant)
     model = CausalLM._from_config(config, attn_implementation="eager").eval()
-    ids, mask = _left_pad(_prompts())
+    ids, mask = pad_rows(_prompts(), PAD, side="left")
     out = model(ids, attention_mask=mask, output_attentions=True)
     assert len(out.attentions) == config.num_hidden_layers
     batch, seq = ids.shape
@@ -352,7 +344,7 @@ def test_thread_blocks_follow_weight_changes(threads):
 def test_few_rows_decoding_equals_plain_linear_decoding(gpt_variant, make_lm, threads, monkeypatch, thread_count):
     """The decoding steps take the batched few-row path and give the tokens of plain `linear()` everywhere."""
     model = make_lm(gpt_variant)
-    ids, mask = _left_pad(_prompts())
+    ids, mask = pad_rows(_prompts(), PAD, side="left")
     threads(thread_count)
     with monkeypatch.context() as patch:
         patch.setattr(cpu_kernels_gpt, "FEW_ROWS", 0)  # every product through linear()
@@ -372,7 +364,7 @@ def test_compiled_forward_and_compiled_static_generation_equal_eager(make_lm, th
 
     threads(2)  # the threaded decoding path must step aside inside a compiled graph
     model = make_lm("llama")
-    ids, mask = _left_pad(_prompts())
+    ids, mask = pad_rows(_prompts(), PAD, side="left")
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # graph capture without graph breaks
     with torch.no_grad():
         torch.testing.assert_close(compiled(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)

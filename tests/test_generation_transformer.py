@@ -12,8 +12,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, pipeline
 
 from hf_bigmodel.models import ARCHITECTURES
-from hf_bigmodel.models.transformer import BigModelTransformerConfig
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, pad_rows, run_python
+from hf_bigmodel.testing.model_cases import transformer_config
 
 Seq2Seq = ARCHITECTURES["transformer"].heads["seq2seq-lm"]
 PAD, BOS, EOS = 0, 1, 2
@@ -25,20 +25,11 @@ WORDS += ["ein", "hund", "katze", "läuft", "schläft", "auf", "dem", "gras", "r
 def make_model(**overrides) -> torch.nn.Module:
     # eos_token_id=None unless given: every row generates exactly NEW_TOKENS tokens, so rows compare one to one.
     overrides = {"initializer_range": 0.1, "tie_word_embeddings": False, "eos_token_id": None, **overrides}
-    return Seq2Seq(BigModelTransformerConfig.from_preset("transformer-tiny", **overrides)).eval()
+    return Seq2Seq(transformer_config(**overrides)).eval()
 
 
 def sources(lengths=(7, 3, 5)) -> list[torch.Tensor]:
     return [torch.randint(3, 128, (n,)) for n in lengths]
-
-
-def right_pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), PAD)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)], mask[i, : len(row)] = row, 1
-    return ids, mask
 
 
 def greedy(model, ids, mask=None, **kwargs) -> torch.Tensor:
@@ -62,14 +53,14 @@ def test_greedy_starts_with_decoder_start_and_is_not_degenerate():
 )
 def test_greedy_cache_equals_no_cache(overrides):
     model = make_model(**overrides)
-    ids, mask = right_pad(sources())
+    ids, mask = pad_rows(sources(), PAD, side="right")
     cached = greedy(model, ids, mask, use_cache=True)
     assert torch.equal(cached, greedy(model, ids, mask, use_cache=False))
 
 
 def test_static_cache_equals_dynamic():
     model = make_model()
-    ids, mask = right_pad(sources())
+    ids, mask = pad_rows(sources(), PAD, side="right")
     dynamic = greedy(model, ids, mask)
     assert torch.equal(greedy(model, ids, mask, cache_implementation="static"), dynamic)
     beams = dict(num_beams=3, max_new_tokens=6)
@@ -82,7 +73,7 @@ def test_static_cache_equals_dynamic():
 def test_padded_batch_rows_equal_each_row_alone():
     model = make_model()
     rows = sources()
-    ids, mask = right_pad(rows)
+    ids, mask = pad_rows(rows, PAD, side="right")
     batched = greedy(model, ids, mask)
     for i, row in enumerate(rows):
         assert torch.equal(batched[i], greedy(model, row[None])[0]), f"row {i}"
@@ -91,7 +82,7 @@ def test_padded_batch_rows_equal_each_row_alone():
 @pytest.mark.parametrize("length_penalty", [1.0, 2.0])
 def test_beam_search_with_length_penalty(length_penalty):
     model = make_model(eos_token_id=EOS)
-    ids, mask = right_pad(sources((6, 4)))
+    ids, mask = pad_rows(sources((6, 4)), PAD, side="right")
     kwargs = dict(num_beams=3, num_return_sequences=2, max_new_tokens=8, length_penalty=length_penalty)
     out = model.generate(ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True, **kwargs)
     uncached = model.generate(ids, attention_mask=mask, use_cache=False, **kwargs)
@@ -138,7 +129,7 @@ def test_generating_past_max_positions_raises():
 
 def test_generate_returns_cross_attentions():
     model = Seq2Seq._from_config(make_model().config, attn_implementation="eager").eval()
-    ids, mask = right_pad(sources((6, 4)))
+    ids, mask = pad_rows(sources((6, 4)), PAD, side="right")
     out = model.generate(
         ids, attention_mask=mask, max_new_tokens=3, return_dict_in_generate=True, output_attentions=True
     )
@@ -260,7 +251,7 @@ def test_compiled_forward_and_compiled_static_generation_equal_eager():
     from transformers import CompileConfig
 
     model = make_model()
-    ids, mask = right_pad(sources((7, 5)))
+    ids, mask = pad_rows(sources((7, 5)), PAD, side="right")
     decoder_ids = torch.randint(3, 128, (2, 4))
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # graph capture without graph breaks
     with torch.no_grad():

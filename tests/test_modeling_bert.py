@@ -1,25 +1,19 @@
-"""The BERT family as transformers sees it: registration, configs, presets, every head against transformers' own
-Bert* classes at the same weights, attention implementations, captured outputs, activation checkpointing, losses
-under gradient accumulation, bf16, save/load (sharded, tied, head from body), remote code in a clean process, and
-the pipelines. Tests loop over the registered heads with tiny configs."""
+"""What is BERT's own: presets, every head against transformers' own Bert* classes at the same weights (outputs, losses
+and gradients), attention implementations, captured outputs, input errors, the MLM loss under `num_items_in_batch`,
+the tied decoder, the pipelines (also on remote code in a clean process) and the model card. The generic checks that
+every architecture shares (Auto classes, config round trip, invalid configs, save/load, sharded save, head from a
+base checkpoint, activation checkpointing, gradient accumulation in the Trainer, bf16, compile/export, LoRA, every
+head in a clean process with and without hf_bigmodel) run in test_models_common.py."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub.errors import StrictDataclassError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import (
     AutoConfig,
-    AutoModel,
     AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForNextSentencePrediction,
     AutoModelForPreTraining,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
     BertConfig,
     BertModel,
 )
@@ -28,23 +22,15 @@ import hf_bigmodel
 from hf_bigmodel.conversion.convert_bert import HEAD_CLASSES, convert_bert_to_bigmodel
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.bert import BigModelBertConfig
-from hf_bigmodel.models.bert.configuration_bert import AUTO_MAP
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, randomize_, run_python
+from hf_bigmodel.testing.model_cases import BERT_VOCAB as VOCAB
+from hf_bigmodel.testing.model_cases import auto_class, bert_rows
+from hf_bigmodel.testing.model_cases import bert_config as make_config
+from hf_bigmodel.testing.model_cases import bert_inputs as make_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 BERT_HEADS = ARCHITECTURES["bert"].heads
 BERT_PRESETS = ARCHITECTURES["bert"].presets
-# The Auto class that serves each task name of ARCHITECTURES. A new head without an entry here fails the tests.
-TASK_AUTO_CLASS = {
-    "base": AutoModel,
-    "pretraining": AutoModelForPreTraining,
-    "masked-lm": AutoModelForMaskedLM,
-    "next-sentence-prediction": AutoModelForNextSentencePrediction,
-    "sequence-classification": AutoModelForSequenceClassification,
-    "token-classification": AutoModelForTokenClassification,
-    "question-answering": AutoModelForQuestionAnswering,
-    "multiple-choice": AutoModelForMultipleChoice,
-}
 # Task name -> the stock transformers class with the same head.
 STOCK_NAME = {
     "base": "BertModel",
@@ -56,39 +42,10 @@ STOCK_NAME = {
     "question-answering": "BertForQuestionAnswering",
     "multiple-choice": "BertForMultipleChoice",
 }
-VOCAB = 101
-
-
-def make_config(**overrides) -> BigModelBertConfig:
-    """A fresh tiny config (vocabulary of VOCAB ids, 3 labels)."""
-    return BigModelBertConfig.from_preset("bert-tiny", **{"vocab_size": VOCAB, "num_labels": 3, **overrides})
-
-
-def make_inputs(task: str, batch: int = 3, seq: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:
-    """A padded sentence-pair batch (row 1 padded after 6 tokens); (batch, 2 choices, seq) for multiple choice."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (batch, 2, seq) if task == "multiple-choice" else (batch, seq)
-    input_ids = torch.randint(5, VOCAB, shape, generator=gen)
-    input_ids[..., 0] = 2  # [CLS]
-    token_type_ids = (torch.arange(seq) >= seq // 2).long().expand(shape).contiguous()
-    attention_mask = torch.ones(shape, dtype=torch.long)
-    attention_mask[1, ..., 6:] = 0
-    input_ids[1, ..., 6:] = 0
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
 
 
 def output_tensors(out) -> dict[str, torch.Tensor]:
     return {k: v for k, v in out.items() if torch.is_tensor(v)}
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Distinct random values everywhere (LayerNorms and biases too, so a swapped key would show)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            base = 1.0 if name.endswith("LayerNorm.weight") or name.endswith("layer_norm.weight") else 0.0
-            param.copy_(base + 0.2 * torch.randn(param.shape, generator=gen))
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +71,7 @@ def stock_and_ours(tmp_path_factory) -> dict:
         stock = randomize_(stock_class(config)).eval()
         stock.save_pretrained(root / task)
         convert_bert_to_bigmodel(root / task, root / f"{task}-ours")
-        ours = TASK_AUTO_CLASS[task].from_pretrained(root / f"{task}-ours", trust_remote_code=False).eval()
+        ours = auto_class("bert", task).from_pretrained(root / f"{task}-ours", trust_remote_code=False).eval()
         assert type(ours) is BERT_HEADS[task]
         pairs[task] = (stock, ours)
     return pairs
@@ -125,20 +82,8 @@ def stock_and_ours(tmp_path_factory) -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def test_every_task_has_an_auto_class():
-    assert set(BERT_HEADS) == set(TASK_AUTO_CLASS) == set(STOCK_NAME)
-    assert set(AUTO_MAP) == {"AutoConfig"} | {cls.__name__ for cls in TASK_AUTO_CLASS.values()}
-
-
-@pytest.mark.parametrize("task", list(BERT_HEADS))
-def test_import_registers_auto_classes(task):
-    assert AutoConfig.for_model("bigmodel_bert").__class__ is BigModelBertConfig
-    model = TASK_AUTO_CLASS[task].from_config(make_config())
-    assert type(model) is BERT_HEADS[task]
-    assert BERT_HEADS[task]._auto_class == TASK_AUTO_CLASS[task].__name__
-    with torch.no_grad():
-        out = model(**model.dummy_inputs)  # valid for every head (3-D for multiple choice)
-    assert all(torch.isfinite(t).all() for t in output_tensors(out).values())
+def test_every_head_has_a_stock_twin():
+    assert set(BERT_HEADS) == set(STOCK_NAME)
 
 
 def test_auto_config_for_model_with_standard_names():
@@ -195,45 +140,6 @@ def test_presets_have_the_published_shapes():
 def test_unknown_preset_lists_the_available_ones():
     with pytest.raises(ValueError, match=r"Unknown BERT preset 'bert-huge'.*bert-tiny.*bert-base"):
         BigModelBertConfig.from_preset("bert-huge")
-
-
-def test_config_round_trip(tmp_path):
-    config = make_config(classifier_dropout=0.2, id2label={0: "neg", 1: "neu", 2: "pos"})
-    config.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["model_type"] == "bigmodel_bert"
-    assert saved["auto_map"] == AUTO_MAP
-    assert saved["tie_word_embeddings"] is True and saved["type_vocab_size"] == 2
-    for loaded in (BigModelBertConfig.from_pretrained(tmp_path), AutoConfig.from_pretrained(tmp_path)):
-        assert type(loaded) is BigModelBertConfig
-        assert loaded.to_diff_dict() == config.to_diff_dict()
-        assert loaded.id2label == {0: "neg", 1: "neu", 2: "pos"} and loaded.classifier_dropout == 0.2
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(hidden_size=30), r"`hidden_size` \(30\) must be divisible by `num_attention_heads` \(4\).*e\.g\. 3"),
-        (dict(hidden_dropout_prob=1.0), r"`hidden_dropout_prob` must be in \[0, 1\), got 1.0"),
-        (dict(classifier_dropout=1.5), r"`classifier_dropout` must be in \[0, 1\) or None"),
-        (dict(type_vocab_size=0), r"`type_vocab_size` must be a positive integer, got 0"),
-        (dict(hidden_act="swish2"), r"`hidden_act` must be the name of a transformers activation.*'swish2'"),
-        (dict(pad_token_id=101), r"`pad_token_id` \(101\) must be a token id in \[0, vocab_size=101\)"),
-        (dict(hidden_size="32"), r"Field 'hidden_size' expected int"),
-    ],
-    ids=["heads", "dropout", "classifier-dropout", "type-vocab", "act", "pad", "type"],
-)
-def test_invalid_config_raises(overrides, message):
-    with pytest.raises(StrictDataclassError, match=message):
-        make_config(**overrides)
-
-
-def test_invalid_config_is_caught_again_at_save(tmp_path):
-    config = make_config()
-    config.num_attention_heads = 5
-    with pytest.raises(StrictDataclassError, match=r"must be divisible by `num_attention_heads` \(5\)"):
-        config.save_pretrained(tmp_path)
-    assert not (tmp_path / "config.json").exists()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -382,83 +288,13 @@ def test_multiple_choice_needs_3d_inputs():
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Training: activation checkpointing, gradient accumulation, bf16
+# Training: the MLM loss under gradient accumulation
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def test_activation_checkpointing_gives_same_loss_and_grads():
-    reference = BERT_HEADS["pretraining"](make_config()).train()
-    checkpointed = BERT_HEADS["pretraining"](make_config()).train()
-    checkpointed.load_state_dict(reference.state_dict())
-    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    calls = []
-    checkpointed.bert.layers[0].attention.qkv_proj.register_forward_hook(lambda *args: calls.append(1))
-    inputs = make_inputs("pretraining")
-    inputs["labels"] = torch.where(inputs["input_ids"] % 3 == 0, inputs["input_ids"], -100)
-    inputs["next_sentence_label"] = torch.tensor([1, 0, 1])
-    results = []
-    for model in (reference, checkpointed):
-        loss = model(**inputs).loss
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    assert len(calls) == 2  # forward, then recomputed in backward: checkpointing is really on
-    torch.testing.assert_close(results[1][0], results[0][0])
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(results[1][1][name], grad, msg=name)
-
-
-def _labelled_rows(task: str) -> list[dict]:
-    """Four examples; MLM rows have 2, 4, 3, 3 labels (micro-batches of 2 hold 6 each)."""
-    inputs = make_inputs(task, batch=4, seed=5)
-    inputs["attention_mask"][1] = 1
-    if task in ("pretraining", "masked-lm", "token-classification"):
-        labels = torch.full(inputs["input_ids"].shape, -100)
-        for row, count in enumerate((2, 4, 3, 3)):
-            positions = torch.arange(1, 1 + count) * 2
-            values = inputs["input_ids"][row, positions] if task != "token-classification" else positions % 3
-            labels[row, positions] = values
-        inputs["labels"] = labels
-        if task == "pretraining":
-            inputs["next_sentence_label"] = torch.tensor([0, 1, 1, 0])
-    else:
-        inputs["labels"] = torch.tensor([0, 2, 1, 1] if task == "sequence-classification" else [0, 1, 1, 0])
-    return [{k: v[i] for k, v in inputs.items()} for i in range(4)]
-
-
-@pytest.mark.parametrize(
-    "task",
-    ["pretraining", "masked-lm", "token-classification", "sequence-classification", "multiple-choice"],
-)
-def test_trainer_gradient_accumulation_logs_the_full_batch_loss(tmp_path, task):
-    from transformers import Trainer, TrainingArguments
-
-    model = BERT_HEADS[task](make_config(initializer_range=0.2))
-    rows = _labelled_rows(task)
-    with torch.no_grad():
-        batch = {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
-        expected = model.eval()(**batch).loss.item()  # eval mode: every MLM position, no sparse head
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=1,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=2,
-        learning_rate=0.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(model=model.train(), args=args, train_dataset=rows)
-    trainer.train()
-    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    # Two micro-batches of 2 must log the loss of the whole batch of 4, not gradient_accumulation_steps times it.
-    assert logged == [pytest.approx(expected, rel=1e-4)]
 
 
 def test_masked_lm_loss_honours_num_items_in_batch():
     model = BERT_HEADS["masked-lm"](make_config(initializer_range=0.2)).train()
-    rows = _labelled_rows("masked-lm")
+    rows = bert_rows("masked-lm")
     batch = {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
     full = model(**batch).loss
     halves = [
@@ -467,56 +303,9 @@ def test_masked_lm_loss_honours_num_items_in_batch():
     torch.testing.assert_close(halves[0] + halves[1], full)
 
 
-def test_bf16_forward_and_autocast():
-    model = BERT_HEADS["pretraining"](make_config(initializer_range=0.2)).eval()
-    inputs = make_inputs("pretraining")
-    with torch.no_grad():
-        reference = model(**inputs).prediction_logits
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            autocast = model(**inputs).prediction_logits
-        bf16 = model.to(torch.bfloat16)(**inputs).prediction_logits
-    assert autocast.dtype == bf16.dtype == torch.bfloat16
-    for got in (autocast, bf16):
-        assert torch.isfinite(got).all()
-        torch.testing.assert_close(got.float(), reference, rtol=0.1, atol=0.1)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Save / load
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", list(BERT_HEADS))
-def test_save_load_round_trip(tmp_path, task):
-    model = BERT_HEADS[task](make_config(initializer_range=0.3)).eval()
-    model.save_pretrained(tmp_path)
-    names = {p.name for p in tmp_path.iterdir()}
-    assert {"config.json", "model.safetensors", "configuration_bert.py", "modeling_bert.py"} <= names
-    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == AUTO_MAP
-    loaded, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
-    assert type(loaded) is BERT_HEADS[task]
-    assert info == {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
-    inputs = make_inputs(task)
-    with torch.no_grad():
-        expected, got = output_tensors(model(**inputs)), output_tensors(loaded(**inputs))
-    # Bit-exact except for the last bit at most: a (1, hidden) weight mapped from an unaligned file offset can take
-    # another matmul kernel than the freshly allocated one.
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
-
-
-def test_sharded_save_reloads_identically(tmp_path):
-    model = BERT_HEADS["pretraining"](make_config(initializer_range=0.3)).eval()
-    model.save_pretrained(tmp_path, max_shard_size="10KB")
-    shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
-    assert len(shards) > 1 and not (tmp_path / "model.safetensors").exists()
-    loaded, info = AutoModelForPreTraining.from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
-    assert not any(info.values())
-    inputs = make_inputs("pretraining")
-    with torch.no_grad():
-        torch.testing.assert_close(
-            loaded(**inputs).prediction_logits, model(**inputs).prediction_logits, rtol=0, atol=0
-        )
 
 
 def test_tied_decoder_is_the_word_embedding(tmp_path):
@@ -540,112 +329,6 @@ def test_untied_decoder(tmp_path):
     assert "cls.decoder.weight" in load_file(tmp_path / "model.safetensors")
     loaded = AutoModelForMaskedLM.from_pretrained(tmp_path, trust_remote_code=False)
     torch.testing.assert_close(loaded.cls.decoder.weight, model.cls.decoder.weight, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("task", ["pretraining", "masked-lm", "sequence-classification", "question-answering"])
-def test_head_from_base_checkpoint_reports_only_head_params_missing(tmp_path, task):
-    base = BERT_HEADS["base"](make_config())
-    base.save_pretrained(tmp_path)
-    head, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True, trust_remote_code=False)
-    expected = {n for n, _ in head.named_parameters(remove_duplicate=False) if not n.startswith("bert.")}
-    expected.discard("cls.decoder.weight")  # tied to the loaded word embeddings
-    assert info["missing_keys"] == expected
-    # Heads without a pooler drop it from the body checkpoint.
-    assert info["unexpected_keys"] == (
-        {"pooler.dense.weight", "pooler.dense.bias"} if head.bert.pooler is None else set()
-    )
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Remote code: a clean process, with and without hf_bigmodel
-# --------------------------------------------------------------------------------------------------------------------
-
-CHECK_FOLDERS = """
-import json, sys
-import torch, transformers
-from safetensors.torch import load_file
-
-cases = json.loads(sys.argv[1])
-trust = {"true": True, "unset": None}[sys.argv[2]]
-results = {}
-for folder, auto_name in cases.items():
-    kwargs = {} if trust is None else {"trust_remote_code": trust}
-    model = getattr(transformers, auto_name).from_pretrained(folder, **kwargs).eval()
-    ref = load_file(f"{folder}/reference.safetensors")
-    inputs = {k: v for k, v in ref.items() if not k.startswith("out.")}
-    with torch.no_grad():
-        out = model(**inputs)
-    diffs = [(out[k[4:]] - v).abs().max().item() for k, v in ref.items() if k.startswith("out.")]
-    results[folder] = {"module": type(model).__module__, "max_diff": max(diffs), "outputs": len(diffs)}
-if len(sys.argv) > 3:  # a fill-mask folder (model + tokenizer) for the pipeline
-    fill = transformers.pipeline("fill-mask", model=sys.argv[3], trust_remote_code=trust, top_k=2)
-    out = fill("the [MASK] sat on the mat")
-    results["fill-mask"] = {"n": len(out), "module": type(fill.model).__module__, "token": out[0]["token_str"]}
-print("\\nRESULTS" + json.dumps(results))
-"""
-
-
-# The same weights and inputs in another process: CPU kernels may split a reduction differently there (thread count,
-# load), which moves float32 results by a few ulps (2e-7 seen in CI), never by more.
-MAX_PROCESS_DIFF = 1e-6
-
-
-@pytest.fixture(scope="module")
-def saved_heads(tmp_path_factory) -> dict:
-    """{folder: Auto class name}: every head saved with its inputs and outputs."""
-    root = tmp_path_factory.mktemp("saved")
-    torch.manual_seed(0)
-    cases = {}
-    for task, model_class in BERT_HEADS.items():
-        model = model_class(make_config(initializer_range=0.3)).eval()
-        model.save_pretrained(root / task)
-        inputs = make_inputs(task)
-        with torch.no_grad():
-            outputs = output_tensors(model(**inputs))
-        tensors = {**inputs, **{f"out.{k}": v.contiguous() for k, v in outputs.items()}}
-        save_file(tensors, str(root / task / "reference.safetensors"))
-        cases[str(root / task)] = TASK_AUTO_CLASS[task].__name__
-    return cases
-
-
-def test_remote_code_without_hf_bigmodel(saved_heads, pipeline_folders, tmp_path):
-    block = (
-        WITHOUT_HF_BIGMODEL
-        + "\ntry:\n    import hf_bigmodel\n    raise SystemExit('importable')\nexcept ImportError:\n    pass\n"
-    )
-    fill_mask = str(pipeline_folders["fill-mask"])
-    results = run_python(
-        block + CHECK_FOLDERS,
-        json.dumps(saved_heads),
-        "true",
-        fill_mask,
-        cwd=tmp_path,
-        env={"HF_HOME": str(tmp_path / "hf")},
-    )
-    for folder in saved_heads:
-        assert results[folder]["module"].startswith("transformers_modules."), folder
-        assert results[folder]["max_diff"] <= MAX_PROCESS_DIFF and results[folder]["outputs"] >= 1, folder
-    # The fill-mask pipeline runs on the remote code alone and predicts what the registered classes predict.
-    remote = results["fill-mask"]
-    assert remote["n"] == 2 and remote["module"].startswith("transformers_modules.")
-    from transformers import pipeline
-
-    local = pipeline("fill-mask", model=fill_mask, trust_remote_code=False, top_k=2)
-    assert local("the [MASK] sat on the mat")[0]["token_str"] == remote["token"]
-
-
-def test_import_hf_bigmodel_loads_without_trust_flag(saved_heads, tmp_path):
-    results = run_python(
-        "import hf_bigmodel\n" + CHECK_FOLDERS,
-        json.dumps(saved_heads),
-        "unset",
-        cwd=tmp_path,
-        env={"HF_HOME": str(tmp_path / "hf")},
-        with_package=True,
-    )
-    for folder in saved_heads:
-        assert results[folder]["module"] == "hf_bigmodel.models.bert.modeling_bert", folder
-        assert results[folder]["max_diff"] <= MAX_PROCESS_DIFF, folder
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -700,6 +383,31 @@ def pipeline_folders(tmp_path_factory) -> dict:
         tokenizer.save_pretrained(root / task)
         folders[task] = root / task
     return folders
+
+
+FILL_MASK = """
+import json, sys
+import transformers
+
+fill = transformers.pipeline("fill-mask", model=sys.argv[1], trust_remote_code=True, top_k=2)
+out = fill("the [MASK] sat on the mat")
+print("\\nRESULTS" + json.dumps({"n": len(out), "module": type(fill.model).__module__, "token": out[0]["token_str"]}))
+"""
+
+
+def test_fill_mask_pipeline_runs_on_remote_code_without_hf_bigmodel(pipeline_folders, tmp_path):
+    # Every head's outputs in such a process are checked in test_models_common.py; this adds the pipeline, which
+    # needs the saved tokenizer too.
+    fill_mask = str(pipeline_folders["fill-mask"])
+    remote = run_python(
+        WITHOUT_HF_BIGMODEL + FILL_MASK, fill_mask, cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")}
+    )
+    # The fill-mask pipeline runs on the remote code alone and predicts what the registered classes predict.
+    assert remote["n"] == 2 and remote["module"].startswith("transformers_modules.")
+    from transformers import pipeline
+
+    local = pipeline("fill-mask", model=fill_mask, trust_remote_code=False, top_k=2)
+    assert local("the [MASK] sat on the mat")[0]["token_str"] == remote["token"]
 
 
 def test_tokenizer_gives_pairs_with_token_type_ids():
@@ -757,46 +465,5 @@ def test_model_card(tmp_path, head, pipeline_tag):
     assert f"pipeline_tag: {pipeline_tag}" in card.text
     assert "| Attention | 4 heads of 8, bidirectional |" in card.text
     assert "configuration_bert.py" in card.text and "hf-bigmodel convert tiny-bert/ tiny-bert-bert/" in card.text
-    assert f'{TASK_AUTO_CLASS[head].__name__}.from_pretrained("me/tiny-bert", trust_remote_code=True)' in card.text
+    assert f'{auto_class("bert", head).__name__}.from_pretrained("me/tiny-bert", trust_remote_code=True)' in card.text
     assert "Devlin" in card.text
-
-
-def test_lora_trains_and_merges():
-    peft = pytest.importorskip("peft")
-    model = BERT_HEADS["sequence-classification"](make_config(initializer_range=0.2))
-    inputs = make_inputs("sequence-classification")
-    with torch.no_grad():
-        base_logits = model.eval()(**inputs).logits
-    lora = peft.get_peft_model(
-        model, peft.LoraConfig(target_modules=["qkv_proj", "o_proj"], task_type="SEQ_CLS", r=4, lora_alpha=8)
-    )
-    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
-    assert any("qkv_proj.lora_A" in name for name in trainable) and any("o_proj.lora_B" in name for name in trainable)
-    assert all("lora_" in name or "classifier" in name for name in trainable)  # SEQ_CLS also trains the head
-    optimizer = torch.optim.SGD([p for p in lora.parameters() if p.requires_grad], lr=0.5)
-    lora.train()
-    for _ in range(2):  # lora_B starts at zero: step so the adapter changes the output
-        lora(**inputs, labels=torch.tensor([0, 2, 1])).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    lora.eval()
-    with torch.no_grad():
-        adapted = lora(**inputs).logits
-        merged_model = lora.merge_and_unload()
-        merged = merged_model(**inputs).logits
-    assert type(merged_model) is BERT_HEADS["sequence-classification"]
-    assert not torch.allclose(adapted, base_logits, atol=1e-4)
-    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_compile_fullgraph_and_export_of_the_inference_forward():
-    # The input checks are skipped while tracing (they read tensor values); everything else traces as one graph.
-    model = BERT_HEADS["masked-lm"](make_config(initializer_range=0.3)).eval()
-    inputs = make_inputs("masked-lm")
-    with torch.no_grad():
-        expected = model(**inputs).logits
-        compiled = torch.compile(model, fullgraph=True, backend="eager")
-        torch.testing.assert_close(compiled(**inputs).logits, expected, rtol=1e-5, atol=1e-5)
-        exported = torch.export.export(model, (), kwargs=inputs)
-        torch.testing.assert_close(exported.module()(**inputs).logits, expected, rtol=1e-5, atol=1e-5)

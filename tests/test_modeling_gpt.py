@@ -1,41 +1,28 @@
-"""The GPT family as transformers sees it: registration, configs, presets, save/load, tying, classification heads,
-corrupt checkpoints, PEFT and activation checkpointing. Every test loops over the registered heads and/or the two
-model variants (GPT-2 style and Llama style) with tiny configs."""
+"""What is GPT's own: presets and their shapes, tied and untied embeddings, rotary buffers and bf16 checkpoints after
+meta-device loading, corrupt checkpoints and the classification heads' pooling. Tests loop over the two model
+variants (GPT-2 style and Llama style) with tiny configs. The generic checks that every architecture shares (Auto
+classes, config round trip, invalid configs, save/load, sharded save, head from a base checkpoint, activation
+checkpointing, gradient accumulation, bf16, compile/export, LoRA, remote code) run in test_models_common.py."""
 
 import json
 import re
 
 import pytest
 import torch
-from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file
 from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
 )
 
 import hf_bigmodel
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.gpt import BigModelGPTConfig
-from hf_bigmodel.models.gpt.configuration_gpt import AUTO_MAP
 
-# The Auto class that serves each task name of ARCHITECTURES. A new head without an entry here fails the tests.
-TASK_AUTO_CLASS = {
-    "base": AutoModel,
-    "causal-lm": AutoModelForCausalLM,
-    "sequence-classification": AutoModelForSequenceClassification,
-    "token-classification": AutoModelForTokenClassification,
-}
 GPT_HEADS = ARCHITECTURES["gpt"].heads
 GPT_PRESETS = ARCHITECTURES["gpt"].presets
-
-
-def _output(out) -> torch.Tensor:
-    """The tensor a head is compared on: logits, or the last hidden state for the body."""
-    return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
 
 
 def _random_ids(config, batch: int = 2, seq: int = 9) -> torch.Tensor:
@@ -46,20 +33,6 @@ def _random_ids(config, batch: int = 2, seq: int = 9) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------------------
 # Registration, config, presets
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def test_every_task_has_an_auto_class():
-    assert set(GPT_HEADS) == set(TASK_AUTO_CLASS)
-
-
-@pytest.mark.parametrize("task", list(GPT_HEADS))
-def test_import_registers_auto_classes(task, make_gpt_config):
-    config = make_gpt_config()
-    assert AutoConfig.for_model("bigmodel_gpt").__class__ is BigModelGPTConfig
-    model = TASK_AUTO_CLASS[task].from_config(config)
-    assert type(model) is GPT_HEADS[task]
-    # register_for_auto_class makes save_pretrained copy the code next to the weights.
-    assert GPT_HEADS[task]._auto_class == TASK_AUTO_CLASS[task].__name__
 
 
 def test_auto_config_for_model_with_standard_names():
@@ -124,95 +97,9 @@ def test_unknown_preset_lists_the_available_ones():
         BigModelGPTConfig.from_preset("gpt-huge")
 
 
-def test_config_round_trip(tmp_path, gpt_variant, make_gpt_config):
-    config = make_gpt_config(gpt_variant, num_labels=3)
-    config.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["model_type"] == "bigmodel_gpt"
-    assert saved["auto_map"] == AUTO_MAP
-    assert saved["tie_word_embeddings"] == config.tie_word_embeddings
-    assert not {"max_length", "num_beams", "do_sample", "temperature"} & set(saved)  # generation params stay out
-    for loaded in (BigModelGPTConfig.from_pretrained(tmp_path), AutoConfig.from_pretrained(tmp_path)):
-        assert type(loaded) is BigModelGPTConfig
-        assert loaded.to_diff_dict() == config.to_diff_dict()
-        assert loaded.head_dim == config.head_dim and loaded.num_labels == 3
-    assert BigModelGPTConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
-
-
-def test_generation_params_are_not_config_fields(make_gpt_config):
-    config = make_gpt_config(num_beams=4, do_sample=True)
-    assert not hasattr(config, "num_beams")
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(hidden_size=30), r"`hidden_size` \(30\) must be divisible by `num_attention_heads` \(4\).*e\.g\. 3"),
-        (
-            dict(num_key_value_heads=3),
-            r"`num_attention_heads` \(4\) must be a multiple of `num_key_value_heads` \(3\)",
-        ),
-        (dict(norm_type="batchnorm"), r"`norm_type` must be one of \('layernorm', 'rmsnorm'\), got 'batchnorm'"),
-        (dict(mlp_type="relu"), r"`mlp_type` must be one of \('gelu', 'swiglu'\), got 'relu'"),
-        (dict(position_embedding_type="alibi"), r"`position_embedding_type` must be one of \('learned', 'rope'\)"),
-        (dict(position_embedding_type="rope", hidden_size=36), r"Rotary positions need an even head size.*= 9"),
-        (dict(hidden_dropout=1.0), r"`hidden_dropout` must be in \[0, 1\), got 1.0"),
-        (dict(vocab_size=0), r"`vocab_size` must be a positive integer, got 0"),
-        (dict(hidden_size="32"), r"Field 'hidden_size' expected int"),
-    ],
-    ids=["heads", "kv-heads", "norm", "mlp", "positions", "rope-odd", "dropout", "vocab", "type"],
-)
-def test_invalid_config_raises(overrides, message, make_gpt_config):
-    with pytest.raises(StrictDataclassError, match=message):
-        make_gpt_config(**overrides)
-
-
-def test_invalid_config_is_caught_again_at_save(tmp_path, make_gpt_config):
-    config = make_gpt_config()
-    config.norm_type = "groupnorm"
-    with pytest.raises(StrictDataclassError, match=r"`norm_type` must be one of"):
-        config.save_pretrained(tmp_path)
-    assert not (tmp_path / "config.json").exists()
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Save / load
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", list(GPT_HEADS))
-def test_save_load_round_trip(tmp_path, task, gpt_variant, make_gpt_config):
-    model = GPT_HEADS[task](make_gpt_config(gpt_variant, num_labels=3)).eval()
-    ids = _random_ids(model.config)
-    model.save_pretrained(tmp_path)
-
-    files = {p.name for p in tmp_path.iterdir()}
-    assert {"config.json", "model.safetensors", "configuration_gpt.py", "modeling_gpt.py"} <= files
-    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
-    assert auto_map == AUTO_MAP
-    for reference in auto_map.values():
-        assert (tmp_path / f"{reference.split('.')[0]}.py").is_file()
-
-    loaded, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True)
-    assert type(loaded) is GPT_HEADS[task]
-    assert info == {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
-    with torch.no_grad():
-        torch.testing.assert_close(_output(loaded(ids)), _output(model(ids)), rtol=0, atol=0)
-
-
-def test_sharded_save_reloads_identically(tmp_path, gpt_variant, make_gpt_config):
-    model = GPT_HEADS["causal-lm"](make_gpt_config(gpt_variant)).eval()
-    model.save_pretrained(tmp_path, max_shard_size="20KB")
-    shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
-    assert len(shards) > 1 and not (tmp_path / "model.safetensors").exists()
-    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
-    assert set(index["weight_map"].values()) == {s.name for s in shards}
-
-    loaded, info = AutoModelForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
-    assert not any(info.values())
-    ids = _random_ids(model.config)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
 
 
 def test_tied_embeddings(tmp_path, make_gpt_config):
@@ -275,22 +162,6 @@ def test_bf16_checkpoint_loads_as_bf16(tmp_path, gpt_variant, make_gpt_config):
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
     assert AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).dtype == torch.float32
-
-
-@pytest.mark.parametrize("task", ["sequence-classification", "token-classification", "causal-lm"])
-def test_head_from_base_checkpoint_reports_only_head_params_missing(tmp_path, task, gpt_variant, make_gpt_config):
-    config = make_gpt_config(gpt_variant, num_labels=3)
-    base = GPT_HEADS["base"](config)
-    base.save_pretrained(tmp_path)
-    head, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True)
-    head_params = {name for name, _ in head.named_parameters(remove_duplicate=False)}
-    expected_missing = {name for name in head_params if not name.startswith("model.")}
-    if config.tie_word_embeddings:
-        expected_missing.discard("lm_head.weight")  # tied to the loaded embedding
-    assert info["missing_keys"] == expected_missing
-    assert not info["unexpected_keys"] and not info["mismatched_keys"]
-    for name, param in base.state_dict().items():
-        torch.testing.assert_close(head.state_dict()[f"model.{name}"], param, rtol=0, atol=0)
 
 
 def test_base_from_head_checkpoint_drops_only_head_params(tmp_path, make_gpt_config):
@@ -395,103 +266,3 @@ def test_token_classification_shapes_and_loss(gpt_variant, make_gpt_config):
     assert out.logits.shape == (3, 6, 5)
     expected = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 5), labels.reshape(-1), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# PEFT and activation checkpointing
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def test_lora_trains_and_merges(gpt_variant, make_gpt_config):
-    peft = pytest.importorskip("peft")
-    model = GPT_HEADS["causal-lm"](make_gpt_config(gpt_variant))
-    ids = _random_ids(model.config)
-    with torch.no_grad():
-        base_logits = model(ids).logits
-    lora = peft.get_peft_model(
-        model, peft.LoraConfig(target_modules=["qkv_proj", "o_proj"], task_type="CAUSAL_LM", r=4, lora_alpha=8)
-    )
-    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
-    assert trainable and all("lora_" in name for name in trainable)
-    assert any("qkv_proj.lora_A" in name for name in trainable) and any("o_proj.lora_B" in name for name in trainable)
-
-    optimizer = torch.optim.SGD([p for p in lora.parameters() if p.requires_grad], lr=0.5)
-    for _ in range(2):  # lora_B starts at zero: step so the adapter changes the output
-        lora(ids, labels=ids).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    lora.eval()
-    with torch.no_grad():
-        adapted = lora(ids).logits
-        merged_model = lora.merge_and_unload()
-        merged = merged_model(ids).logits
-    assert type(merged_model) is GPT_HEADS["causal-lm"]
-    assert not (adapted - base_logits).abs().max() < 1e-4  # the adapter did something
-    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)
-
-
-def test_activation_checkpointing_gives_same_loss_and_grads(gpt_variant, make_gpt_config):
-    config = make_gpt_config(gpt_variant)
-    reference = GPT_HEADS["causal-lm"](config).train()
-    checkpointed = GPT_HEADS["causal-lm"](make_gpt_config(gpt_variant)).train()
-    checkpointed.load_state_dict(reference.state_dict())
-    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    assert checkpointed.is_activation_checkpointing
-
-    block_calls = []
-    checkpointed.model.layers[0].self_attn.qkv_proj.register_forward_hook(lambda *args: block_calls.append(1))
-    ids = _random_ids(config)
-    results = []
-    for model in (reference, checkpointed):
-        loss = model(ids, labels=ids).loss
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    assert len(block_calls) == 2  # forward, then recomputed in backward: checkpointing is really on
-    torch.testing.assert_close(results[1][0], results[0][0])
-    assert results[1][1].keys() == results[0][1].keys()
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(results[1][1][name], grad, msg=name)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Trainer: gradient accumulation
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def _labelled_batch(task: str, config) -> list[dict]:
-    ids = torch.randint(3, config.vocab_size, (4, 8))
-    if task == "sequence-classification":
-        labels = torch.tensor([0, 2, 1, 2])
-    else:
-        labels = torch.randint(0, config.num_labels, (4, 8)) if task == "token-classification" else ids.clone()
-        labels[0, :5] = -100  # rows with different numbers of labelled tokens
-        labels[3, :2] = -100
-    return [{"input_ids": i, "labels": lab} for i, lab in zip(ids, labels)]
-
-
-@pytest.mark.parametrize("task", ["causal-lm", "sequence-classification", "token-classification"])
-def test_trainer_gradient_accumulation_logs_the_full_batch_loss(tmp_path, task, make_gpt_config):
-    from transformers import Trainer, TrainingArguments
-
-    model = GPT_HEADS[task](make_gpt_config("llama", num_labels=3))
-    data = _labelled_batch(task, model.config)
-    with torch.no_grad():
-        batch = {key: torch.stack([row[key] for row in data]) for key in data[0]}
-        expected = model(**batch).loss.item()
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=1,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=2,
-        learning_rate=0.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=data)
-    trainer.train()
-    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    # Two micro-batches of 2 must log the loss of the whole batch of 4, not gradient_accumulation_steps times it.
-    assert logged == [pytest.approx(expected, rel=1e-3)]

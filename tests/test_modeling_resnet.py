@@ -1,7 +1,9 @@
-"""The ResNet family as transformers sees it: registration, config validation, presets against transformers' own
-ResNet, parity with it in train and eval mode, the fast paths (channels-last, folded BatchNorm) against the plain
-computation, losses, activation checkpointing, bf16, and save/load through the registry, through remote code in a
-clean process, and through the image-classification pipeline."""
+"""What is ResNet's own: presets against transformers' own ResNet, parity with it in train and eval mode, the fast
+paths (channels-last, folded BatchNorm) against the plain computation, zero-init residuals, losses and input errors,
+and save/load with the image processor through the registry, through remote code in a clean process, and through the
+image-classification pipeline. The generic checks that every architecture shares (Auto classes, config round trip,
+invalid configs, save/load, sharded save, head from a base checkpoint, activation checkpointing with and without
+reentrant recomputation, bf16, compile/export) run in test_models_common.py."""
 
 import json
 
@@ -9,13 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from safetensors.torch import save_file
 from transformers import (
-    AutoConfig,
     AutoImageProcessor,
-    AutoModel,
     AutoModelForImageClassification,
     ResNetConfig,
     ResNetForImageClassification,
@@ -32,25 +31,11 @@ from hf_bigmodel.models.resnet import (
     BigModelResNetModel,
 )
 from hf_bigmodel.models.resnet.configuration_resnet import AUTO_MAP, PRESETS
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, randomize_batch_norm_, run_python
+from hf_bigmodel.testing.model_cases import resnet_config as tiny_config
 
 HEADS = ARCHITECTURES["resnet"].heads
-TASK_AUTO_CLASS = {"base": AutoModel, "image-classification": AutoModelForImageClassification}
 CODE_FILES = {"configuration_resnet.py", "modeling_resnet.py", "cpu_kernels_resnet.py", "image_processing_resnet.py"}
-
-
-def tiny_config(**overrides) -> BigModelResNetConfig:
-    return BigModelResNetConfig.from_preset("resnet-tiny", **overrides)
-
-
-def randomize_batch_norm(model: torch.nn.Module) -> None:
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
 
 
 def stock_twin(model: BigModelResNetForImageClassification) -> ResNetForImageClassification:
@@ -74,43 +59,6 @@ def stock_twin(model: BigModelResNetForImageClassification) -> ResNetForImageCla
 
 # --------------------------------------------------------------------------------------------------------------------
 # Registration, config, presets
-
-
-@pytest.mark.parametrize("task", list(HEADS))
-def test_auto_classes_resolve(task):
-    assert type(AutoConfig.for_model("bigmodel_resnet")) is BigModelResNetConfig
-    model = TASK_AUTO_CLASS[task].from_config(tiny_config())
-    assert type(model) is HEADS[task]
-    assert HEADS[task]._auto_class == TASK_AUTO_CLASS[task].__name__
-    assert BigModelResNetImageProcessor._auto_class == "AutoImageProcessor"
-
-
-def test_config_round_trip_and_auto_map(tmp_path):
-    config = tiny_config(num_channels=1, stem_type="cifar", zero_init_residual=True, label_smoothing=0.1)
-    config.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["auto_map"] == AUTO_MAP and saved["model_type"] == "bigmodel_resnet"
-    reloaded = AutoConfig.from_pretrained(tmp_path)
-    assert (reloaded.num_channels, reloaded.stem_type, reloaded.label_smoothing) == (1, "cifar", 0.1)
-    assert reloaded.hidden_sizes == [16, 32] and reloaded.num_labels == 3
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (dict(depths=[1, 1, 1]), r"`depths` has 3 entries but `hidden_sizes` has 2: give one depth"),
-        (dict(layer_type="wide"), r"`layer_type` must be one of \('basic', 'bottleneck'\), got 'wide'"),
-        (dict(stem_type="tiny"), r"`stem_type` must be one of \('imagenet', 'cifar'\), got 'tiny'"),
-        (dict(hidden_sizes=[16, 30]), r"multiple of 4; \[30\] are not"),
-        (dict(depths=[1, 0]), r"Every entry of `depths` must be a positive integer"),
-        (dict(hidden_act="nope"), r"`hidden_act` 'nope' is not a transformers activation"),
-        (dict(label_smoothing=1.0), r"`label_smoothing` must be in \[0, 1\)"),
-        (dict(num_channels=0), r"`num_channels` must be a positive integer"),
-    ],
-)
-def test_config_errors_name_the_problem(overrides, message):
-    with pytest.raises((ValueError, StrictDataclassError), match=message):
-        tiny_config(**overrides)
 
 
 def test_preset_with_a_label_map_takes_its_class_count():
@@ -187,7 +135,7 @@ def test_cifar_stem_keeps_resolution():
 def test_parity_with_stock_in_train_and_eval(layer_type):
     sizes = [16, 32] if layer_type == "bottleneck" else [8, 16]
     model = BigModelResNetForImageClassification(tiny_config(layer_type=layer_type, hidden_sizes=sizes))
-    randomize_batch_norm(model)
+    randomize_batch_norm_(model)
     stock = stock_twin(model)
     pixels = torch.randn(4, 3, 48, 48)
     with torch.no_grad():
@@ -204,7 +152,7 @@ def test_parity_with_stock_in_train_and_eval(layer_type):
 def test_fast_paths_compute_the_same_function():
     """channels-last and folded BatchNorm (inference only) against the plain NCHW computation."""
     base = BigModelResNetForImageClassification(tiny_config(channels_last=False, fold_batch_norm=False))
-    randomize_batch_norm(base)
+    randomize_batch_norm_(base)
     fast = BigModelResNetForImageClassification(tiny_config())
     fast.load_state_dict(base.state_dict())
     pixels = torch.randn(3, 3, 40, 40)
@@ -233,55 +181,12 @@ def test_folded_weights_follow_parameter_updates():
     assert not any(hasattr(m, "_bigmodel_folded") for m in model.modules())
 
 
-def test_compile_and_export_of_the_inference_path():
-    model = BigModelResNetForImageClassification(tiny_config()).eval()
-    randomize_batch_norm(model)
-    pixels = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        expected = model(pixels).logits
-        compiled = torch.compile(model, backend="eager", fullgraph=True)(pixels).logits
-        exported = torch.export.export(model, (pixels,)).module()(pixels).logits
-    torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-5)
-
-
 def test_zero_init_residual():
     model = BigModelResNetForImageClassification(tiny_config(zero_init_residual=True))
     assert torch.count_nonzero(model.resnet.stages[0].layers[0].norm3.weight) == 0
     assert torch.count_nonzero(model.resnet.stages[0].layers[0].norm1.weight) > 0
     plain = BigModelResNetForImageClassification(tiny_config())
     assert torch.all(plain.resnet.stages[0].layers[0].norm3.weight == 1)
-
-
-def test_bf16_autocast_and_bf16_weights():
-    model = BigModelResNetForImageClassification(tiny_config()).eval()
-    pixels = torch.randn(2, 3, 40, 40)
-    with torch.no_grad():
-        reference = model(pixels).logits
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            autocast = model(pixels).logits
-        halved = model.to(torch.bfloat16)(pixels).logits
-    assert autocast.dtype == torch.bfloat16 and halved.dtype == torch.bfloat16
-    torch.testing.assert_close(autocast.float(), reference, rtol=0.05, atol=0.05)
-    torch.testing.assert_close(halved.float(), reference, rtol=0.05, atol=0.05)
-
-
-@pytest.mark.parametrize("reentrant", [False, True])
-def test_activation_checkpointing_gives_the_same_step(reentrant):
-    config = tiny_config()
-    plain = BigModelResNetForImageClassification(config).train()
-    checkpointed = BigModelResNetForImageClassification(config).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
-    assert checkpointed.resnet.stages[1].layers[1].gradient_checkpointing
-    pixels, labels = torch.randn(4, 3, 40, 40), torch.tensor([0, 1, 2, 1])
-    plain(pixels, labels=labels).loss.backward()
-    checkpointed(pixels, labels=labels).loss.backward()
-    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=name)
-    # The recomputation in backward must not update the BatchNorm running statistics a second time.
-    for (name, a), b in zip(plain.named_buffers(), checkpointed.buffers()):
-        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -327,7 +232,7 @@ def _save_folder(folder, num_channels: int = 3) -> dict:
     """A tiny classifier with a grayscale or RGB processor, plus reference outputs for the child process."""
     config = tiny_config(num_channels=num_channels, id2label={0: "circle", 1: "square", 2: "star"})
     model = BigModelResNetForImageClassification(config).eval()
-    randomize_batch_norm(model)
+    randomize_batch_norm_(model)
     model.save_pretrained(folder)
     processor = BigModelResNetImageProcessor(num_channels=num_channels, size={"shortest_edge": 40}, crop_size=32)
     processor.save_pretrained(folder)

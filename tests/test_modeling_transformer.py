@@ -1,9 +1,10 @@
-"""The encoder-decoder Transformer as transformers sees it: registration, config and presets, errors, attention
-implementations, output capture, tying switches, the label-smoothed unshifted loss (values, gradients, gradient
-accumulation), activation checkpointing, save/load (sharded, meta-device buffers), and self-contained folders that
-load in a fresh process through the registry and through trust_remote_code without hf_bigmodel."""
+"""What is the encoder-decoder Transformer's own: config names and presets, its errors, attention implementations and
+the math-attention kernel, output capture, tying switches, the label-smoothed unshifted loss (values, gradients,
+`num_items_in_batch`), bf16 autocast, the seq2seq collator, and the model card. The generic checks that every
+architecture shares (Auto classes, config round trip, invalid configs, save/load with the sinusoidal table rebuilt,
+sharded save, activation checkpointing, gradient accumulation in the Trainer, remote code in a fresh process with
+beam-search generation) run in test_models_common.py."""
 
-import json
 import re
 import subprocess
 import sys
@@ -12,37 +13,21 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.nn import functional as F
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 import hf_bigmodel
 from hf_bigmodel.models import ARCHITECTURES
 from hf_bigmodel.models.transformer import BigModelTransformerConfig, cpu_kernels_transformer
 from hf_bigmodel.models.transformer import modeling_transformer as mt
-from hf_bigmodel.models.transformer.configuration_transformer import AUTO_MAP
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
+from hf_bigmodel.testing.model_cases import TRANSFORMER_PAD as PAD
+from hf_bigmodel.testing.model_cases import transformer_batch as batch
+from hf_bigmodel.testing.model_cases import transformer_config as make_config
 
 HEADS = ARCHITECTURES["transformer"].heads
 PRESETS = ARCHITECTURES["transformer"].presets
-TASK_AUTO_CLASS = {"base": AutoModel, "seq2seq-lm": AutoModelForSeq2SeqLM}
 Seq2Seq = HEADS["seq2seq-lm"]
-PAD = 0
-CODE_FILES = {"configuration_transformer.py", "modeling_transformer.py", "cpu_kernels_transformer.py"}
-
-
-def make_config(**overrides) -> BigModelTransformerConfig:
-    return BigModelTransformerConfig.from_preset("transformer-tiny", **{"initializer_range": 0.3, **overrides})
-
-
-def batch(config, src_lengths=(7, 4), tgt_lengths=(5, 3)) -> dict[str, torch.Tensor]:
-    """Right-padded sources and labels (-100 after each target's end)."""
-    src = torch.full((len(src_lengths), max(src_lengths)), PAD)
-    labels = torch.full((len(tgt_lengths), max(tgt_lengths)), -100)
-    for i, (s, t) in enumerate(zip(src_lengths, tgt_lengths)):
-        src[i, :s] = torch.randint(3, config.vocab_size, (s,))
-        labels[i, :t] = torch.randint(3, config.vocab_size, (t,))
-    return {"input_ids": src, "attention_mask": (src != PAD).long(), "labels": labels}
 
 
 def _output(out) -> torch.Tensor:
@@ -52,16 +37,6 @@ def _output(out) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------------------
 # Registration, config, presets, errors
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", list(HEADS))
-def test_auto_classes_resolve(task):
-    config = make_config()
-    assert type(AutoConfig.for_model("bigmodel_transformer")) is BigModelTransformerConfig
-    model = TASK_AUTO_CLASS[task].from_config(config)
-    assert type(model) is HEADS[task]
-    assert HEADS[task]._auto_class == TASK_AUTO_CLASS[task].__name__
-    assert hf_bigmodel.create_model("transformer-tiny", task=task).__class__ is HEADS[task]
 
 
 def test_config_names_and_num_hidden_layers():
@@ -116,29 +91,6 @@ def test_paper_presets():
 def test_unknown_preset_lists_the_available_ones():
     with pytest.raises(ValueError, match=r"Unknown Transformer preset 'transformer-huge'.*transformer-tiny"):
         BigModelTransformerConfig.from_preset("transformer-huge")
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(hidden_size=30), r"`hidden_size` \(30\) must be divisible by `num_attention_heads` \(4\)"),
-        (
-            dict(position_embedding_type="rope"),
-            r"`position_embedding_type` must be one of \('sinusoidal', 'learned'\)",
-        ),
-        (dict(sinusoidal_layout="zigzag"), r"`sinusoidal_layout` must be one of \('split', 'interleaved'\)"),
-        (dict(dropout=1.0), r"`dropout` must be in \[0, 1\), got 1.0"),
-        (dict(label_smoothing=-0.1), r"`label_smoothing` must be in \[0, 1\)"),
-        (dict(decoder_layers=0), r"`decoder_layers` must be a positive integer, got 0"),
-        (dict(decoder_start_token_id=None), r"`decoder_start_token_id` is required.*bos"),
-        (dict(pad_token_id=500), r"`pad_token_id` \(500\) must be a token id in \[0, vocab_size=128\)"),
-        (dict(hidden_size="32"), r"Field 'hidden_size' expected int"),
-    ],
-    ids=["heads", "positions", "layout", "dropout", "smoothing", "layers", "start", "pad", "type"],
-)
-def test_invalid_config_raises(overrides, message):
-    with pytest.raises(StrictDataclassError, match=message):
-        make_config(**overrides)
 
 
 def test_odd_hidden_size_with_sinusoids_raises():
@@ -363,34 +315,6 @@ def test_num_items_in_batch_divides_the_sum():
     assert total.item() == pytest.approx(mean.item() * labelled / 20, rel=1e-6)
 
 
-def test_trainer_gradient_accumulation_logs_the_full_batch_loss(tmp_path):
-    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
-
-    config = make_config(label_smoothing=0.1)
-    model = Seq2Seq(config)
-    inputs = batch(config, src_lengths=(7, 4, 6, 3), tgt_lengths=(5, 2, 4, 3))
-    data = [{k: v[i] for k, v in inputs.items()} for i in range(4)]
-    with torch.no_grad():
-        model.train()
-        expected = model(**inputs).loss.item()
-    args = Seq2SeqTrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=1,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=2,
-        learning_rate=0.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=data)
-    trainer.train()
-    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert logged == [pytest.approx(expected, rel=1e-3)]
-
-
 def test_data_collator_builds_decoder_inputs():
     model = Seq2Seq(make_config())
     features = [{"input_ids": [5, 6, 2], "labels": [7, 8, 9, 2]}, {"input_ids": [5, 2], "labels": [7, 2]}]
@@ -412,154 +336,9 @@ def test_data_collator_builds_decoder_inputs():
     assert collated["decoder_input_ids"].tolist() == [[1, 7, 8, 9], [1, 7, 2, PAD]]
 
 
-def test_activation_checkpointing_gives_same_loss_and_grads():
-    config = make_config()
-    reference = Seq2Seq(config).train()
-    checkpointed = Seq2Seq(make_config()).train()
-    checkpointed.load_state_dict(reference.state_dict())
-    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    calls = []
-    checkpointed.model.decoder.layers[0].fc1.register_forward_hook(lambda *args: calls.append(1))
-    inputs = batch(config)
-    results = []
-    for model in (reference, checkpointed):
-        loss = model(**inputs).loss
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    assert len(calls) == 2  # recomputed in backward: checkpointing is really on
-    torch.testing.assert_close(results[1][0], results[0][0])
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(results[1][1][name], grad, msg=name)
-
-
 # --------------------------------------------------------------------------------------------------------------------
-# Save / load
+# Model card
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", list(HEADS))
-def test_save_load_round_trip(tmp_path, task):
-    model = HEADS[task](make_config()).eval()
-    model.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["auto_map"] == AUTO_MAP and saved["model_type"] == "bigmodel_transformer"
-    assert {"config.json", "model.safetensors"} | CODE_FILES <= {p.name for p in tmp_path.iterdir()}
-    # The sinusoidal table is not stored; after meta-device loading it must be rebuilt, not left as garbage.
-    assert not any("embed_positions" in key for key in load_file(tmp_path / "model.safetensors"))
-    loaded, info = TASK_AUTO_CLASS[task].from_pretrained(tmp_path, output_loading_info=True)
-    assert info == {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
-    body = loaded if task == "base" else loaded.model
-    assert torch.equal(body.decoder.embed_positions.weight, mt.sinusoidal_table(64, 32))
-    inputs = batch(model.config)
-    inputs["decoder_input_ids"] = model.dummy_inputs["decoder_input_ids"]
-    del inputs["labels"]
-    with torch.no_grad():
-        torch.testing.assert_close(_output(loaded(**inputs)), _output(model(**inputs)), rtol=0, atol=0)
-
-
-def test_sharded_save_reloads_identically(tmp_path):
-    model = Seq2Seq(make_config()).eval()
-    model.save_pretrained(tmp_path, max_shard_size="20KB")
-    shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
-    assert len(shards) > 1 and not (tmp_path / "model.safetensors").exists()
-    loaded, info = AutoModelForSeq2SeqLM.from_pretrained(tmp_path, output_loading_info=True)
-    assert not any(info.values())
-    inputs = batch(model.config)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Fresh processes: registry and trust_remote_code without hf_bigmodel
-# --------------------------------------------------------------------------------------------------------------------
-
-CHECK_FOLDERS = """
-import json, sys
-import torch, transformers
-from safetensors.torch import load_file
-
-cases = json.loads(sys.argv[1])
-trust = {"true": True, "unset": None}[sys.argv[2]]
-kwargs = {} if trust is None else {"trust_remote_code": trust}
-results = {}
-for folder, auto_name in cases.items():
-    model = getattr(transformers, auto_name).from_pretrained(folder, **kwargs).eval()
-    ref = load_file(f"{folder}/reference.safetensors")
-    inputs = {k: ref[k] for k in ("input_ids", "attention_mask", "decoder_input_ids")}
-    with torch.no_grad():
-        out = model(**inputs)
-        got = out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
-        result = {"module": type(model).__module__, "max_diff": (got - ref["output"]).abs().max().item()}
-        result["modules"] = sorted({type(m).__module__ for m in model.modules() if not type(m).__module__.startswith(("torch.", "transformers."))})
-        if "generated" in ref:
-            generated = model.generate(ref["input_ids"], attention_mask=ref["attention_mask"], num_beams=2, max_new_tokens=6)
-            result["generate_equal"] = torch.equal(generated, ref["generated"])
-    results[folder] = result
-if trust is True:  # without the opt-in, loading refuses to run the code
-    try:
-        transformers.AutoModelForSeq2SeqLM.from_pretrained(next(iter(cases)))
-        results["error"] = None
-    except ValueError as error:
-        results["error"] = str(error)
-print("\\nRESULTS" + json.dumps(results))
-"""
-
-
-@pytest.fixture(scope="module")
-def saved_folders(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("saved")
-    torch.manual_seed(0)
-    cases = {}
-    for task, overrides in (
-        ("seq2seq-lm", {}),
-        ("base", {}),
-        ("seq2seq-lm", {"pre_norm": True, "share_encoder_decoder_embeddings": False}),
-    ):
-        folder = root / f"{task}-{len(cases)}"
-        model = HEADS[task](make_config(**overrides)).eval()
-        model.save_pretrained(folder)
-        inputs = batch(model.config)
-        tensors = {
-            "input_ids": inputs["input_ids"],
-            "attention_mask": inputs["attention_mask"],
-            "decoder_input_ids": model.dummy_inputs["decoder_input_ids"],
-        }
-        with torch.no_grad():
-            tensors["output"] = _output(model(**tensors))
-            if task == "seq2seq-lm":
-                tensors["generated"] = model.generate(
-                    inputs["input_ids"], attention_mask=inputs["attention_mask"], num_beams=2, max_new_tokens=6
-                )
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "reference.safetensors"))
-        cases[str(folder)] = "AutoModelForSeq2SeqLM" if task == "seq2seq-lm" else "AutoModel"
-    return cases
-
-
-def test_remote_code_without_hf_bigmodel(saved_folders, tmp_path):
-    code = WITHOUT_HF_BIGMODEL + CHECK_FOLDERS
-    results = run_python(code, json.dumps(saved_folders), "true", cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")})
-    for folder in saved_folders:
-        assert results[folder]["module"].startswith("transformers_modules."), folder
-        package = results[folder]["module"].rsplit(".", 1)[0]  # the folder's code, as transformers imported it
-        assert results[folder]["modules"] == [f"{package}.cpu_kernels_transformer", f"{package}.modeling_transformer"]
-        assert results[folder]["max_diff"] == 0.0, folder
-        assert results[folder].get("generate_equal", True), folder
-    assert "contains custom code" in results["error"] and "trust_remote_code=True" in results["error"]
-
-
-def test_registry_loads_in_a_fresh_process(saved_folders, tmp_path):
-    results = run_python(
-        "import hf_bigmodel\n" + CHECK_FOLDERS,
-        json.dumps(saved_folders),
-        "unset",
-        cwd=tmp_path,
-        env={"HF_HOME": str(tmp_path / "hf")},
-        with_package=True,
-    )
-    for folder in saved_folders:
-        assert results[folder]["module"] == "hf_bigmodel.models.transformer.modeling_transformer", folder
-        assert results[folder]["max_diff"] == 0.0, folder
-        assert results[folder].get("generate_equal", True), folder
 
 
 def test_model_card(tmp_path):

@@ -23,6 +23,7 @@ from hf_bigmodel.data.mlm import (
     split_sentences,
 )
 from hf_bigmodel.models import ARCHITECTURES
+from hf_bigmodel.testing import logged_losses
 from hf_bigmodel.tokenization import train_tokenizer
 
 WIKITEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext2" / "valid.txt"
@@ -267,11 +268,6 @@ def pretrain_args(corpus, model_args, output_dir, *extra):
         "--report_to", "none", "--use_cpu", "true", "--seed", "5", "--dataloader_num_workers", "0",
         "--train_sampling_strategy", "sequential", "--save_strategy", "no", *extra,
     ]  # fmt: skip
-
-
-def logged_losses(output_dir: Path) -> list[float]:
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
 
 @needs_wikitext

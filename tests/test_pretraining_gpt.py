@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.corpus import builtin_corpus_text, write_builtin_corpus
 from hf_bigmodel.data import DataError, PackedBlocks, pack_token_stream, validate_text_files
+from hf_bigmodel.testing import logged_losses
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,11 +42,6 @@ def pretrain_args(corpus, output_dir, *extra: str) -> list[str]:
         "--seed", "7", "--sample_max_new_tokens", "8", "--dataloader_num_workers", "0",
         "--train_sampling_strategy", "sequential", *extra,
     ]  # fmt: skip
-
-
-def logged_losses(output_dir: Path) -> list[float]:
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
 
 # ----------------------------------------------------------------------------------------------- data checks

@@ -24,6 +24,7 @@ from hf_bigmodel.data.seq2seq import (
     t5_span_corruption,
 )
 from hf_bigmodel.metrics import translation_scores
+from hf_bigmodel.testing import logged_losses
 from hf_bigmodel.training.pretrain_seq2seq import PREDICTIONS_FILE
 
 MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k_de_en"
@@ -65,11 +66,6 @@ def seq2seq_args(data, output_dir, *extra: str) -> list[str]:
         "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--seed", "3",
         "--dataloader_num_workers", "0", "--train_sampling_strategy", "sequential", "--save_strategy", "no", *extra,
     ]  # fmt: skip
-
-
-def logged_losses(output_dir: Path) -> list[float]:
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
 
 # ------------------------------------------------------------------------------------------------ data errors
