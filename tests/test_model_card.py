@@ -297,7 +297,8 @@ def test_unknown_architecture_and_missing_config(tmp_path):
     assert set(CARD_SPECS) == {arch.model_type for arch in ARCHITECTURES.values()}
     for name, arch in ARCHITECTURES.items():
         spec = CARD_SPECS[arch.model_type]
-        assert spec.template == f"{name}.md" and (template_dir() / spec.template).is_file()
+        assert spec.template == f"card_{name}.md" and (spec.folder / spec.template).is_file()
+        assert spec.folder == Path(hf_bigmodel.__file__).parent / "models" / name  # the architecture's own folder
         assert spec.describe.__module__ == f"hf_bigmodel.models.{name}.card_{name}"
 
 
@@ -338,8 +339,8 @@ installed = template_dir()
 # HF_BIGMODEL_MODEL_CARDS still points the cards at other templates.
 custom = folder.parent / "custom_cards"
 shutil.copytree(installed, custom)
-gpt = (custom / "gpt.md").read_text()
-(custom / "gpt.md").write_text(gpt.replace("It continues a text prompt", "CUSTOM TEMPLATE LINE: it continues a prompt"))
+gpt = (Path(hf_bigmodel.__file__).parent / "models" / "gpt" / "card_gpt.md").read_text()
+(custom / "card_gpt.md").write_text(gpt.replace("It continues a text prompt", "CUSTOM TEMPLATE LINE: it continues a prompt"))
 os.environ["HF_BIGMODEL_MODEL_CARDS"] = str(custom)
 write_model_card(folder, repo_id="me/tiny", overwrite=True)
 print("RESULTS" + json.dumps({"package": hf_bigmodel.__file__, "templates": str(installed),
@@ -365,8 +366,11 @@ def test_installed_wheel_writes_full_cards(tmp_path):
     [wheel] = (tmp_path / "dist").glob("hf_bigmodel-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"hf_bigmodel", wheel.name.split("-py")[0] + ".dist-info"}
-    templates = {Path(name).name for name in names if name.startswith("hf_bigmodel/model_cards/")}
-    assert templates == {"base.md", *(f"{name}.md" for name in ARCHITECTURES)}
+    templates = {name for name in names if name.endswith(".md") and name.startswith("hf_bigmodel/")}
+    assert templates == {
+        "hf_bigmodel/model_cards/base.md",
+        *(f"hf_bigmodel/models/{a}/card_{a}.md" for a in ARCHITECTURES),
+    }
 
     target = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
@@ -392,3 +396,23 @@ def test_installed_wheel_writes_full_cards(tmp_path):
     assert "It continues a text prompt one token at a time." in text
     assert 'AutoModelForCausalLM.from_pretrained("me/tiny", trust_remote_code=True)' in text
     assert "hf-bigmodel convert tiny/ tiny-gpt2/ --to gpt2" in text
+
+
+def test_a_templates_folder_overrides_the_architecture_template(tmp_path):
+    """`templates=` (or $HF_BIGMODEL_MODEL_CARDS) gives base.md and may override an architecture's template, under
+    its name in the architecture folder (card_gpt.md) or the name it had in model_cards/ before (gpt.md)."""
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny"
+    hf_bigmodel.create_model("gpt-tiny", "causal-lm").save_pretrained(folder)
+    package = Path(hf_bigmodel.__file__).parent
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    shutil.copy(template_dir() / "base.md", custom / "base.md")
+    assert "It continues a text prompt one token at a time." in build_model_card(folder, templates=custom).text
+    gpt = (package / "models" / "gpt" / "card_gpt.md").read_text()
+    for name in ("gpt.md", "card_gpt.md"):  # the second wins when both are there
+        (custom / name).write_text(gpt.replace("It continues a text prompt", f"FROM {name}: it continues a prompt"))
+        assert f"FROM {name}: it continues a prompt" in build_model_card(folder, templates=custom).text
+    (custom / "base.md").unlink()
+    with pytest.raises(ModelCardError, match=r"Model card template 'base.md' not found in .*custom or .*gpt"):
+        build_model_card(folder, templates=custom)

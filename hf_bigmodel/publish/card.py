@@ -1,8 +1,8 @@
 """Model cards generated from a training run: `write_model_card(output_dir, model_args, data_args, training_args)`.
 
-A card is rendered from a Jinja template in the package's `model_cards/` (`base.md` holds the sections every card
-has; `<arch>.md` per architecture extends it) with facts read from the saved folder (`read_run_facts`), turned into
-the template's context (`card_context`):
+A card is rendered from Jinja templates: the package's `model_cards/base.md` holds the sections every card has, and
+each architecture's `models/<arch>/card_<arch>.md` extends it. The facts are read from the saved folder
+(`read_run_facts`) and turned into the template's context (`card_context`):
 
 * ``config.json`` and the safetensors headers: architecture and size (parameters are counted from the weight
   shapes, without loading them);
@@ -14,8 +14,8 @@ the template's context (`card_context`):
 
 The loss curve is drawn by `loss_curve.py` (matplotlib). What a card says about one architecture (its family line,
 the "Model details" rows of its config, tags, loss unit) lives in that architecture's folder,
-`hf_bigmodel/models/<arch>/card_<arch>.py`, found from the `models.ARCHITECTURES` row, so a new architecture adds
-that module and a template, and no line here.
+`hf_bigmodel/models/<arch>/card_<arch>.py` with its template `card_<arch>.md` beside it, found from the
+`models.ARCHITECTURES` row, so a new architecture adds those two files to its folder and no line here.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class CardSpec:
     """How to describe one architecture (one `model_type`) in its card, read from its folder's card module
     (`hf_bigmodel/models/<arch>/card_<arch>.py`)."""
 
-    template: str  # file in the templates folder, extending base.md: "<arch>.md"
+    template: str  # the architecture's template, extending base.md: "card_<arch>.md" in its folder
+    folder: Path  # the architecture's folder, where its template lives beside its card module
     family: str  # one line: what kind of model this is
     describe: Callable[[dict], list[tuple[str, str]]]  # config.json -> rows of the "Model details" table
     tags: tuple[str, ...] = ()
@@ -82,7 +83,8 @@ def _card_spec(name: str) -> CardSpec | None:
             raise
         return None
     return CardSpec(
-        template=f"{name}.md",
+        template=f"card_{name}.md",
+        folder=Path(module.__file__).parent,
         family=module.FAMILY,
         describe=module.describe,
         tags=tuple(getattr(module, "TAGS", ())),
@@ -430,8 +432,8 @@ def card_spec(model_type: Any) -> CardSpec:
     if model_type not in CARD_SPECS:
         raise ModelCardError(
             f"No model card template for model_type {model_type!r}; known: {', '.join(CARD_SPECS)}. A new "
-            f"architecture gets a card from hf_bigmodel/models/<arch>/card_<arch>.py and a template <arch>.md in "
-            f"{_PACKAGE_TEMPLATES}."
+            f"architecture gets a card from hf_bigmodel/models/<arch>/card_<arch>.py and its template "
+            f"card_<arch>.md beside it."
         )
     return CARD_SPECS[model_type]
 
@@ -622,7 +624,7 @@ def build_model_card(
 
     facts = read_run_facts(folder)
     context, files = card_context(facts, repo_id=repo_id, license=license, language=language)
-    text = _render(facts.spec.template, context, templates)
+    text = _render(facts.spec, context, templates)
     card = ModelCard(text)  # parses the front matter: raises on invalid YAML
     return GeneratedCard(text=text, files=files, metadata=card.data.to_dict())
 
@@ -651,14 +653,23 @@ def _export_target(folder: Path) -> tuple[str | None, str | None]:
         return None, f"export check failed: {type(err).__name__}: {err}"
 
 
-def _render(template: str, context: dict, templates: str | os.PathLike | None) -> str:
+def _render(spec: CardSpec, context: dict, templates: str | os.PathLike | None) -> str:
+    """The card text from `spec`'s template. A templates folder (`templates`, else $HF_BIGMODEL_MODEL_CARDS, else
+    the package's `model_cards/`) gives `base.md` and may override the architecture's template, under its name
+    (`card_gpt.md`) or the name it had before templates moved into the architecture folders (`gpt.md`)."""
     try:
         import jinja2
     except ImportError as err:  # pragma: no cover - jinja2 comes with torch and huggingface_hub's card support
         raise ModelCardError("Model cards need jinja2: pip install jinja2") from err
     directory = Path(templates) if templates is not None else template_dir()
+    template = spec.template
+    legacy = template.removeprefix("card_")
+    if not (directory / template).is_file() and (directory / legacy).is_file():
+        template = legacy
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(directory)),
+        loader=jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(str(directory)), jinja2.FileSystemLoader(str(spec.folder))]
+        ),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -669,7 +680,7 @@ def _render(template: str, context: dict, templates: str | os.PathLike | None) -
     try:
         return env.get_template(template).render(**context)
     except jinja2.TemplateNotFound as err:
-        raise ModelCardError(f"Model card template {err.name!r} not found in {directory}.") from None
+        raise ModelCardError(f"Model card template {err.name!r} not found in {directory} or {spec.folder}.") from None
 
 
 def is_generated_card(text: str) -> bool:
