@@ -7,6 +7,7 @@
           -> hf_bigmodel._io   atomic writes
 
 What a card says about one architecture comes from that architecture's folder (`models/<arch>/card_<arch>.py`), and
-the card templates are package data (`hf_bigmodel/model_cards/`). Import the module you need; this package file
+the card templates are package data (`hf_bigmodel/model_cards/base.md` and each architecture's
+`models/<arch>/card_<arch>.md`). Import the module you need; this package file
 imports nothing, so `import hf_bigmodel` stays cheap.
 """
