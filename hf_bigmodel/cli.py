@@ -1,12 +1,5 @@
-"""`hf-bigmodel`: one command line for the zoo.
-
-    hf-bigmodel demo                      train a tokenizer and a small GPT on a built-in corpus, then sample
-    hf-bigmodel train-tokenizer ...       train a byte-level BPE, character or WordPiece (BERT) tokenizer
-    hf-bigmodel pretrain gpt|bert ...     pretrain with Trainer (every TrainingArguments flag)
-    hf-bigmodel finetune ...              fine-tune a classification, question-answering or multiple-choice head
-    hf-bigmodel convert SRC DST           convert to and from stock transformers / nanoGPT checkpoints
-    hf-bigmodel generate MODEL PROMPT     sample from a saved model
-    hf-bigmodel push FOLDER REPO_ID       publish a folder (weights, tokenizer, code, model card) to a Hub repo
+"""`hf-bigmodel`: one command line for the zoo. `hf-bigmodel --help` lists the commands (the `COMMANDS` table below);
+`hf-bigmodel COMMAND --help` lists the options of one.
 
 Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
 stays cheap and `hf-bigmodel --help` answers at once.
@@ -18,7 +11,7 @@ import sys
 COMMANDS = {
     "demo": ("hf_bigmodel.demo", "train a tokenizer and a small GPT on a built-in corpus, report perplexity, sample"),
     "train-tokenizer": ("hf_bigmodel.tokenization", "train a byte-level BPE, character or WordPiece tokenizer"),
-    "pretrain": ("hf_bigmodel.training.pretrain", "pretrain with Trainer: `hf-bigmodel pretrain gpt|bert ...`"),
+    "pretrain": ("hf_bigmodel.training.pretrain", "pretrain with Trainer: `hf-bigmodel pretrain ARCH ...`"),
     "finetune": ("hf_bigmodel.training.finetune", "fine-tune a classification, QA or multiple-choice head"),
     "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
