@@ -38,6 +38,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
@@ -347,6 +348,7 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
 
     @merge_with_config_defaults
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -366,7 +368,18 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
 
         seq_len = inputs_embeds.shape[1]
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
-        if isinstance(past_seen_tokens, int) and past_seen_tokens + seq_len > self.config.max_position_embeddings:
+        if position_ids is not None and past_seen_tokens == 0 and not torch.compiler.is_compiling():
+            # Padding-free packed rows (TRL's `packing=True`, DataCollatorWithFlattening) restart `position_ids` at
+            # each sequence: the row may be longer than max_position_embeddings, as GPT-2 allows, while every
+            # position stays inside it.
+            largest = int(position_ids.max()) if position_ids.numel() else 0
+            if largest >= self.config.max_position_embeddings:
+                raise ValueError(
+                    f"position_ids go up to {largest}, beyond max_position_embeddings="
+                    f"{self.config.max_position_embeddings}. Truncate each sequence to at most "
+                    f"{self.config.max_position_embeddings} tokens, or restart position_ids at 0 for each packed one."
+                )
+        elif isinstance(past_seen_tokens, int) and past_seen_tokens + seq_len > self.config.max_position_embeddings:
             raise ValueError(
                 f"Sequence length {past_seen_tokens + seq_len} (cached {past_seen_tokens} + new {seq_len}) exceeds "
                 f"max_position_embeddings={self.config.max_position_embeddings}. Truncate the input, e.g. "
@@ -439,6 +452,7 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
         self._loss_function = value
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -497,6 +511,7 @@ class BigModelGPTForSequenceClassification(BigModelGPTPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
