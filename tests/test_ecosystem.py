@@ -221,3 +221,221 @@ def test_inconsistent_config_raises_a_value_error(arch, tmp_path):
     setattr(config, field, BAD_FIELDS[arch][field])
     with pytest.raises(ValueError, match=f"`{field}`"):
         config.save_pretrained(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 5. dynamic quantization
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch,task", [("gpt", "causal-lm"), ("bert", "sequence-classification")])
+def test_quantize_dynamic_replaces_every_linear_layer(arch, task):
+    """`torch.ao.quantization.quantize_dynamic` matches exact `nn.Linear` types: it must replace every linear layer
+    of ours, as of GPT-2 (whose Conv1D it skips) and BERT, and the quantized model stays close to the float one and
+    generates."""
+    from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
+
+    model = _tiny(arch, task)
+    linear_names = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    ids = torch.randint(3, 200, (2, 8))
+    with torch.no_grad():
+        expected = model(ids).logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization's own deprecation notice
+        quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    modules = dict(quantized.named_modules())
+    assert linear_names and all(isinstance(modules[name], QuantizedLinear) for name in linear_names)
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(ids).logits, expected, rtol=0.1, atol=0.1)
+    if arch == "gpt":
+        assert quantized.generate(ids[:1], max_new_tokens=3, do_sample=False).shape == (1, 11)
+
+
+def test_few_rows_path_steps_aside_for_hooks_and_wrappers(monkeypatch):
+    """The GPT's fast decoding products apply only to a plain `nn.Linear`: a layer with a forward hook (accelerate,
+    FSDP) or a quantized one runs its own forward, so the hook sees every call."""
+    from hf_bigmodel.models.gpt import cpu_kernels_gpt
+
+    layer = torch.nn.Linear(24, 48)
+    x = torch.randn(1, 24)
+    calls = []
+    real = cpu_kernels_gpt.few_rows_linear
+    monkeypatch.setattr(cpu_kernels_gpt, "few_rows_linear", lambda *args: calls.append(1) or real(*args))
+    with torch.no_grad():
+        torch.testing.assert_close(cpu_kernels_gpt.fast_linear(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+        assert calls == [1]
+        seen = []
+        layer.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+        cpu_kernels_gpt.fast_linear(layer, x)
+    assert calls == [1] and seen == [(1, 48)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 2. accelerate: disk offload
+# --------------------------------------------------------------------------------------------------------------------
+
+OFFLOAD_CASES = {
+    "gpt": "causal-lm",
+    "bert": "sequence-classification",
+    "transformer": "seq2seq-lm",
+    "resnet": "image-classification",
+}
+
+
+def _inputs(arch: str, model) -> dict:
+    if arch == "resnet":
+        return {"pixel_values": torch.randn(2, model.config.num_channels, 32, 32)}
+    if arch == "transformer":
+        return model.dummy_inputs
+    return {"input_ids": torch.randint(3, 200, (2, 7))}
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_disk_offloaded_model_gives_the_same_outputs(arch, tmp_path):
+    """`from_pretrained(device_map="auto", max_memory=..., offload_folder=...)` with every weight on disk: accelerate's
+    hooks load each module's weights when its forward runs, so nothing may read a weight outside its module's
+    forward (BERT's position slice and ResNet's BatchNorm folding did). The output equals the model in memory."""
+    assert arch in OFFLOAD_CASES, f"add {arch}'s head to OFFLOAD_CASES"
+    model = _tiny(arch, OFFLOAD_CASES[arch])
+    model.save_pretrained(tmp_path / "model")
+    inputs = _inputs(arch, model)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        offloaded = type(model).from_pretrained(
+            tmp_path / "model", device_map="auto", max_memory={"cpu": 1000}, offload_folder=tmp_path / "offload"
+        )
+        assert set(offloaded.hf_device_map.values()) == {"disk"}
+        torch.testing.assert_close(offloaded(**inputs).logits, expected)
+
+
+def test_stock_bert_runs_disk_offloaded(tmp_path):
+    """The behaviour ours must match: stock BERT runs with every weight on disk."""
+    model = _stock("bert")
+    model.save_pretrained(tmp_path / "model")
+    inputs = {"input_ids": torch.randint(3, 200, (2, 7))}
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        offloaded = type(model).from_pretrained(
+            tmp_path / "model", device_map="auto", max_memory={"cpu": 1000}, offload_folder=tmp_path / "offload"
+        )
+        torch.testing.assert_close(offloaded(**inputs).logits, expected)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 6. the legacy ONNX exporter
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class _Seq2SeqLogits(torch.nn.Module):
+    """(input_ids, attention_mask, decoder_input_ids) -> logits, the signature an ONNX graph takes."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, decoder_input_ids):
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, use_cache=False
+        ).logits
+
+
+def test_transformer_exports_with_the_legacy_onnx_exporter(tmp_path):
+    """`torch.onnx.export(..., dynamo=False)` exports ours as it exports Marian (it failed on `aten::diff`, from the
+    packed-sequence detection that the decoder's causal mask ran on its always-contiguous positions)."""
+    onnx = pytest.importorskip("onnx")
+    ours = _tiny("transformer", "seq2seq-lm")
+    inputs = ours.dummy_inputs
+    for name, model in (("ours", ours), ("marian", _stock("transformer"))):
+        path = tmp_path / f"{name}.onnx"
+        args = (inputs["input_ids"], inputs["attention_mask"], inputs["decoder_input_ids"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's tracer warnings
+            torch.onnx.export(_Seq2SeqLogits(model), args, str(path), dynamo=False, opset_version=17)
+        onnx.checker.check_model(onnx.load(str(path)))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 8. converting a Marian checkpoint with its own position table
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edited", ["none", "encoder", "both"])
+def test_marian_position_tables_survive_conversion(tmp_path, edited):
+    """An (old) Marian checkpoint that saves its position tables, one of them not the sinusoidal formula, loads in
+    stock Marian with that table; the converted model keeps it as learned positions and gives Marian's logits.
+    Tables equal to the formula convert to plain sinusoidal positions, as before."""
+    from safetensors.torch import load_file, save_file
+
+    from hf_bigmodel.conversion.convert_transformer import convert_marian_to_bigmodel
+    from hf_bigmodel.models.transformer import BigModelTransformerForConditionalGeneration
+
+    marian = _stock("transformer")
+    with torch.no_grad():
+        for side in ("encoder", "decoder"):
+            if edited == side or edited == "both":
+                getattr(marian.model, side).embed_positions.weight.add_(torch.randn(64, 32) * 0.5)
+    marian.save_pretrained(tmp_path / "marian")
+    weights = load_file(tmp_path / "marian" / "model.safetensors")
+    for side in ("encoder", "decoder"):  # what old checkpoints hold (transformers 5 no longer saves them)
+        weights[f"model.{side}.embed_positions.weight"] = getattr(marian.model, side).embed_positions.weight.clone()
+    save_file(weights, tmp_path / "marian" / "model.safetensors", metadata={"format": "pt"})
+    stock = MarianMTModel.from_pretrained(tmp_path / "marian").eval()
+    torch.testing.assert_close(stock.model.encoder.embed_positions.weight, marian.model.encoder.embed_positions.weight)
+
+    convert_marian_to_bigmodel(tmp_path / "marian", tmp_path / "ours")
+    ours = BigModelTransformerForConditionalGeneration.from_pretrained(tmp_path / "ours").eval()
+    assert ours.config.position_embedding_type == ("sinusoidal" if edited == "none" else "learned")
+    batch = _tiny("transformer", "seq2seq-lm").dummy_inputs  # ids below both vocabularies
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).logits, stock(**batch).logits, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# accelerate launch on CPU processes
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _pretrain_gpt_args(train: str, output_dir, batch: int) -> list[str]:
+    return [
+        "pretrain", "gpt", "--preset", "gpt-tiny", "--tokenizer_kind", "char", "--train_file", train,
+        "--output_dir", str(output_dir), "--block_size", "32", "--per_device_train_batch_size", str(batch),
+        "--learning_rate", "1e-3", "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--seed", "7",
+        "--sample_max_new_tokens", "0", "--dataloader_num_workers", "0", "--train_sampling_strategy", "sequential",
+        "--max_steps", "3", "--lr_scheduler_type", "constant", "--eval_strategy", "no",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow  # two training processes
+def test_accelerate_launch_two_cpu_processes_match_one(tmp_path):
+    """`accelerate launch --cpu --num_processes 2` starts ONE process (accelerate's `--cpu` means its simple launcher,
+    for stock models too); `accelerate launch --multi_gpu --num_processes 2` starts two gloo processes on a machine
+    without GPUs, and they give the losses of one process with the same global batch (docs/usage.md)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hf_bigmodel.cli import main as cli_main
+    from hf_bigmodel.corpus import builtin_corpus_text
+
+    train = tmp_path / "train.txt"
+    train.write_text(builtin_corpus_text()[:40_000], encoding="utf-8")
+    assert cli_main(_pretrain_gpt_args(str(train), tmp_path / "single", 4)) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--main_process_port", "29561", "-m", "hf_bigmodel.cli"]  # fmt: skip
+    result = subprocess.run(
+        [*launch, *_pretrain_gpt_args(str(train), tmp_path / "double", 2)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def losses(name: str) -> list[float]:
+        state = json.loads((tmp_path / name / "trainer_state.json").read_text())
+        return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+    assert len(losses("single")) == 3
+    assert losses("double") == pytest.approx(losses("single"), rel=1e-4)

@@ -43,7 +43,13 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt import BigModelGPTConfig
-from .cpu_kernels_gpt import BigModelGPTDropout, BigModelGPTLinear, blockwise_causal_attention, causal_lm_loss
+from .cpu_kernels_gpt import (
+    BigModelGPTDropout,
+    blockwise_causal_attention,
+    causal_lm_loss,
+    drop_thread_blocks,
+    fast_linear,
+)
 
 
 def make_norm(config: BigModelGPTConfig) -> nn.Module:
@@ -142,8 +148,8 @@ class BigModelGPTAttention(nn.Module):
         self.attention_dropout = config.attention_dropout
         self.is_causal = True
         self.qkv_split = [self.num_heads * self.head_dim, *[self.num_key_value_heads * self.head_dim] * 2]
-        self.qkv_proj = BigModelGPTLinear(config.hidden_size, sum(self.qkv_split), bias=config.bias)
-        self.o_proj = BigModelGPTLinear(self.num_heads * self.head_dim, config.hidden_size, bias=config.bias)
+        self.qkv_proj = nn.Linear(config.hidden_size, sum(self.qkv_split), bias=config.bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=config.bias)
 
     def _use_blockwise_causal(self, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> bool:
         """Whether `sdpa` is better served by `blockwise_causal_attention`: only where that computes exactly sdpa's
@@ -167,7 +173,7 @@ class BigModelGPTAttention(nn.Module):
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]  # (batch, seq)
-        query, key, value = self.qkv_proj(hidden_states).split(self.qkv_split, dim=-1)
+        query, key, value = fast_linear(self.qkv_proj, hidden_states).split(self.qkv_split, dim=-1)
         query = query.view(*input_shape, -1, self.head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         key = key.view(*input_shape, -1, self.head_dim).transpose(1, 2)  # (batch, kv_heads, seq, head_dim)
         value = value.view(*input_shape, -1, self.head_dim).transpose(1, 2)
@@ -195,7 +201,7 @@ class BigModelGPTAttention(nn.Module):
                 **kwargs,
             )
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()  # (batch, seq, hidden)
-        return self.o_proj(attn_output), attn_weights
+        return fast_linear(self.o_proj, attn_output), attn_weights
 
 
 class BigModelGPTMLP(nn.Module):
@@ -205,15 +211,17 @@ class BigModelGPTMLP(nn.Module):
         super().__init__()
         self.gated = config.mlp_type == "swiglu"
         if self.gated:
-            self.gate_proj = BigModelGPTLinear(config.hidden_size, config.intermediate_size, bias=config.bias)
-        self.up_proj = BigModelGPTLinear(config.hidden_size, config.intermediate_size, bias=config.bias)
-        self.down_proj = BigModelGPTLinear(config.intermediate_size, config.hidden_size, bias=config.bias)
+            self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.act_fn = ACT2FN["silu" if self.gated else config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
-            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-        return self.down_proj(self.act_fn(self.up_proj(x)))
+            return fast_linear(
+                self.down_proj, self.act_fn(fast_linear(self.gate_proj, x)) * fast_linear(self.up_proj, x)
+            )
+        return fast_linear(self.down_proj, self.act_fn(fast_linear(self.up_proj, x)))
 
 
 class BigModelGPTBlock(GradientCheckpointingLayer):
@@ -318,6 +326,10 @@ class BigModelGPTPreTrainedModel(PreTrainedModel):
                 f"model with `save_pretrained`, or re-download it, e.g. `from_pretrained(..., force_download=True)`."
             ) from error
 
+    def _apply(self, fn, recurse: bool = True):
+        drop_thread_blocks(self)  # `fast_linear`'s cached weight views hold the old tensors: let them go
+        return super()._apply(fn, recurse)
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         # GPT-2 / nanoGPT: scale the projections that write into the residual stream by 1/sqrt(2 * n_layers), so
@@ -368,7 +380,8 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
 
         seq_len = inputs_embeds.shape[1]
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
-        if position_ids is not None and past_seen_tokens == 0 and not torch.compiler.is_compiling():
+        fresh = isinstance(past_seen_tokens, int) and past_seen_tokens == 0  # a static cache counts on the device
+        if position_ids is not None and fresh and not torch.compiler.is_compiling():
             # Padding-free packed rows (TRL's `packing=True`, DataCollatorWithFlattening) restart `position_ids` at
             # each sequence: the row may be longer than max_position_embeddings, as GPT-2 allows, while every
             # position stays inside it.
@@ -437,7 +450,7 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: BigModelGPTConfig):
         super().__init__(config)
         self.model = BigModelGPTModel(config)
-        self.lm_head = BigModelGPTLinear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     @property
@@ -481,7 +494,7 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
+        logits = fast_linear(self.lm_head, hidden_states)  # (batch, kept positions, vocab)
 
         loss = None
         if labels is not None:

@@ -580,12 +580,13 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
             _check_length(cache.get_max_length(), self.config, "target")
         position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past).unsqueeze(0)  # (1, tgt_len)
 
+        # No `position_ids=`: the decoder's positions are always contiguous, and given positions make the mask look
+        # for packed sequences with `torch.diff`, which the legacy ONNX exporter cannot export (Marian passes none).
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             cache=self_attn_cache,
-            position_ids=position_ids,
         )
         cross_mask = create_bidirectional_mask(
             config=self.config,
