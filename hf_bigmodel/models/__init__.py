@@ -7,6 +7,7 @@ into an `Architecture` row; the registry, the CLI, the model cards and the tests
 """
 
 import importlib.util
+import warnings
 from types import ModuleType
 from typing import NamedTuple
 
@@ -100,7 +101,13 @@ def _register_peft_targets(model_type: str, modules: list[str] | None) -> None:
     get our attention projections."""
     if modules is None or importlib.util.find_spec("peft") is None:
         return
-    from peft.utils import constants
+    try:
+        from peft.utils import constants
+    except Exception as error:  # a PEFT that does not import with this transformers must not break hf_bigmodel
+        warnings.warn(
+            f"PEFT is installed but does not import ({error}); its default target modules are not set.", stacklevel=3
+        )
+        return
 
     lora_llama = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get("llama")
     for name in dir(constants):
