@@ -439,3 +439,57 @@ def test_accelerate_launch_two_cpu_processes_match_one(tmp_path):
 
     assert len(losses("single")) == 3
     assert losses("double") == pytest.approx(losses("single"), rel=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# FSDP through Trainer's --fsdp options
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # three training runs, two of them with two processes
+def test_fsdp_on_two_cpu_processes_matches_one_and_resumes(tmp_path):
+    """`--fsdp "full_shard auto_wrap"`, wrapping the model's `_no_split_modules`, on two gloo processes: the losses
+    of one process with the same global batch; a run stopped at its step-2 checkpoint resumes (sharded optimizer
+    state included) to the same step-4 losses."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hf_bigmodel.cli import main as cli_main
+    from hf_bigmodel.corpus import builtin_corpus_text
+
+    train = tmp_path / "train.txt"
+    train.write_text(builtin_corpus_text()[:40_000], encoding="utf-8")
+    wrap = json.dumps({"transformer_layer_cls_to_wrap": ARCHITECTURES["gpt"].heads["causal-lm"]._no_split_modules})
+
+    def args(name: str, batch: int, steps: int) -> list[str]:
+        plain = _pretrain_gpt_args(str(train), tmp_path / name, batch)
+        plain[plain.index("--max_steps") + 1] = str(steps)
+        return [*plain, "--save_steps", "2"]
+
+    def sharded(name: str, steps: int) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29573",
+                   "-m", "hf_bigmodel.cli", *args(name, 2, steps), "--fsdp", "full_shard auto_wrap",
+                   "--fsdp_config", wrap]  # fmt: skip
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    def losses(name: str) -> list[float]:
+        state = json.loads((tmp_path / name / "trainer_state.json").read_text())
+        return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+    assert cli_main(args("single", 4, 4)) == 0
+    sharded("fsdp", 2)
+    assert (tmp_path / "fsdp" / "checkpoint-2").is_dir()
+    assert losses("fsdp") == pytest.approx(losses("single")[:2], rel=1e-4)
+    # Mark the checkpoint's log: a resumed run continues the checkpoint's log history, a fresh one starts anew.
+    checkpoint_state = tmp_path / "fsdp" / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(checkpoint_state.read_text())
+    state["log_history"][0]["from_checkpoint"] = True
+    checkpoint_state.write_text(json.dumps(state))
+    sharded("fsdp", 4)  # the same output_dir: auto-resume from checkpoint-2
+    assert json.loads((tmp_path / "fsdp" / "trainer_state.json").read_text())["log_history"][0]["from_checkpoint"]
+    assert losses("fsdp") == pytest.approx(losses("single"), rel=1e-4)
+    assert (tmp_path / "fsdp" / "model.safetensors").is_file()
