@@ -499,3 +499,24 @@ def test_fsdp_on_two_cpu_processes_matches_one_and_resumes(arch, tmp_path):
     assert json.loads((tmp_path / "fsdp" / "trainer_state.json").read_text())["log_history"][0]["from_checkpoint"]
     assert losses("fsdp") == pytest.approx(losses("single"), rel=1e-4)
     assert (tmp_path / "fsdp" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_model_split_between_memory_and_disk_gives_the_same_outputs(arch, tmp_path):
+    """With 70% of the weights' size as memory, `device_map="auto"` splits the model at its `_no_split_modules` between
+    memory and disk; every module that reads another's output or weights must sit inside one unit, so the outputs
+    equal the model's in memory."""
+    model = _tiny(arch, OFFLOAD_CASES[arch])
+    model.save_pretrained(tmp_path / "model")
+    inputs = _inputs(arch, model)
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        split = type(model).from_pretrained(
+            tmp_path / "model",
+            device_map="auto",
+            max_memory={"cpu": size * 7 // 10},
+            offload_folder=tmp_path / "offload",
+        )
+        assert set(split.hf_device_map.values()) == {"cpu", "disk"}, split.hf_device_map
+        torch.testing.assert_close(split(**inputs).logits, expected)
