@@ -23,6 +23,7 @@ from transformers import MarianConfig, MarianMTModel
 from transformers.activations import ACT2FN
 
 from hf_bigmodel.models.transformer import BigModelTransformerConfig, BigModelTransformerForConditionalGeneration
+from hf_bigmodel.models.transformer.modeling_transformer import sinusoidal_table
 
 from .common import (
     ConversionError,
@@ -203,7 +204,9 @@ def _build(model_class: type, config: Any, tensors: dict[str, torch.Tensor], dty
             if origin not in tensors:
                 tensors[origin] = tensors[target]
             del tensors[target]
-    expected = {k: v for k, v in expected_shapes(model_class, config).items() if not _POSITION_TABLES.fullmatch(k)}
+    expected = expected_shapes(model_class, config)
+    if getattr(config, "position_embedding_type", "sinusoidal") == "sinusoidal":
+        expected = {k: v for k, v in expected.items() if not _POSITION_TABLES.fullmatch(k)}
     missing = sorted(set(expected) - set(tensors) - set(tied))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [
@@ -233,6 +236,31 @@ def _build(model_class: type, config: Any, tensors: dict[str, torch.Tensor], dty
     return model.eval()
 
 
+def _learned_position_tables(
+    tables: dict[str, torch.Tensor], config: BigModelTransformerConfig, source: str
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's position tables, to keep as learned positions, when one of them is not the sinusoidal
+    formula (a fine-tuned or edited table: stock Marian loads it, so dropping it would change every logit); empty
+    when every saved table is the formula, or none is saved. A table missing beside a kept one gets the formula."""
+    formula = sinusoidal_table(config.max_position_embeddings, config.hidden_size, "split")
+    differs = [
+        name
+        for name, table in tables.items()
+        if table.shape != formula.shape
+        or not torch.allclose(table.float(), formula, rtol=0.0, atol=1e-3 if table.dtype != torch.float32 else 1e-5)
+    ]
+    if not differs:
+        return {}
+    logger.warning(
+        f"{source}: {', '.join(sorted(differs))} is not the sinusoidal formula; the converted model keeps the "
+        f"checkpoint's tables as learned positions (position_embedding_type='learned'), so its outputs match Marian's."
+    )
+    kept = dict(tables)
+    for side in ("encoder", "decoder"):
+        kept.setdefault(f"model.{side}.embed_positions.weight", formula.to(next(iter(tables.values())).dtype))
+    return kept
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Converters
 
@@ -251,12 +279,17 @@ def convert_marian_to_bigmodel(
     check_inputs(src, dst, overwrite, tokenizer)
     expect_model_type(src, read_config_json(src), "marian")
     marian_config = load_config(MarianConfig, src)
-    tensors = {k: v for k, v in load_folder_tensors(src).items() if not _POSITION_TABLES.fullmatch(k)}
+    tensors = load_folder_tensors(src)
+    tables = {k: tensors.pop(k) for k in list(tensors) if _POSITION_TABLES.fullmatch(k)}
     bias = tensors.pop("final_logits_bias", None)
     has_bias = bias is not None and bool(bias.any())
     if has_bias:
         tensors["lm_head.bias"] = bias.reshape(-1)
     config = marian_config_to_bigmodel(marian_config, has_bias)
+    learned = _learned_position_tables(tables, config, str(src))
+    if learned:
+        config.position_embedding_type = "learned"
+        tensors.update(learned)
     if config.share_encoder_decoder_embeddings and not config.tie_word_embeddings:
         # transformers ties Marian's embeddings only when tie_word_embeddings is set: otherwise its encoder and
         # decoder embeddings are separate matrices (and `model.shared` is unused) despite the sharing flag.

@@ -6,6 +6,8 @@ An architecture is its folder: `configuration_<arch>.py` holds its config class,
 into an `Architecture` row; the registry, the CLI, the model cards and the tests all read that row.
 """
 
+import importlib.util
+import warnings
 from types import ModuleType
 from typing import NamedTuple
 
@@ -88,7 +90,30 @@ def register(
             image_processor_classes={"torchvision": image_processor, "pil": image_processor},
         )
         image_processor.register_for_auto_class()
+    _register_peft_targets(config_class.model_type, getattr(configuration, "PEFT_TARGET_MODULES", None))
     return Architecture(config_class, configuration.PRESETS, heads, image_processor, pretrainer)
+
+
+def _register_peft_targets(model_type: str, modules: list[str] | None) -> None:
+    """Add the architecture's default target modules to PEFT's tables (when PEFT is installed), so that a PEFT
+    config without `target_modules` works as it does for the stock models. PEFT keeps one table per method; the
+    ones that adapt attention projections are those that give Llama LoRA's entry (`q_proj`, `v_proj`): only those
+    get our attention projections."""
+    if modules is None or importlib.util.find_spec("peft") is None:
+        return
+    try:
+        from peft.utils import constants
+    except Exception as error:  # a PEFT that does not import with this transformers must not break hf_bigmodel
+        warnings.warn(
+            f"PEFT is installed but does not import ({error}); its default target modules are not set.", stacklevel=3
+        )
+        return
+
+    lora_llama = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get("llama")
+    for name in dir(constants):
+        table = getattr(constants, name)
+        if name.endswith("_TARGET_MODULES_MAPPING") and isinstance(table, dict) and table.get("llama") == lora_llama:
+            table.setdefault(model_type, list(modules))
 
 
 # The zoo, one line per architecture. Every test and CLI command loops over this table.

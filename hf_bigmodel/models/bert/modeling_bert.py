@@ -126,8 +126,10 @@ class BigModelBertEmbeddings(nn.Module):
             )
             inputs_embeds = self.word_embeddings(input_ids)  # (batch, seq, hidden)
         if position_ids is None:
-            # Positions 0..seq-1 for every row: a slice of the table instead of a gather.
-            embeddings = inputs_embeds + self.position_embeddings.weight[:seq_len]
+            # Positions 0..seq-1, shared by every row. Through the module, not a slice of its weight: accelerate's
+            # offload hooks load a module's weights only when its own forward runs.
+            positions = torch.arange(seq_len, device=inputs_embeds.device)
+            embeddings = inputs_embeds + self.position_embeddings(positions)  # (seq, hidden) broadcast over rows
         else:
             check_ids_in_range(
                 position_ids,
@@ -138,7 +140,8 @@ class BigModelBertEmbeddings(nn.Module):
             )
             embeddings = inputs_embeds + self.position_embeddings(position_ids)
         if token_type_ids is None:
-            embeddings = embeddings + self.token_type_embeddings.weight[0]  # every token in segment 0
+            segment_zero = torch.zeros(1, dtype=torch.long, device=inputs_embeds.device)  # every token in segment 0
+            embeddings = embeddings + self.token_type_embeddings(segment_zero)
         else:
             check_ids_in_range(
                 token_type_ids,

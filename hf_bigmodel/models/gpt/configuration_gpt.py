@@ -5,6 +5,7 @@ Standalone on purpose (transformers' single-model-file policy): this file is cop
 """
 
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
 
@@ -21,6 +22,11 @@ AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_gpt.BigModelGPTForSequenceClassification",
     "AutoModelForTokenClassification": "modeling_gpt.BigModelGPTForTokenClassification",
 }
+
+# The modules that PEFT adapts when a config names no `target_modules` (e.g. `LoraConfig(task_type=...)`): the
+# attention's query and value projections, as PEFT's own table has for the stock model (GPT-2's `c_attn`).
+# `hf_bigmodel.models` adds them to PEFT's table at import.
+PEFT_TARGET_MODULES = ["qkv_proj"]
 
 
 # Named sizes, as timm names its models. Token ids stay the config defaults unless a preset needs otherwise; the
@@ -89,6 +95,33 @@ PRESETS: dict[str, dict] = {
 }
 
 
+class ConfigValidationError(StrictDataclassClassValidationError, ValueError):
+    """A config with invalid or inconsistent fields. huggingface_hub's `@strict` wraps the `ValueError` of
+    `validate_architecture` in `StrictDataclassClassValidationError`, which is not a `ValueError`; this is both, so
+    `except ValueError` (what a bad argument is elsewhere in Python) and `except StrictDataclassError` (what
+    transformers' own configs raise) both catch it, with the same message."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)  # the parent's __init__ builds the message from (validator, cause)
+
+
+def raise_value_errors(config_class: type) -> type:
+    """Class decorator, above `@strict`: `validate()` (run by `__init__` and `save_pretrained`) raises
+    `ConfigValidationError` instead of a bare `StrictDataclassClassValidationError`."""
+    strict_validate = config_class.validate
+
+    def validate(self) -> None:
+        try:
+            strict_validate(self)
+        except StrictDataclassClassValidationError as error:
+            raise ConfigValidationError(str(error)) from error.__cause__
+
+    validate.__is_defined_by_strict_decorator__ = True  # lets a `@strict` subclass replace it, as `@strict` allows
+    config_class.validate = validate
+    return config_class
+
+
+@raise_value_errors
 @strict
 class BigModelGPTConfig(PreTrainedConfig):
     r"""

@@ -2,7 +2,7 @@
 CPU. The architecture lives in `modeling_gpt.py`; this file only holds how some of its pieces are computed.
 
 - `dropout_training` / `BigModelGPTDropout`: dropout from `torch.rand` instead of the `bernoulli_` kernel;
-- `few_rows_linear` / `BigModelGPTLinear`: decoding-step products as weight-row blocks @ input column, on every
+- `few_rows_linear` / `fast_linear`: decoding-step products as weight-row blocks @ input column, on every
   thread;
 - `blockwise_causal_attention`: training attention that skips the masked upper triangle;
 - `ChunkedCrossEntropySum` / `causal_lm_loss`: the causal LM loss in row chunks, without a float32 copy of the logits.
@@ -96,49 +96,83 @@ def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
     return out
 
 
+def few_rows_applies(layer: nn.Linear, x: torch.Tensor) -> bool:
+    """Whether `x @ layer.weight.T` is a float32 inference product on a few CPU rows (a decoding step of
+    `generate`), which `few_rows_linear` computes faster. Training, large inputs, other dtypes, autocast, other
+    devices and compiled graphs stay with `nn.functional.linear`."""
+    return (
+        not torch.compiler.is_compiling()  # compiled graphs fuse their own kernels; the thread count is not traceable
+        and x.is_cpu
+        and x.dtype == torch.float32  # bfloat16 products (and autocast) already use every thread in oneDNN
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and x.shape[-1] == layer.in_features  # (a wrong size gets linear()'s error)
+        and x.numel() <= FEW_ROWS * layer.in_features
+    )
+
+
+def thread_blocks(layer: nn.Linear) -> ThreadBlocks | None:
+    """The weight split in one block per thread (at least 2: even on one thread, MKL's batched product streams
+    the weight twice as fast as its matrix-vector product), or None where that does not apply (tensor subclasses
+    such as DTensor, other dtypes). Cached in the layer, because a decoding step is short enough for building the
+    views to show: the cache key is the thread count and the tensors' storage, so a new thread count,
+    `model.to(...)` or replaced weights rebuild it (in-place updates keep the views valid)."""
+    weight, bias = layer.weight, layer.bias
+    parts = max(2, torch.get_num_threads())
+    key = (parts, weight.data_ptr(), None if bias is None else bias.data_ptr())
+    cached = layer.__dict__.get("_thread_blocks_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    usable = (
+        weight.shape[0] >= parts
+        and weight.dtype == torch.float32
+        and type(weight) is nn.Parameter
+        and weight.is_contiguous()
+        and (bias is None or bias.is_contiguous())
+    )
+    blocks = split_for_threads(weight, bias, parts) if usable else None
+    layer.__dict__["_thread_blocks_cache"] = (key, blocks)
+    return blocks
+
+
+def fast_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`, through `few_rows_linear` where that applies. The model's layers are plain `nn.Linear` (so that
+    tools which match exact types, such as `torch.ao.quantization.quantize_dynamic`, find them); the fast path
+    is taken only for a plain `nn.Linear` without hooks or a replaced `forward`. A quantized, LoRA-wrapped,
+    FSDP-sharded or offloaded (accelerate hooks) layer runs its own forward."""
+    if (
+        type(layer) is nn.Linear
+        and not layer._forward_hooks
+        and not layer._forward_pre_hooks
+        and "forward" not in layer.__dict__
+        and few_rows_applies(layer, x)
+    ):
+        blocks = thread_blocks(layer)
+        if blocks is not None:
+            return few_rows_linear(x, blocks)
+    return layer(x)
+
+
+def drop_thread_blocks(model: nn.Module) -> None:
+    """Let the cached weight views of `thread_blocks` go (before `model.to(...)`: they hold the old tensors)."""
+    for module in model.modules():
+        module.__dict__.pop("_thread_blocks_cache", None)
+
+
 class BigModelGPTLinear(nn.Linear):
-    """`nn.Linear` (same parameters, same results up to float rounding) whose float32 inference on a few CPU rows,
-    the decoding steps of `generate`, goes through the faster `few_rows_linear`. Training, large inputs, other
-    dtypes, autocast, other devices, compiled graphs and tensor subclasses (DTensor, quantized weights) go through
-    `nn.functional.linear` unchanged."""
+    """`nn.Linear` whose float32 inference on a few CPU rows goes through `few_rows_linear`, as `fast_linear` does
+    for a plain `nn.Linear`. The GPT itself uses plain `nn.Linear` layers and `fast_linear`; this class is the same
+    fast path as one module, for code that wants it without the model."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            not torch.compiler.is_compiling()  # compiled graphs fuse their own kernels; the thread count is not traceable
-            and x.is_cpu
-            and x.dtype == torch.float32  # bfloat16 products (and autocast) already use every thread in oneDNN
-            and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu")
-            and x.shape[-1] == self.in_features  # (a wrong size gets linear()'s error)
-            and x.numel() <= FEW_ROWS * self.in_features
-        ):
+        if few_rows_applies(self, x):
             blocks = self._thread_blocks()
             if blocks is not None:
                 return few_rows_linear(x, blocks)
         return nn.functional.linear(x, self.weight, self.bias)
 
     def _thread_blocks(self) -> ThreadBlocks | None:
-        """The weight split in one block per thread (at least 2: even on one thread, MKL's batched product streams
-        the weight twice as fast as its matrix-vector product), or None where that does not apply. Cached, because
-        a decoding step is short enough for building the views to show: the cache key is the thread count and the
-        tensors' storage, so a new thread count, `model.to(...)` or replaced weights rebuild it (in-place updates
-        keep the views valid)."""
-        weight, bias = self.weight, self.bias
-        parts = max(2, torch.get_num_threads())
-        key = (parts, weight.data_ptr(), None if bias is None else bias.data_ptr())
-        cached = self.__dict__.get("_thread_blocks_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        usable = (
-            weight.shape[0] >= parts
-            and weight.dtype == torch.float32
-            and type(weight) is nn.Parameter
-            and weight.is_contiguous()
-            and (bias is None or bias.is_contiguous())
-        )
-        blocks = split_for_threads(weight, bias, parts) if usable else None
-        self.__dict__["_thread_blocks_cache"] = (key, blocks)
-        return blocks
+        return thread_blocks(self)
 
     def _apply(self, fn, recurse: bool = True):
         self.__dict__.pop("_thread_blocks_cache", None)  # holds views of the old tensors: let them go

@@ -38,11 +38,18 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt import BigModelGPTConfig
-from .cpu_kernels_gpt import BigModelGPTDropout, BigModelGPTLinear, blockwise_causal_attention, causal_lm_loss
+from .cpu_kernels_gpt import (
+    BigModelGPTDropout,
+    blockwise_causal_attention,
+    causal_lm_loss,
+    drop_thread_blocks,
+    fast_linear,
+)
 
 
 def make_norm(config: BigModelGPTConfig) -> nn.Module:
@@ -141,8 +148,8 @@ class BigModelGPTAttention(nn.Module):
         self.attention_dropout = config.attention_dropout
         self.is_causal = True
         self.qkv_split = [self.num_heads * self.head_dim, *[self.num_key_value_heads * self.head_dim] * 2]
-        self.qkv_proj = BigModelGPTLinear(config.hidden_size, sum(self.qkv_split), bias=config.bias)
-        self.o_proj = BigModelGPTLinear(self.num_heads * self.head_dim, config.hidden_size, bias=config.bias)
+        self.qkv_proj = nn.Linear(config.hidden_size, sum(self.qkv_split), bias=config.bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=config.bias)
 
     def _use_blockwise_causal(self, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> bool:
         """Whether `sdpa` is better served by `blockwise_causal_attention`: only where that computes exactly sdpa's
@@ -166,7 +173,7 @@ class BigModelGPTAttention(nn.Module):
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]  # (batch, seq)
-        query, key, value = self.qkv_proj(hidden_states).split(self.qkv_split, dim=-1)
+        query, key, value = fast_linear(self.qkv_proj, hidden_states).split(self.qkv_split, dim=-1)
         query = query.view(*input_shape, -1, self.head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         key = key.view(*input_shape, -1, self.head_dim).transpose(1, 2)  # (batch, kv_heads, seq, head_dim)
         value = value.view(*input_shape, -1, self.head_dim).transpose(1, 2)
@@ -194,7 +201,7 @@ class BigModelGPTAttention(nn.Module):
                 **kwargs,
             )
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()  # (batch, seq, hidden)
-        return self.o_proj(attn_output), attn_weights
+        return fast_linear(self.o_proj, attn_output), attn_weights
 
 
 class BigModelGPTMLP(nn.Module):
@@ -204,15 +211,17 @@ class BigModelGPTMLP(nn.Module):
         super().__init__()
         self.gated = config.mlp_type == "swiglu"
         if self.gated:
-            self.gate_proj = BigModelGPTLinear(config.hidden_size, config.intermediate_size, bias=config.bias)
-        self.up_proj = BigModelGPTLinear(config.hidden_size, config.intermediate_size, bias=config.bias)
-        self.down_proj = BigModelGPTLinear(config.intermediate_size, config.hidden_size, bias=config.bias)
+            self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.act_fn = ACT2FN["silu" if self.gated else config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
-            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-        return self.down_proj(self.act_fn(self.up_proj(x)))
+            return fast_linear(
+                self.down_proj, self.act_fn(fast_linear(self.gate_proj, x)) * fast_linear(self.up_proj, x)
+            )
+        return fast_linear(self.down_proj, self.act_fn(fast_linear(self.up_proj, x)))
 
 
 class BigModelGPTBlock(GradientCheckpointingLayer):
@@ -317,6 +326,10 @@ class BigModelGPTPreTrainedModel(PreTrainedModel):
                 f"model with `save_pretrained`, or re-download it, e.g. `from_pretrained(..., force_download=True)`."
             ) from error
 
+    def _apply(self, fn, recurse: bool = True):
+        drop_thread_blocks(self)  # `fast_linear`'s cached weight views hold the old tensors: let them go
+        return super()._apply(fn, recurse)
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         # GPT-2 / nanoGPT: scale the projections that write into the residual stream by 1/sqrt(2 * n_layers), so
@@ -347,6 +360,7 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
 
     @merge_with_config_defaults
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -366,7 +380,19 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
 
         seq_len = inputs_embeds.shape[1]
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
-        if isinstance(past_seen_tokens, int) and past_seen_tokens + seq_len > self.config.max_position_embeddings:
+        fresh = isinstance(past_seen_tokens, int) and past_seen_tokens == 0  # a static cache counts on the device
+        if position_ids is not None and fresh and not torch.compiler.is_compiling():
+            # Padding-free packed rows (TRL's `packing=True`, DataCollatorWithFlattening) restart `position_ids` at
+            # each sequence: the row may be longer than max_position_embeddings, as GPT-2 allows, while every
+            # position stays inside it.
+            largest = int(position_ids.max()) if position_ids.numel() else 0
+            if largest >= self.config.max_position_embeddings:
+                raise ValueError(
+                    f"position_ids go up to {largest}, beyond max_position_embeddings="
+                    f"{self.config.max_position_embeddings}. Truncate each sequence to at most "
+                    f"{self.config.max_position_embeddings} tokens, or restart position_ids at 0 for each packed one."
+                )
+        elif isinstance(past_seen_tokens, int) and past_seen_tokens + seq_len > self.config.max_position_embeddings:
             raise ValueError(
                 f"Sequence length {past_seen_tokens + seq_len} (cached {past_seen_tokens} + new {seq_len}) exceeds "
                 f"max_position_embeddings={self.config.max_position_embeddings}. Truncate the input, e.g. "
@@ -424,7 +450,7 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: BigModelGPTConfig):
         super().__init__(config)
         self.model = BigModelGPTModel(config)
-        self.lm_head = BigModelGPTLinear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     @property
@@ -439,6 +465,7 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
         self._loss_function = value
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -467,7 +494,7 @@ class BigModelGPTForCausalLM(BigModelGPTPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
+        logits = fast_linear(self.lm_head, hidden_states)  # (batch, kept positions, vocab)
 
         loss = None
         if labels is not None:
@@ -497,6 +524,7 @@ class BigModelGPTForSequenceClassification(BigModelGPTPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

@@ -119,7 +119,7 @@ class BigModelResNetConvNorm:
         """act(norm(conv(x)) + residual), with `act` and `residual` optional. `fused` (inference only) folds the
         BatchNorm into the convolution and, on CPU in float32 with ReLU, runs conv + bias (+ residual) + ReLU as one
         oneDNN call: the same arithmetic without writing and re-reading the intermediate feature maps."""
-        if fused:
+        if fused and not (_hooked(conv) or _hooked(norm)):
             weight, bias = BigModelResNetConvNorm.folded(conv, norm, channels_last)
             if (act is None or act.inplace) and _onednn_fusable(x, weight):
                 unary = "relu" if act is not None else "none"
@@ -135,6 +135,13 @@ class BigModelResNetConvNorm:
         if residual is not None:
             y = y.add_(residual)
         return act(y) if act is not None else y
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether a module's forward does more than its arithmetic: forward hooks, or a replaced `forward` (accelerate's
+    offload and device hooks, which load or move the weights only when the module's own forward runs). Folding reads
+    the weights outside those forwards, so such a pair runs unfolded."""
+    return bool(module._forward_pre_hooks or module._forward_hooks) or "forward" in module.__dict__
 
 
 def _tracing() -> bool:

@@ -5,6 +5,7 @@ Standalone on purpose (transformers' single-model-file policy): this file is cop
 """
 
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import PreTrainedConfig
 
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
@@ -17,6 +18,11 @@ AUTO_MAP = {
     "AutoModel": "modeling_transformer.BigModelTransformerModel",
     "AutoModelForSeq2SeqLM": "modeling_transformer.BigModelTransformerForConditionalGeneration",
 }
+
+# The modules that PEFT adapts when a config names no `target_modules` (e.g. `LoraConfig(task_type=...)`): the
+# attention's query and value projections, as PEFT's own table has for the stock model (Marian's `q_proj` and `v_proj`, in self- and cross-attention).
+# `hf_bigmodel.models` adds them to PEFT's table at import.
+PEFT_TARGET_MODULES = ["qkv_proj", "q_proj", "kv_proj"]
 
 # Named sizes. Token ids stay the config defaults (pad 0, bos 1, eos 2); the tokenizer you train decides them.
 PRESETS: dict[str, dict] = {
@@ -50,6 +56,35 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# Copied from hf_bigmodel.models.gpt.configuration_gpt.ConfigValidationError
+class ConfigValidationError(StrictDataclassClassValidationError, ValueError):
+    """A config with invalid or inconsistent fields. huggingface_hub's `@strict` wraps the `ValueError` of
+    `validate_architecture` in `StrictDataclassClassValidationError`, which is not a `ValueError`; this is both, so
+    `except ValueError` (what a bad argument is elsewhere in Python) and `except StrictDataclassError` (what
+    transformers' own configs raise) both catch it, with the same message."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)  # the parent's __init__ builds the message from (validator, cause)
+
+
+# Copied from hf_bigmodel.models.gpt.configuration_gpt.raise_value_errors
+def raise_value_errors(config_class: type) -> type:
+    """Class decorator, above `@strict`: `validate()` (run by `__init__` and `save_pretrained`) raises
+    `ConfigValidationError` instead of a bare `StrictDataclassClassValidationError`."""
+    strict_validate = config_class.validate
+
+    def validate(self) -> None:
+        try:
+            strict_validate(self)
+        except StrictDataclassClassValidationError as error:
+            raise ConfigValidationError(str(error)) from error.__cause__
+
+    validate.__is_defined_by_strict_decorator__ = True  # lets a `@strict` subclass replace it, as `@strict` allows
+    config_class.validate = validate
+    return config_class
+
+
+@raise_value_errors
 @strict
 class BigModelTransformerConfig(PreTrainedConfig):
     r"""

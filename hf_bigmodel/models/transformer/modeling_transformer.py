@@ -41,6 +41,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -507,7 +508,9 @@ class BigModelTransformerEncoder(BigModelTransformerPreTrainedModel):
         seq_len = inputs_embeds.shape[1]
         _check_length(seq_len, self.config, "source")
         positions = torch.arange(seq_len, device=inputs_embeds.device)
-        hidden_states = inputs_embeds + self.embed_positions(positions)
+        # The sinusoidal table stays float32 (built after loading, whatever `dtype=` said): cast the rows it gives, so
+        # a bfloat16 model adds bfloat16 positions.
+        hidden_states = inputs_embeds + self.embed_positions(positions).to(inputs_embeds.dtype)
         mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask
         )
@@ -547,6 +550,7 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
 
     @merge_with_config_defaults
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -576,12 +580,13 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
             _check_length(cache.get_max_length(), self.config, "target")
         position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past).unsqueeze(0)  # (1, tgt_len)
 
+        # No `position_ids=`: the decoder's positions are always contiguous, and given positions make the mask look
+        # for packed sequences with `torch.diff`, which the legacy ONNX exporter cannot export (Marian passes none).
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             cache=self_attn_cache,
-            position_ids=position_ids,
         )
         cross_mask = create_bidirectional_mask(
             config=self.config,
@@ -589,7 +594,7 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
             attention_mask=encoder_attention_mask,
             encoder_hidden_states=encoder_hidden_states,
         )
-        hidden_states = inputs_embeds + self.embed_positions(position_ids)
+        hidden_states = inputs_embeds + self.embed_positions(position_ids).to(inputs_embeds.dtype)  # see the encoder
         packing = kv_packing = None
         if cache is None:
             packing = _token_packing(self, attention_mask, kwargs)
@@ -646,6 +651,7 @@ class BigModelTransformerModel(BigModelTransformerPreTrainedModel):
             self.encoder.embed_tokens = value
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -720,6 +726,7 @@ class BigModelTransformerForConditionalGeneration(BigModelTransformerPreTrainedM
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
