@@ -6,6 +6,7 @@
     hf-bigmodel finetune ...              fine-tune a classification, question-answering or multiple-choice head
     hf-bigmodel convert SRC DST           convert to and from stock transformers / nanoGPT checkpoints
     hf-bigmodel generate MODEL PROMPT     sample from a saved model
+    hf-bigmodel evaluate MODEL --task T   evaluate a saved model on local data (eval_results.json)
     hf-bigmodel push FOLDER REPO_ID       publish a folder (weights, tokenizer, code, model card) to a Hub repo
 
 Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
@@ -22,6 +23,7 @@ COMMANDS = {
     "finetune": ("hf_bigmodel.training.finetune", "fine-tune a classification, QA or multiple-choice head"),
     "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
+    "evaluate": ("hf_bigmodel.evaluation", "evaluate a saved model on local data: perplexity, classification"),
     "push": ("hf_bigmodel.publish.push", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),
 }
 

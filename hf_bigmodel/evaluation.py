@@ -1,0 +1,384 @@
+"""`hf-bigmodel evaluate FOLDER --task TASK --data DATA`: evaluate a saved model on local data, outside training.
+
+    hf-bigmodel evaluate runs/demo --task perplexity --data ../shared/data/wikitext2/valid.txt --stride 64
+    hf-bigmodel evaluate runs/sst2 --task classification --data ../shared/data/sst2/dev.tsv --text_column sentence
+
+FOLDER is a saved zoo model or a stock transformers model of the same kind (`GPT2LMHeadModel`,
+`BertForSequenceClassification`, ...), with its tokenizer. The command prints a table of the metrics, writes (or
+adds to) `eval_results.json` in `--output_dir` (default: FOLDER) and, with `--update_card`, records the results in
+the `model-index` of the folder's model card (README.md). The metrics are `hf_bigmodel.metrics`', the same code
+that training reports with.
+
+Tasks:
+
+* ``perplexity`` (a causal LM): each document (a whole .txt file, or each row of `--text_column` of another data
+  file) is scored with a sliding window of `--max_length` tokens (default: the model's context) moved by
+  `--stride` tokens, as in transformers' perplexity guide: every token is predicted once, with at least
+  max_length - stride tokens of context after the first window (see `sliding_window_nll`). A BOS token (else EOS) is put in front of each
+  document, as lm-evaluation-harness does, so that its first token is scored too; the default stride (the whole
+  window) gives lm-evaluation-harness's disjoint rolling windows. Reports token perplexity,
+  word perplexity, byte perplexity and bits per byte with lm-evaluation-harness's definitions (see
+  `metrics.language_model_metrics`).
+* ``classification`` (a sequence-classification head): accuracy, F1 (as training reports it: class 1 of two
+  classes, else macro), macro F1, F1 per class, and the confusion matrix as text and as `confusion_matrix.png`.
+
+Bad input (a task that does not fit the model, missing columns, unknown labels, an empty evaluation set, a metric
+whose package is missing) is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .data import DataError
+
+logger = logging.getLogger("hf_bigmodel.evaluation")
+
+__all__ = ["EVAL_RESULTS", "TASKS", "build_parser", "evaluate", "main", "sliding_window_nll"]
+
+EVAL_RESULTS = "eval_results.json"
+CONFUSION_PNG = "confusion_matrix.png"
+
+
+@dataclass(frozen=True)
+class Task:
+    auto_class: str  # the transformers Auto class that loads the head the task needs
+    pipeline_tag: str  # the model-index task type
+    description: str
+
+
+TASKS: dict[str, Task] = {
+    "perplexity": Task("AutoModelForCausalLM", "text-generation", "a causal language model"),
+    "classification": Task("AutoModelForSequenceClassification", "text-classification", "a sequence classifier"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-bigmodel evaluate",
+        description="Evaluate a saved model (zoo or stock transformers) on local data.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="saved model folder, with its tokenizer")
+    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="what to evaluate")
+    parser.add_argument("--data", required=True, help="a data file (.txt/.csv/.tsv/.json/.jsonl/.parquet), a "
+                        "save_to_disk folder or a cached dataset name")  # fmt: skip
+    parser.add_argument("--split", default=None, help="split of --data (default: validation, else test, else the "
+                        "only split; a data file is one split)")  # fmt: skip
+    parser.add_argument("--text_column", default="text", help="the text column (not used for a .txt file)")
+    parser.add_argument("--label_column", default="label", help="classification: the label column")
+    parser.add_argument("--max_length", type=int, default=None, help="tokens per window (default: the context)")
+    parser.add_argument("--stride", type=int, default=None, help="perplexity: tokens scored per window after the "
+                        "first (default: --max_length, lm-eval's disjoint windows)")  # fmt: skip
+    parser.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
+    parser.add_argument("--batch_size", type=int, default=32, help="classification: rows per forward pass")
+    parser.add_argument("--output_dir", default=None, help=f"where {EVAL_RESULTS} goes (default: the model folder)")
+    parser.add_argument("--update_card", action="store_true", help="record the results in README.md's model-index")
+    parser.add_argument("--dataset_name", default=None, help="the dataset's name in the model card (default: "
+                        "the --data file or folder name)")  # fmt: skip
+    parser.add_argument("--trust_remote_code", action="store_true", help="load with the code saved in the folder")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model and data
+
+
+def _head_fits(config, auto_class) -> bool:
+    """Whether `auto_class` loads a trained head for `config`: the config type has a class in its mapping and the
+    folder's `architectures` (when recorded) name that class, so a base model never gets a random head."""
+    try:
+        model_class = auto_class._model_mapping[type(config)]
+    except (KeyError, ValueError):
+        auto_map = getattr(config, "auto_map", None) or {}
+        return auto_class.__name__ in auto_map
+    classes = model_class if isinstance(model_class, (tuple, list)) else (model_class,)
+    archs = getattr(config, "architectures", None) or []
+    return not archs or any(arch in {c.__name__ for c in classes} for arch in archs)
+
+
+def load_model(folder: str, task: str, trust_remote_code: bool = False):
+    """(model in eval mode, tokenizer) of `folder`, after checking that it holds the head `task` needs."""
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    import hf_bigmodel  # noqa: F401  (registers the zoo's architectures with the Auto classes)
+
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"No model folder at {folder} (no config.json). Give a saved model folder.")
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    auto_class = getattr(transformers, TASKS[task].auto_class)
+    if not _head_fits(config, auto_class):
+        fitting = [name for name, t in TASKS.items() if _head_fits(config, getattr(transformers, t.auto_class))]
+        holds = ", ".join(getattr(config, "architectures", None) or [config.model_type])
+        raise DataError(
+            f"--task {task} needs {TASKS[task].description} ({TASKS[task].auto_class}), but {folder} holds {holds}; "
+            f"tasks that fit it: {', '.join(fitting) or 'none of ' + ', '.join(TASKS)}."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{folder} has no tokenizer that loads ({err}); save one next to the model.") from err
+    model = auto_class.from_pretrained(folder, trust_remote_code=trust_remote_code).eval()
+    return model, tokenizer
+
+
+def _context_length(model, tokenizer) -> int | None:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "block_size"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 1_000_000 else None
+
+
+def load_rows(data: str, split: str | None, max_samples: int | None):
+    """(rows, split name): the `split` of `data` (a `datasets.Dataset`), else validation, else test, else the only
+    split (a data file is one split, "train")."""
+    from .data import load_dataset_any, select_split
+
+    raw = load_dataset_any(data)
+    if split is None:
+        split = next((s for s in ("validation", "test") if s in raw), None) or next(iter(raw))
+    rows = select_split(raw, split, data)
+    if max_samples is not None:
+        rows = rows.select(range(min(max_samples, len(rows))))
+    if len(rows) == 0:
+        raise DataError(f"The evaluation set is empty: {data} (split {split!r}) has no rows.")
+    return rows, split
+
+
+def require_columns(rows, columns: dict[str, str], data: str) -> None:
+    """`DataError` naming each missing column, the flag that names it and the columns the data has."""
+    missing = [
+        f"{column!r} (set it with {flag})" for flag, column in columns.items() if column not in rows.column_names
+    ]
+    if missing:
+        raise DataError(f"{data} has no column {', '.join(missing)}; its columns: {', '.join(rows.column_names)}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Perplexity
+
+
+def sliding_window_nll(model, token_ids: list[int], max_length: int, stride: int, prefix_id: int | None):
+    """(summed NLL in nats, tokens scored) of one document with a sliding window (transformers' perplexity guide,
+    laid out as lm-evaluation-harness's rolling windows).
+
+    `prefix_id` (BOS or EOS) goes in front as context only, so every token of `token_ids` is scored; without one,
+    the first token has no context and is not scored. The first window feeds `max_length` tokens and scores the
+    `max_length` tokens they predict; each later window scores the next `stride` tokens from the `max_length`
+    tokens before them (so `max_length - stride` tokens of context at least). `stride == max_length` gives
+    lm-evaluation-harness's disjoint windows; a smaller stride gives more context and costs more windows."""
+    import torch
+
+    ids = ([prefix_id] if prefix_id is not None else []) + list(token_ids)
+    device = next(model.parameters()).device
+    nll, scored, start = 0.0, 0, 1  # position 0 (the prefix, or the first token without one) is never a target
+    while start < len(ids):
+        end = min(start + (max_length if start == 1 else stride), len(ids))  # targets: positions start..end-1
+        begin = max(0, end - 1 - max_length)
+        window = torch.tensor([ids[begin : end - 1]], device=device)
+        with torch.inference_mode():
+            logits = model(input_ids=window).logits[0].double()  # logits[j] predicts position begin + 1 + j
+        targets = torch.tensor(ids[begin + 1 : end], device=device)
+        token_nll = -torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0]
+        nll += float(token_nll[start - (begin + 1) :].sum())
+        scored += end - start
+        start = end
+    return nll, scored
+
+
+def evaluate_perplexity(model, tokenizer, documents: list[str], max_length: int, stride: int) -> dict[str, float]:
+    from .metrics import count_words, language_model_metrics
+
+    prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    nll, tokens, words, num_bytes = 0.0, 0, 0, 0
+    for doc in documents:
+        token_ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
+        if not token_ids:
+            continue
+        doc_nll, doc_tokens = sliding_window_nll(model, token_ids, max_length, stride, prefix_id)
+        nll, tokens = nll + doc_nll, tokens + doc_tokens
+        words, num_bytes = words + count_words(doc), num_bytes + len(doc.encode("utf-8"))
+    if tokens == 0:
+        raise DataError("The evaluation set is empty: no document has a token to score.")
+    return language_model_metrics(nll, tokens, words, num_bytes)
+
+
+def _documents(args) -> tuple[list[str], str]:
+    """(documents, split): a .txt file is one document, its line breaks included; else each row of the column."""
+    path = Path(args.data)
+    if path.is_file() and path.suffix.lower() in (".txt", ".text", ".raw"):
+        text = path.read_text(encoding="utf-8")
+        return ([text] if text.strip() else []), args.split or path.stem
+    rows, split = load_rows(args.data, args.split, args.max_samples)
+    require_columns(rows, {"--text_column": args.text_column}, args.data)
+    return [text for text in rows[args.text_column] if isinstance(text, str) and text.strip()], split
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Classification
+
+
+def _label_ids(values: list, config, column: str) -> list[int]:
+    """Class ids of the label column: label names of the model's `id2label`, or ids in range."""
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    by_name = {name: i for i, name in id2label.items()}
+    num_labels = config.num_labels
+    ids = []
+    for row, value in enumerate(values):
+        if isinstance(value, str) and value in by_name:
+            ids.append(by_name[value])
+            continue
+        try:
+            label = int(value)
+        except (TypeError, ValueError):
+            label = -1
+        if not 0 <= label < num_labels:
+            raise DataError(
+                f"Row {row} of --label_column {column!r} holds {value!r}, which is neither a label of the model "
+                f"({', '.join(id2label.values())}) nor a class id 0..{num_labels - 1}."
+            )
+        ids.append(label)
+    return ids
+
+
+def evaluate_classification(model, tokenizer, texts: list[str], labels: list[int], batch_size: int, max_length):
+    """(metrics, confusion matrix, label names) of a sequence classifier on `texts`."""
+    import numpy as np
+    import torch
+
+    from .metrics import classification_report, confusion_matrix
+
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # a stock GPT-2 tokenizer has none; the mask hides it anyway
+    predictions = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=max_length is not None,
+                          max_length=max_length, return_tensors="pt")  # fmt: skip
+        if "token_type_ids" not in _forward_args(model):
+            batch.pop("token_type_ids", None)
+        with torch.inference_mode():
+            predictions.append(model(**batch).logits.argmax(-1).numpy())
+    predictions = np.concatenate(predictions)
+    names = [str(model.config.id2label.get(i, i)) for i in range(model.config.num_labels)]
+    labels_array = np.asarray(labels)
+    return (
+        classification_report(predictions, labels_array, names),
+        confusion_matrix(predictions, labels_array, len(names)),
+        names,
+    )
+
+
+def _forward_args(model) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    width = max(map(len, metrics))
+    lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    for name, value in metrics.items():
+        shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+        lines.append(f"| {name.ljust(width)} | {shown} |")
+    return "\n".join(lines)
+
+
+def write_results(output_dir: Path, task: str, entry: dict) -> Path:
+    """Add the `task` entry to `output_dir/eval_results.json` (other tasks' entries are kept)."""
+    from ._io import atomic_write_text
+
+    path = output_dir / EVAL_RESULTS
+    results = {}
+    if path.is_file():
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            logger.warning("%s is not valid JSON; it is replaced.", path)
+    results[task] = entry
+    return atomic_write_text(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run one evaluation as the command line describes it; returns the `eval_results.json` entry."""
+    from .metrics import confusion_matrix_text, render_confusion_matrix
+
+    output_dir = Path(args.output_dir or args.model)
+    if (args.stride is not None and args.stride <= 0) or (args.max_length is not None and args.max_length <= 0):
+        raise DataError("--stride and --max_length must be positive.")
+    model, tokenizer = load_model(args.model, args.task, args.trust_remote_code)
+    context = _context_length(model, tokenizer)
+    max_length = args.max_length or context
+    if max_length is not None and context is not None and max_length > context:
+        raise DataError(f"--max_length {max_length} is longer than the model's context ({context} tokens).")
+    extra_files = {}
+    if args.task == "perplexity":
+        if max_length is None:
+            raise DataError("The model does not say its context length; give --max_length.")
+        stride = args.stride or max_length
+        if stride > max_length:
+            raise DataError(f"--stride {stride} is larger than --max_length {max_length}; tokens would be skipped.")
+        documents, split = _documents(args)
+        if not documents:
+            raise DataError(f"The evaluation set is empty: {args.data} has no text.")
+        metrics = evaluate_perplexity(model, tokenizer, documents, max_length, stride)
+        settings = {"max_length": max_length, "stride": stride, "documents": len(documents)}
+    else:
+        rows, split = load_rows(args.data, args.split, args.max_samples)
+        require_columns(rows, {"--text_column": args.text_column, "--label_column": args.label_column}, args.data)
+        labels = _label_ids(rows[args.label_column], model.config, args.label_column)
+        texts = [str(text) for text in rows[args.text_column]]
+        metrics, matrix, names = evaluate_classification(model, tokenizer, texts, labels, args.batch_size, max_length)
+        extra_files[CONFUSION_PNG] = render_confusion_matrix(matrix, names)
+        settings = {"examples": len(texts), "confusion_matrix": matrix.tolist(), "labels": names}
+        print(confusion_matrix_text(matrix, names))
+    entry = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "split": split,
+        "dataset_name": args.dataset_name or Path(args.data).name,
+        "task_type": TASKS[args.task].pipeline_tag,
+        "metrics": metrics,
+        **settings,
+    }
+    from ._io import atomic_write_bytes
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in extra_files.items():
+        atomic_write_bytes(output_dir / name, data)
+    write_results(output_dir, args.task, entry)
+    if args.update_card:
+        from .publish.card import update_model_index
+
+        update_model_index(Path(args.model), entry)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    try:
+        entry = evaluate(args)
+    except (DataError, FileNotFoundError) as err:
+        print(f"hf-bigmodel evaluate: error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(entry["metrics"]))
+    print(f"Wrote {Path(args.output_dir or args.model) / EVAL_RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
