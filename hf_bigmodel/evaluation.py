@@ -103,28 +103,37 @@ def _head_fits(config, auto_class) -> bool:
     return not archs or any(arch in {c.__name__ for c in classes} for arch in archs)
 
 
-def load_model(folder: str, task: str, trust_remote_code: bool = False):
-    """(model in eval mode, tokenizer) of `folder`, after checking that it holds the head `task` needs."""
+def check_model(folder: str, task: str, trust_remote_code: bool = False):
+    """The config of `folder`, after checking that the folder holds the head `task` needs (before any weight is read)."""
     import transformers
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     import hf_bigmodel  # noqa: F401  (registers the zoo's architectures with the Auto classes)
 
     if not (Path(folder) / "config.json").is_file():
         raise FileNotFoundError(f"No model folder at {folder} (no config.json). Give a saved model folder.")
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    auto_class = getattr(transformers, TASKS[task].auto_class)
-    if not _head_fits(config, auto_class):
+    if not _head_fits(config, getattr(transformers, TASKS[task].auto_class)):
         fitting = [name for name, t in TASKS.items() if _head_fits(config, getattr(transformers, t.auto_class))]
         holds = ", ".join(getattr(config, "architectures", None) or [config.model_type])
         raise DataError(
             f"--task {task} needs {TASKS[task].description} ({TASKS[task].auto_class}), but {folder} holds {holds}; "
             f"tasks that fit it: {', '.join(fitting) or 'none of ' + ', '.join(TASKS)}."
         )
+    return config
+
+
+def load_model(folder: str, task: str, trust_remote_code: bool = False):
+    """(model in eval mode, tokenizer) of `folder`, after `check_model`."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    check_model(folder, task, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise DataError(f"{folder} has no tokenizer that loads ({err}); save one next to the model.") from err
+    auto_class = getattr(transformers, TASKS[task].auto_class)
     model = auto_class.from_pretrained(folder, trust_remote_code=trust_remote_code).eval()
     return model, tokenizer
 
@@ -319,6 +328,17 @@ def evaluate(args: argparse.Namespace) -> dict:
     output_dir = Path(args.output_dir or args.model)
     if (args.stride is not None and args.stride <= 0) or (args.max_length is not None and args.max_length <= 0):
         raise DataError("--stride and --max_length must be positive.")
+    # The cheap checks first (the head, the data and its columns and labels), then the weights.
+    config = check_model(args.model, args.task, args.trust_remote_code)
+    if args.task == "perplexity":
+        documents, split = _documents(args)
+        if not documents:
+            raise DataError(f"The evaluation set is empty: {args.data} has no text.")
+    else:
+        rows, split = load_rows(args.data, args.split, args.max_samples)
+        require_columns(rows, {"--text_column": args.text_column, "--label_column": args.label_column}, args.data)
+        labels = _label_ids(rows[args.label_column], config, args.label_column)
+        texts = [str(text) for text in rows[args.text_column]]
     model, tokenizer = load_model(args.model, args.task, args.trust_remote_code)
     context = _context_length(model, tokenizer)
     max_length = args.max_length or context
@@ -331,16 +351,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         stride = args.stride or max_length
         if stride > max_length:
             raise DataError(f"--stride {stride} is larger than --max_length {max_length}; tokens would be skipped.")
-        documents, split = _documents(args)
-        if not documents:
-            raise DataError(f"The evaluation set is empty: {args.data} has no text.")
         metrics = evaluate_perplexity(model, tokenizer, documents, max_length, stride)
         settings = {"max_length": max_length, "stride": stride, "documents": len(documents)}
     else:
-        rows, split = load_rows(args.data, args.split, args.max_samples)
-        require_columns(rows, {"--text_column": args.text_column, "--label_column": args.label_column}, args.data)
-        labels = _label_ids(rows[args.label_column], model.config, args.label_column)
-        texts = [str(text) for text in rows[args.text_column]]
         metrics, matrix, names = evaluate_classification(model, tokenizer, texts, labels, args.batch_size, max_length)
         extra_files[CONFUSION_PNG] = render_confusion_matrix(matrix, names)
         settings = {"examples": len(texts), "confusion_matrix": matrix.tolist(), "labels": names}
