@@ -21,6 +21,10 @@ Tasks:
   `metrics.language_model_metrics`).
 * ``classification`` (a sequence-classification head): accuracy, F1 (as training reports it: class 1 of two
   classes, else macro), macro F1, F1 per class, and the confusion matrix as text and as `confusion_matrix.png`.
+* ``image-classification`` (an image classifier, with its image processor saved in the folder): `--data` is an
+  image folder (one sub-folder per class), a folder of MNIST idx files (its test split unless `--split train`) or
+  a dataset with `--image_column` and `--label_column`. Top-1 and top-5 accuracy (`metrics.accuracy_metrics`, as
+  training reports them) and the confusion matrix as text and PNG.
 
 Bad input (a task that does not fit the model, missing columns, unknown labels, an empty evaluation set, a metric
 whose package is missing) is one line on stderr and exit code 2.
@@ -56,6 +60,7 @@ class Task:
 TASKS: dict[str, Task] = {
     "perplexity": Task("AutoModelForCausalLM", "text-generation", "a causal language model"),
     "classification": Task("AutoModelForSequenceClassification", "text-classification", "a sequence classifier"),
+    "image-classification": Task("AutoModelForImageClassification", "image-classification", "an image classifier"),
 }
 
 
@@ -73,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "only split; a data file is one split)")  # fmt: skip
     parser.add_argument("--text_column", default="text", help="the text column (not used for a .txt file)")
     parser.add_argument("--label_column", default="label", help="classification: the label column")
+    parser.add_argument("--image_column", default="image", help="image-classification: the image column of a "
+                        "dataset (an image folder or MNIST folder needs none)")  # fmt: skip
     parser.add_argument("--max_length", type=int, default=None, help="tokens per window (default: the context)")
     parser.add_argument("--stride", type=int, default=None, help="perplexity: tokens scored per window after the "
                         "first (default: --max_length, lm-eval's disjoint windows)")  # fmt: skip
@@ -124,15 +131,27 @@ def check_model(folder: str, task: str, trust_remote_code: bool = False):
 
 
 def load_model(folder: str, task: str, trust_remote_code: bool = False):
-    """(model in eval mode, tokenizer) of `folder`, after `check_model`."""
+    """(model in eval mode, tokenizer, or image processor for image classification) of `folder`, after
+    `check_model`."""
     import transformers
     from transformers import AutoTokenizer
 
     check_model(folder, task, trust_remote_code)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{folder} has no tokenizer that loads ({err}); save one next to the model.") from err
+    if task == "image-classification":
+        from transformers import AutoImageProcessor
+
+        try:
+            tokenizer = AutoImageProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise DataError(
+                f"{folder} has no image processor that loads ({err}); save the one it was trained with next to the "
+                f"model (preprocessor_config.json)."
+            ) from err
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{folder} has no tokenizer that loads ({err}); save one next to the model.") from err
     auto_class = getattr(transformers, TASKS[task].auto_class)
     model = auto_class.from_pretrained(folder, trust_remote_code=trust_remote_code).eval()
     return model, tokenizer
@@ -294,6 +313,77 @@ def _forward_args(model) -> set[str]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Image classification
+
+
+def _is_mnist_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*idx3-ubyte*"))
+
+
+def _is_image_folder(path: Path) -> bool:
+    """A folder of class sub-folders of images (not a `save_to_disk` folder nor a folder of data files)."""
+    from .data.common import DATA_FILE_BUILDERS
+
+    if not path.is_dir() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return False
+    return not any(p.suffix.lower() in DATA_FILE_BUILDERS for p in path.iterdir() if p.is_file())
+
+
+def image_rows(args, config):
+    """(rows with an undecoded "image" column, class ids of the model, split) of an image folder, an MNIST folder
+    (its test split unless --split train) or a dataset with --image_column and --label_column."""
+    import datasets
+
+    from .data.images import load_image_data, load_mnist
+
+    path = Path(args.data)
+    if _is_mnist_folder(path):
+        split = args.split or "test"
+        rows = load_mnist(path, splits=[split], limit={split: args.max_samples})[split]
+    elif _is_image_folder(path):
+        split = path.name  # the folder is the evaluation set: there is no split to pick
+        rows = load_image_data(train_dir=str(path), validation_split_percentage=0,
+                               max_train_samples=args.max_samples)["train"]  # fmt: skip
+    else:
+        rows, split = load_rows(args.data, args.split, args.max_samples)
+        require_columns(rows, {"--image_column": args.image_column, "--label_column": args.label_column}, args.data)
+        rows = rows.select_columns([args.image_column, args.label_column])
+        rows = rows.rename_columns({args.image_column: "image", args.label_column: "label"})
+    if len(rows) == 0:
+        raise DataError(f"The evaluation set is empty: {args.data} has no images.")
+    if isinstance(rows.features["image"], datasets.Image) and rows.features["image"].decode:
+        rows = rows.cast_column("image", datasets.Image(decode=False))  # decoded a batch at a time
+    values = rows["label"]
+    feature = rows.features["label"]
+    if isinstance(feature, datasets.ClassLabel):  # folder names / MNIST digits: matched by name to the model's
+        values = feature.int2str(values)
+    return rows, _label_ids(values, config, args.label_column), split
+
+
+def evaluate_image_classification(model, image_processor, rows, labels: list[int], batch_size: int):
+    """(metrics, confusion matrix of the top-1 predictions, label names) of an image classifier: each batch is
+    decoded (errors name the file) and processed by the folder's image processor as in training."""
+    import numpy as np
+    import torch
+    from transformers import EvalPrediction
+
+    from .data.images import ImageTransform
+    from .metrics import accuracy_metrics, confusion_matrix, top_k_indices
+
+    transform = ImageTransform(image_processor)
+    top = []
+    for start in range(0, len(rows), batch_size):
+        batch = transform({"image": rows[start : start + batch_size]["image"], "label": []})
+        with torch.inference_mode():
+            logits = model(pixel_values=batch["pixel_values"]).logits
+        top.append(top_k_indices(logits).numpy())
+    top, labels_array = np.concatenate(top), np.asarray(labels)
+    names = [str(model.config.id2label.get(i, i)) for i in range(model.config.num_labels)]
+    metrics = accuracy_metrics(EvalPrediction(predictions=top, label_ids=labels_array))
+    return metrics, confusion_matrix(top[:, 0], labels_array, len(names)), names
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Results
 
 
@@ -334,13 +424,15 @@ def evaluate(args: argparse.Namespace) -> dict:
         documents, split = _documents(args)
         if not documents:
             raise DataError(f"The evaluation set is empty: {args.data} has no text.")
+    elif args.task == "image-classification":
+        rows, labels, split = image_rows(args, config)
     else:
         rows, split = load_rows(args.data, args.split, args.max_samples)
         require_columns(rows, {"--text_column": args.text_column, "--label_column": args.label_column}, args.data)
         labels = _label_ids(rows[args.label_column], config, args.label_column)
         texts = [str(text) for text in rows[args.text_column]]
     model, tokenizer = load_model(args.model, args.task, args.trust_remote_code)
-    context = _context_length(model, tokenizer)
+    context = None if args.task == "image-classification" else _context_length(model, tokenizer)
     max_length = args.max_length or context
     if max_length is not None and context is not None and max_length > context:
         raise DataError(f"--max_length {max_length} is longer than the model's context ({context} tokens).")
@@ -354,9 +446,14 @@ def evaluate(args: argparse.Namespace) -> dict:
         metrics = evaluate_perplexity(model, tokenizer, documents, max_length, stride)
         settings = {"max_length": max_length, "stride": stride, "documents": len(documents)}
     else:
-        metrics, matrix, names = evaluate_classification(model, tokenizer, texts, labels, args.batch_size, max_length)
+        if args.task == "image-classification":
+            metrics, matrix, names = evaluate_image_classification(model, tokenizer, rows, labels, args.batch_size)
+        else:
+            metrics, matrix, names = evaluate_classification(
+                model, tokenizer, texts, labels, args.batch_size, max_length
+            )
         extra_files[CONFUSION_PNG] = render_confusion_matrix(matrix, names)
-        settings = {"examples": len(texts), "confusion_matrix": matrix.tolist(), "labels": names}
+        settings = {"examples": len(labels), "confusion_matrix": matrix.tolist(), "labels": names}
         print(confusion_matrix_text(matrix, names))
     entry = {
         "model": str(args.model),
