@@ -25,6 +25,10 @@ Tasks:
   image folder (one sub-folder per class), a folder of MNIST idx files (its test split unless `--split train`) or
   a dataset with `--image_column` and `--label_column`. Top-1 and top-5 accuracy (`metrics.accuracy_metrics`, as
   training reports them) and the confusion matrix as text and PNG.
+* ``question-answering`` (an extractive QA head): SQuAD-format rows (question, context, answers = {"text",
+  "answer_start"}), or a file in SQuAD's own nested layout. Each context is cut into windows of `--max_length`
+  tokens overlapping by `--doc_stride`; the best span over the windows is the answer, with the QA pipeline's and
+  training's code (`pipelines.question_answering`). SQuAD's exact match and F1 in % (`metrics.squad_metrics`).
 
 Bad input (a task that does not fit the model, missing columns, unknown labels, an empty evaluation set, a metric
 whose package is missing) is one line on stderr and exit code 2.
@@ -61,6 +65,7 @@ TASKS: dict[str, Task] = {
     "perplexity": Task("AutoModelForCausalLM", "text-generation", "a causal language model"),
     "classification": Task("AutoModelForSequenceClassification", "text-classification", "a sequence classifier"),
     "image-classification": Task("AutoModelForImageClassification", "image-classification", "an image classifier"),
+    "question-answering": Task("AutoModelForQuestionAnswering", "question-answering", "an extractive QA model"),
 }
 
 
@@ -80,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label_column", default="label", help="classification: the label column")
     parser.add_argument("--image_column", default="image", help="image-classification: the image column of a "
                         "dataset (an image folder or MNIST folder needs none)")  # fmt: skip
+    parser.add_argument("--question_column", default="question", help="question-answering: the question column")
+    parser.add_argument("--context_column", default="context", help="question-answering: the context column")
+    parser.add_argument("--answers_column", default="answers", help="question-answering: the column of "
+                        "{'text': [...], 'answer_start': [...]} (SQuAD format)")  # fmt: skip
+    parser.add_argument("--doc_stride", type=int, default=128, help="question-answering: overlap in tokens between "
+                        "the windows of a long context")  # fmt: skip
+    parser.add_argument("--max_answer_length", type=int, default=30, help="question-answering: longest answer, "
+                        "in tokens")  # fmt: skip
+    parser.add_argument("--n_best", type=int, default=20, help="question-answering: start and end candidates per "
+                        "window")  # fmt: skip
     parser.add_argument("--max_length", type=int, default=None, help="tokens per window (default: the context)")
     parser.add_argument("--stride", type=int, default=None, help="perplexity: tokens scored per window after the "
                         "first (default: --max_length, lm-eval's disjoint windows)")  # fmt: skip
@@ -384,6 +399,61 @@ def evaluate_image_classification(model, image_processor, rows, labels: list[int
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Extractive question answering
+
+
+def qa_rows(args):
+    """(rows, reference answers per row, split): SQuAD-format rows, or a .json file in SQuAD's nested layout."""
+    import datasets
+
+    from .training.finetune import _check_answers, _squad_file_rows
+
+    path = Path(args.data)
+    squad = _squad_file_rows(str(path)) if path.is_file() and path.suffix.lower() == ".json" else None
+    if squad is not None:
+        rows, split = datasets.Dataset.from_list(squad[: args.max_samples] if args.max_samples else squad), "train"
+        if len(rows) == 0:
+            raise DataError(f"The evaluation set is empty: {args.data} has no questions.")
+    else:
+        rows, split = load_rows(args.data, args.split, args.max_samples)
+    columns = {"--question_column": args.question_column, "--context_column": args.context_column,
+               "--answers_column": args.answers_column}  # fmt: skip
+    require_columns(rows, columns, args.data)
+    references = [
+        _check_answers(value, row, args.answers_column)[0] for row, value in enumerate(rows[args.answers_column])
+    ]
+    return rows, references, split
+
+
+def evaluate_question_answering(model, tokenizer, questions, contexts, references, args, max_length: int):
+    """(metrics, predicted answers) of an extractive QA model: windows by `prepare_qa_features`, the best span over
+    an example's windows by `qa_predictions` (the pipeline's and training's post-processing)."""
+    import torch
+
+    from .metrics import squad_metrics
+    from .pipelines.question_answering import prepare_qa_features, qa_predictions
+
+    inputs = [name for name in tokenizer.model_input_names if name in _forward_args(model)]
+    start_logits, end_logits, offsets, example_ids = [], [], [], []
+    for first in range(0, len(questions), args.batch_size):
+        last = first + args.batch_size
+        try:
+            features = prepare_qa_features(tokenizer, questions[first:last], contexts[first:last], max_length,
+                                           args.doc_stride, padding=True)  # fmt: skip
+        except ValueError as err:  # windows too short for the question and the overlap, or no fast tokenizer
+            raise DataError(str(err)) from None
+        with torch.inference_mode():
+            outputs = model(**{name: torch.tensor(features[name]) for name in inputs if name in features})
+        start_logits.extend(outputs.start_logits.float().numpy())
+        end_logits.extend(outputs.end_logits.float().numpy())
+        offsets.extend(features["offset_mapping"])
+        example_ids.extend(first + i for i in features["overflow_to_sample_mapping"])
+    answers = qa_predictions(contexts, example_ids, offsets, start_logits, end_logits, args.n_best,
+                             args.max_answer_length)  # fmt: skip
+    return squad_metrics(answers, references), answers
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Results
 
 
@@ -426,6 +496,8 @@ def evaluate(args: argparse.Namespace) -> dict:
             raise DataError(f"The evaluation set is empty: {args.data} has no text.")
     elif args.task == "image-classification":
         rows, labels, split = image_rows(args, config)
+    elif args.task == "question-answering":
+        rows, references, split = qa_rows(args)
     else:
         rows, split = load_rows(args.data, args.split, args.max_samples)
         require_columns(rows, {"--text_column": args.text_column, "--label_column": args.label_column}, args.data)
@@ -445,6 +517,12 @@ def evaluate(args: argparse.Namespace) -> dict:
             raise DataError(f"--stride {stride} is larger than --max_length {max_length}; tokens would be skipped.")
         metrics = evaluate_perplexity(model, tokenizer, documents, max_length, stride)
         settings = {"max_length": max_length, "stride": stride, "documents": len(documents)}
+    elif args.task == "question-answering":
+        max_length = args.max_length or min(context or 384, 384)  # the QA pipeline's default window
+        metrics, answers = evaluate_question_answering(
+            model, tokenizer, rows[args.question_column], rows[args.context_column], references, args, max_length
+        )
+        settings = {"examples": len(answers), "max_length": max_length, "doc_stride": args.doc_stride}
     else:
         if args.task == "image-classification":
             metrics, matrix, names = evaluate_image_classification(model, tokenizer, rows, labels, args.batch_size)

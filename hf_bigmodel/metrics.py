@@ -5,7 +5,8 @@
   `render_confusion_matrix` (PNG).
 * Language modelling (`evaluate`): `count_words`, `language_model_metrics` (token, word and byte perplexity, bits
   per byte, as lm-evaluation-harness defines them).
-* Extractive question answering: `normalize_answer`, `squad_scores` (SQuAD's exact match and F1).
+* Extractive question answering: `normalize_answer`, `squad_scores` (SQuAD's exact match and F1 of one answer),
+  `squad_metrics` (their means in %, as training and `evaluate` report them).
 * Masked-LM pretraining (`pretrain bert`): `preprocess_logits_for_metrics`, `pretraining_metrics`.
 * Image classification: `top_k_indices`, `accuracy_metrics` (top-1 and top-5 accuracy).
 * Translation: `translation_scores` (sacreBLEU BLEU and chrF, lower-cased variants), `decode_generations`,
@@ -50,6 +51,7 @@ __all__ = [
     "normalize_answer",
     "preprocess_logits_for_metrics",
     "pretraining_metrics",
+    "squad_metrics",
     "squad_scores",
     "top_k_indices",
     "translation_scores",
@@ -212,6 +214,14 @@ def squad_scores(prediction: str, truths: list[str]) -> tuple[float, float]:
             f1 = 2 * precision * recall / (precision + recall)
         best_f1 = max(best_f1, f1)
     return exact, best_f1
+
+
+def squad_metrics(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """``exact_match`` and ``f1``: the means of `squad_scores` over the examples, in % (SQuAD's evaluation script)."""
+    if not predictions:
+        raise DataError("No question was answered: the evaluation set is empty.")
+    scores = np.array([squad_scores(prediction, truths) for prediction, truths in zip(predictions, references)])
+    return {"exact_match": 100.0 * float(scores[:, 0].mean()), "f1": 100.0 * float(scores[:, 1].mean())}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -147,3 +147,96 @@ def test_image_classification_bad_input(resnet, tmp_path, capsys):
     create_model("resnet-tiny", "image-classification", num_channels=1).save_pretrained(bare)
     err = error_of(capsys, str(bare), "--task", "image-classification", "--data", str(tmp_path / "digits"))
     assert "no image processor" in err and "preprocessor_config.json" in err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Extractive question answering
+
+WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "red", "blue", "green", "colour", "?"]
+
+
+def sentences(n: int, seed: int, length: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, length)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def bert_qa(tmp_path_factory) -> Path:
+    """A random bert-tiny QA model (64 positions) with a WordPiece tokenizer, saved."""
+    from hf_bigmodel.tokenization import sync_config_with_tokenizer, train_tokenizer
+
+    root = tmp_path_factory.mktemp("qa")
+    (root / "corpus.txt").write_text("\n".join(sentences(200, 0, 10)))
+    tokenizer = train_tokenizer("wordpiece", files=[root / "corpus.txt"], vocab_size=200, show_progress=False)
+    torch.manual_seed(0)
+    model = create_model("bert-tiny", "question-answering", vocab_size=len(tokenizer), max_position_embeddings=64)
+    sync_config_with_tokenizer(model.config, tokenizer)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root / "model"
+
+
+def test_question_answering_exact_match_and_f1_agree_with_the_pipeline(bert_qa, tmp_path, capsys):
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from hf_bigmodel.metrics import squad_scores
+    from hf_bigmodel.pipelines.question_answering import QuestionAnsweringPipeline
+
+    contexts = sentences(9, 1, 40)  # ~40 tokens: two or three windows of 24 tokens each
+    qa = QuestionAnsweringPipeline(model=AutoModelForQuestionAnswering.from_pretrained(bert_qa).eval(),
+                                   tokenizer=AutoTokenizer.from_pretrained(bert_qa))  # fmt: skip
+    answers = [qa(question="colour ?", context=c, max_seq_len=24, doc_stride=6)["answer"] for c in contexts]
+    assert all(answers)
+    # Right answers for a third of the rows, one extra word for another third, a wrong word for the rest.
+    truths = [[a] if i % 3 == 0 else [a + " mat"] if i % 3 == 1 else ["zebra"] for i, a in enumerate(answers)]
+    rows = [{"q": "colour ?", "context": c, "answers": {"text": t, "answer_start": [0]}}
+            for c, t in zip(contexts, truths)]  # fmt: skip
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(bert_qa), "--task", "question-answering", "--data", str(data), "--question_column", "q",
+                 "--max_length", "24", "--doc_stride", "6", "--batch_size", "4"]) == 0  # fmt: skip
+    entry = json.loads((bert_qa / "eval_results.json").read_text())["question-answering"]
+    scores = np.array([squad_scores(a, t) for a, t in zip(answers, truths)])
+    assert entry["metrics"]["exact_match"] == pytest.approx(100 * scores[:, 0].mean())
+    assert entry["metrics"]["f1"] == pytest.approx(100 * scores[:, 1].mean())
+    assert 0 < entry["metrics"]["exact_match"] < entry["metrics"]["f1"] < 100
+    assert (entry["examples"], entry["max_length"], entry["doc_stride"]) == (9, 24, 6)
+    assert "| exact_match" in capsys.readouterr().out
+    # The same rows in SQuAD's own nested layout give the same scores.
+    squad = {"data": [{"title": "t", "paragraphs": [
+        {"context": r["context"], "qas": [{"id": str(i), "question": r["q"],
+                                            "answers": [{"text": t, "answer_start": 0} for t in r["answers"]["text"]]}]}
+        for i, r in enumerate(rows)]}]}  # fmt: skip
+    (tmp_path / "squad.json").write_text(json.dumps(squad))
+    assert main([str(bert_qa), "--task", "question-answering", "--data", str(tmp_path / "squad.json"),
+                 "--max_length", "24", "--doc_stride", "6", "--output_dir", str(tmp_path / "o")]) == 0  # fmt: skip
+    again = json.loads((tmp_path / "o" / "eval_results.json").read_text())["question-answering"]
+    assert again["metrics"] == pytest.approx(entry["metrics"])
+
+
+def test_squad_metrics_by_hand():
+    from hf_bigmodel.metrics import squad_metrics
+
+    # "the red cat" vs "red cat": articles dropped -> exact; "red" vs "red dog": precision 1, recall 1/2 -> F1 2/3.
+    metrics = squad_metrics(["the red cat", "red", "blue"], [["red cat"], ["red dog"], ["green", "Blue!"]])
+    assert metrics["exact_match"] == pytest.approx(200 / 3)
+    assert metrics["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1) / 3)
+
+
+def test_question_answering_bad_input(bert_qa, tmp_path, capsys):
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"question": "colour ?", "passage": "red cat", "answers": {"text": ["red"]}}) + "\n")
+    err = error_of(capsys, str(bert_qa), "--task", "question-answering", "--data", str(data))
+    assert "no column 'context' (set it with --context_column)" in err and "passage" in err
+    err = error_of(capsys, str(bert_qa), "--task", "question-answering", "--data", str(data), "--context_column",
+                   "passage")  # fmt: skip
+    assert "SQuAD format" in err
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"question": "colour ?", "context": "red cat", "answers": {"text": ["red"],
+                                "answer_start": [0]}}) + "\n")  # fmt: skip
+    err = error_of(capsys, str(bert_qa), "--task", "question-answering", "--data", str(good), "--max_length", "16",
+                   "--doc_stride", "14")  # fmt: skip
+    assert "smaller stride" in err
+    (tmp_path / "empty.json").write_text(json.dumps({"data": []}))
+    err = error_of(capsys, str(bert_qa), "--task", "question-answering", "--data", str(tmp_path / "empty.json"))
+    assert "evaluation set is empty" in err
