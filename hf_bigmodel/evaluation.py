@@ -29,6 +29,12 @@ Tasks:
   "answer_start"}), or a file in SQuAD's own nested layout. Each context is cut into windows of `--max_length`
   tokens overlapping by `--doc_stride`; the best span over the windows is the answer, with the QA pipeline's and
   training's code (`pipelines.question_answering`). SQuAD's exact match and F1 in % (`metrics.squad_metrics`).
+* ``translation`` / ``summarization`` (a sequence-to-sequence model): parallel files PREFIX.<source_lang> and
+  PREFIX.<target_lang>, a `--translation_column` of {lang: text} rows, or `--source_column` and `--target_column`
+  (summarization: document and summary). Outputs come from `generate` with `--num_beams`, `--length_penalty`,
+  `--no_repeat_ngram_size`, `--min_new_tokens` and `--max_new_tokens`; reported: sacreBLEU BLEU and chrF
+  (`metrics.translation_scores`, as training reports them) and ROUGE-1/2/L (`metrics.rouge_scores`,
+  the `rouge-score` package).
 
 Bad input (a task that does not fit the model, missing columns, unknown labels, an empty evaluation set, a metric
 whose package is missing) is one line on stderr and exit code 2.
@@ -52,6 +58,7 @@ __all__ = ["EVAL_RESULTS", "TASKS", "build_parser", "evaluate", "main", "sliding
 
 EVAL_RESULTS = "eval_results.json"
 CONFUSION_PNG = "confusion_matrix.png"
+PREDICTIONS = "{task}_predictions.txt"  # translation / summarization outputs, one a line
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,12 @@ TASKS: dict[str, Task] = {
     "classification": Task("AutoModelForSequenceClassification", "text-classification", "a sequence classifier"),
     "image-classification": Task("AutoModelForImageClassification", "image-classification", "an image classifier"),
     "question-answering": Task("AutoModelForQuestionAnswering", "question-answering", "an extractive QA model"),
+    "translation": Task("AutoModelForSeq2SeqLM", "translation", "a sequence-to-sequence model"),
+    "summarization": Task("AutoModelForSeq2SeqLM", "summarization", "a sequence-to-sequence model"),
 }
+# Generation options of translation and summarization, passed to `generate` when given (else the folder's
+# generation_config decides).
+GENERATE_OPTIONS = ("num_beams", "length_penalty", "no_repeat_ngram_size", "min_new_tokens", "max_new_tokens")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "in tokens")  # fmt: skip
     parser.add_argument("--n_best", type=int, default=20, help="question-answering: start and end candidates per "
                         "window")  # fmt: skip
+    parser.add_argument("--source_lang", default=None, help="translation: source language (PREFIX.<lang> files or "
+                        "a key of --translation_column)")  # fmt: skip
+    parser.add_argument("--target_lang", default=None, help="translation: target language")
+    parser.add_argument("--translation_column", default="translation", help="translation: the column of "
+                        "{lang: text} rows")  # fmt: skip
+    parser.add_argument("--source_column", default=None, help="translation / summarization: the source text column "
+                        "(summarization default: document)")  # fmt: skip
+    parser.add_argument("--target_column", default=None, help="translation / summarization: the reference column "
+                        "(summarization default: summary)")  # fmt: skip
+    parser.add_argument("--num_beams", type=int, default=None, help="generation: beams (1: greedy)")
+    parser.add_argument("--length_penalty", type=float, default=None, help="generation: beam length penalty")
+    parser.add_argument("--no_repeat_ngram_size", type=int, default=None, help="generation: never repeat an n-gram")
+    parser.add_argument("--min_new_tokens", type=int, default=None, help="generation: shortest output")
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="generation: longest output (default: up "
+                        "to the model's context)")  # fmt: skip
     parser.add_argument("--max_length", type=int, default=None, help="tokens per window (default: the context)")
     parser.add_argument("--stride", type=int, default=None, help="perplexity: tokens scored per window after the "
                         "first (default: --max_length, lm-eval's disjoint windows)")  # fmt: skip
@@ -454,6 +481,79 @@ def evaluate_question_answering(model, tokenizer, questions, contexts, reference
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Translation and summarization
+
+
+def text_pairs(args) -> tuple[list[str], list[str], str]:
+    """(sources, references, split) of parallel files PREFIX.<source_lang> / PREFIX.<target_lang>, a translation
+    column of {lang: text} rows, or a source and a target column."""
+    from .data.seq2seq import _load_dataset_splits, _resolve_prefix, read_parallel
+
+    summarization = args.task == "summarization"
+    source_column = args.source_column or ("document" if summarization else None)
+    target_column = args.target_column or ("summary" if summarization else None)
+    path = Path(args.data)
+    if args.source_lang and args.target_lang and not path.exists():  # a PREFIX of parallel text files
+        sources, targets, _ = read_parallel(
+            _resolve_prefix(args.data, args.source_lang), _resolve_prefix(args.data, args.target_lang)
+        )
+        split = path.name
+    elif source_column is None:  # translation from a {lang: text} column
+        if not args.source_lang or not args.target_lang:
+            raise DataError(
+                "--task translation needs --source_lang and --target_lang (with PREFIX.<lang> files or a "
+                "--translation_column of {lang: text} rows), or --source_column and --target_column."
+            )
+        splits = _load_dataset_splits(args.data, None, args.source_lang, args.target_lang, args.translation_column,
+                                      skip_empty_pairs=False)  # fmt: skip
+        if not splits:
+            raise DataError(f"{args.data} has no train, validation or test split.")
+        split = args.split or next(s for s in ("validation", "test", "train") if s in splits)
+        if split not in splits:
+            raise DataError(f"{args.data} has no {split!r} split (it has {', '.join(splits)}).")
+        sources, targets = splits[split].sources, splits[split].targets
+    else:
+        rows, split = load_rows(args.data, args.split, args.max_samples)
+        flags = {"--source_column": source_column, "--target_column": target_column or ""}
+        require_columns(rows, flags, args.data)
+        sources, targets = [str(t) for t in rows[source_column]], [str(t) for t in rows[target_column]]
+    if args.max_samples is not None:
+        sources, targets = sources[: args.max_samples], targets[: args.max_samples]
+    if not sources:
+        raise DataError(f"The evaluation set is empty: {args.data} has no text pairs.")
+    return sources, targets, split
+
+
+def generate_texts(model, tokenizer, sources: list[str], args, max_length: int | None) -> list[str]:
+    """Outputs of `model.generate` for `sources`, `--batch_size` at a time, with the options given (see
+    `GENERATE_OPTIONS`); without a length limit they may run to the model's context, as the translation pipeline
+    allows (generate's own default stops at 20 tokens)."""
+    import torch
+
+    from .metrics import decode_generations
+
+    options = {name: getattr(args, name) for name in GENERATE_OPTIONS if getattr(args, name) is not None}
+    if "max_new_tokens" not in options and max_length and model.generation_config.max_length in (None, 20):
+        options["max_length"] = max_length
+    outputs = []
+    for start in range(0, len(sources), args.batch_size):
+        batch = tokenizer(sources[start : start + args.batch_size], return_tensors="pt", padding=True,
+                          truncation=max_length is not None, max_length=max_length)  # fmt: skip
+        batch.pop("token_type_ids", None)
+        with torch.inference_mode():
+            ids = model.generate(**batch, **options)
+        outputs.extend(decode_generations(tokenizer, ids.numpy()))
+    return outputs
+
+
+def generation_metrics(outputs: list[str], references: list[str]) -> dict[str, float]:
+    """sacreBLEU BLEU and chrF (as training reports them) and ROUGE-1/2/L."""
+    from .metrics import rouge_scores, translation_scores
+
+    return {**translation_scores(outputs, references), **rouge_scores(outputs, references)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Results
 
 
@@ -498,6 +598,11 @@ def evaluate(args: argparse.Namespace) -> dict:
         rows, labels, split = image_rows(args, config)
     elif args.task == "question-answering":
         rows, references, split = qa_rows(args)
+    elif args.task in ("translation", "summarization"):
+        from .metrics import require_package
+
+        require_package("rouge_score.rouge_scorer", "rouge-score", "ROUGE")  # before the weights load
+        sources, references, split = text_pairs(args)
     else:
         rows, split = load_rows(args.data, args.split, args.max_samples)
         require_columns(rows, {"--text_column": args.text_column, "--label_column": args.label_column}, args.data)
@@ -523,6 +628,14 @@ def evaluate(args: argparse.Namespace) -> dict:
             model, tokenizer, rows[args.question_column], rows[args.context_column], references, args, max_length
         )
         settings = {"examples": len(answers), "max_length": max_length, "doc_stride": args.doc_stride}
+    elif args.task in ("translation", "summarization"):
+        outputs = generate_texts(model, tokenizer, sources, args, max_length)
+        metrics = generation_metrics(outputs, references)
+        options = {name: getattr(args, name) for name in GENERATE_OPTIONS if getattr(args, name) is not None}
+        settings = {"examples": len(outputs), "generation": options}
+        extra_files[PREDICTIONS.format(task=args.task)] = "".join(
+            o.replace("\n", " ") + "\n" for o in outputs
+        ).encode()
     else:
         if args.task == "image-classification":
             metrics, matrix, names = evaluate_image_classification(model, tokenizer, rows, labels, args.batch_size)

@@ -11,6 +11,7 @@
 * Image classification: `top_k_indices`, `accuracy_metrics` (top-1 and top-5 accuracy).
 * Translation: `translation_scores` (sacreBLEU BLEU and chrF, lower-cased variants), `decode_generations`,
   `moses_lowercase_tokenize`.
+* Translation and summarization: `rouge_scores` (ROUGE-1/2/L F-measure with Google's `rouge-score`, offline).
 
 BLEU conventions (the metric names say which):
 
@@ -46,6 +47,7 @@ __all__ = [
     "per_class_f1",
     "render_confusion_matrix",
     "require_package",
+    "rouge_scores",
     "decode_generations",
     "moses_lowercase_tokenize",
     "normalize_answer",
@@ -316,3 +318,20 @@ def decode_generations(tokenizer, ids: np.ndarray) -> list[str]:
     """Text of generated (or label) ids: -100 padding dropped, special tokens skipped, whitespace stripped."""
     ids = np.where(np.asarray(ids) < 0, tokenizer.pad_token_id, ids)
     return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def rouge_scores(predictions: list[str], references: list[str], use_stemmer: bool = False) -> dict[str, float]:
+    """``rouge1``, ``rouge2``, ``rougeL``: the mean F-measure over the examples, in %, of Google's `rouge-score`
+    package (the scorer behind the Hub's `rouge` metric; no metric script is fetched). Its tokenizer lower-cases and
+    keeps only ASCII letters and digits, so text in other scripts scores nothing: use BLEU/chrF there."""
+    rouge_scorer = require_package("rouge_score.rouge_scorer", "rouge-score", "ROUGE")
+    if not predictions:
+        raise DataError("No text to score: the evaluation set is empty.")
+    kinds = ("rouge1", "rouge2", "rougeL")
+    scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=use_stemmer)
+    totals = dict.fromkeys(kinds, 0.0)
+    for prediction, reference in zip(predictions, references):
+        scores = scorer.score(reference, prediction)  # (target, prediction)
+        for kind in kinds:
+            totals[kind] += scores[kind].fmeasure
+    return {kind: 100.0 * total / len(predictions) for kind, total in totals.items()}

@@ -5,6 +5,7 @@ own outputs; each test takes a few seconds."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,133 @@ def test_question_answering_bad_input(bert_qa, tmp_path, capsys):
     (tmp_path / "empty.json").write_text(json.dumps({"data": []}))
     err = error_of(capsys, str(bert_qa), "--task", "question-answering", "--data", str(tmp_path / "empty.json"))
     assert "evaluation set is empty" in err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Translation and summarization
+
+SOURCE_WORDS = ["ein", "hund", "katze", "läuft", "schläft", "auf", "dem", "gras", "roter", "ball"]
+TARGET_WORDS = ["a", "dog", "cat", "runs", "sleeps", "on", "the", "grass", "red", "ball"]
+
+
+@pytest.fixture(scope="module")
+def seq2seq(tmp_path_factory) -> Path:
+    """A random transformer-tiny (untied, initializer_range 0.1 so that outputs vary) with a word-level tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", *dict.fromkeys(SOURCE_WORDS + TARGET_WORDS)]
+    backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
+                                        eos_token="</s>", unk_token="<unk>")  # fmt: skip
+    torch.manual_seed(0)
+    model = create_model("transformer-tiny", "seq2seq-lm", vocab_size=len(words), initializer_range=0.1,
+                         tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                         decoder_start_token_id=1)  # fmt: skip
+    folder = tmp_path_factory.mktemp("seq2seq") / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def pipeline_outputs(folder: Path, sources: list[str], **options) -> list[str]:
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from hf_bigmodel.pipelines.translation import TranslationPipeline
+
+    translate = TranslationPipeline(model=AutoModelForSeq2SeqLM.from_pretrained(folder).eval(),
+                                    tokenizer=AutoTokenizer.from_pretrained(folder))  # fmt: skip
+    return [translate(text, **options)[0]["translation_text"].strip() for text in sources]
+
+
+def test_translation_from_parallel_files_with_beam_search(seq2seq, tmp_path, capsys):
+    from hf_bigmodel.metrics import rouge_scores, translation_scores
+
+    rng = np.random.default_rng(0)
+    sources = [" ".join(rng.choice(SOURCE_WORDS, rng.integers(3, 8))) for _ in range(7)]
+    options = {"num_beams": 3, "length_penalty": 0.6, "no_repeat_ngram_size": 2, "max_new_tokens": 7}
+    outputs = pipeline_outputs(seq2seq, sources, **options)
+    assert len(set(outputs)) > 1 and all(outputs)
+    # References: the model's own output for some rows (so that BLEU and ROUGE are not 0), other text for the rest.
+    references = [o if i % 2 else "a dog runs on the red grass" for i, o in enumerate(outputs)]
+    (tmp_path / "test.de").write_text("\n".join(sources) + "\n")
+    (tmp_path / "test.en").write_text("\n".join(references) + "\n")
+    argv = [str(seq2seq), "--task", "translation", "--data", str(tmp_path / "test"), "--source_lang", "de",
+            "--target_lang", "en", "--batch_size", "3", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    argv += [item for name, value in options.items() for item in (f"--{name}", str(value))]
+    assert main(argv) == 0
+    entry = json.loads((tmp_path / "out" / "eval_results.json").read_text())["translation"]
+    assert (tmp_path / "out" / "translation_predictions.txt").read_text().splitlines() == outputs
+    expected = {**translation_scores(outputs, references), **rouge_scores(outputs, references)}
+    assert entry["metrics"] == pytest.approx(expected)
+    assert set(expected) == {"bleu", "chrf", "rouge1", "rouge2", "rougeL"} and 0 < expected["bleu"] < 100
+    assert entry["generation"] == options and entry["split"] == "test" and entry["examples"] == 7
+    assert "| rougeL" in capsys.readouterr().out
+    # Greedy decoding is another output: the options reach generate.
+    assert main([*argv[:-8], "--max_new_tokens", "7"]) == 0
+    greedy = json.loads((tmp_path / "out" / "eval_results.json").read_text())["translation"]
+    greedy_outputs = pipeline_outputs(seq2seq, sources, max_new_tokens=7)
+    assert greedy_outputs != outputs
+    assert greedy["metrics"] == pytest.approx(translation_scores(greedy_outputs, references)
+                                              | rouge_scores(greedy_outputs, references))  # fmt: skip
+    # The same pairs as a {lang: text} column of a dataset file.
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(
+        "".join(json.dumps({"translation": {"de": s, "en": r}}) + "\n" for s, r in zip(sources, references))
+    )
+    assert main([str(seq2seq), "--task", "translation", "--data", str(data), "--source_lang", "de", "--target_lang",
+                 "en", "--max_new_tokens", "7", "--output_dir", str(tmp_path / "col")]) == 0  # fmt: skip
+    column = json.loads((tmp_path / "col" / "eval_results.json").read_text())["translation"]
+    assert column["metrics"] == pytest.approx(greedy["metrics"])
+
+
+def test_summarization_reads_document_and_summary_columns(seq2seq, tmp_path):
+    from hf_bigmodel.metrics import rouge_scores
+
+    rng = np.random.default_rng(1)
+    documents = [" ".join(rng.choice(SOURCE_WORDS, 9)) for _ in range(5)]
+    summaries = [" ".join(rng.choice(TARGET_WORDS, 3)) for _ in range(5)]
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"document": d, "summary": s}) + "\n" for d, s in zip(documents, summaries)))
+    assert main([str(seq2seq), "--task", "summarization", "--data", str(data), "--num_beams", "2",
+                 "--max_new_tokens", "5", "--min_new_tokens", "3"]) == 0  # fmt: skip
+    entry = json.loads((seq2seq / "eval_results.json").read_text())["summarization"]
+    outputs = pipeline_outputs(seq2seq, documents, num_beams=2, max_new_tokens=5, min_new_tokens=3)
+    assert all(len(o.split()) >= 3 for o in outputs)
+    assert entry["task_type"] == "summarization"
+    for key, value in rouge_scores(outputs, summaries).items():
+        assert entry["metrics"][key] == pytest.approx(value)
+
+
+def test_rouge_by_hand():
+    from hf_bigmodel.metrics import rouge_scores
+
+    # Prediction 5 tokens, reference 6; unigrams: 5 shared -> P 1, R 5/6, F 10/11. Bigrams: 3 of 4 and 3 of 5 ->
+    # F 2/3. Longest common subsequence: 5 tokens -> as ROUGE-1. Upper case and punctuation are dropped.
+    scores = rouge_scores(["The cat on the mat.", "x"], ["the cat sat on the mat", "y"])
+    assert scores["rouge1"] == pytest.approx(100 * (10 / 11) / 2)
+    assert scores["rouge2"] == pytest.approx(100 * (2 / 3) / 2)
+    assert scores["rougeL"] == pytest.approx(100 * (10 / 11) / 2)
+
+
+def test_translation_bad_input(seq2seq, bert_qa, tmp_path, capsys, monkeypatch):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"translation": {"de": "ein hund", "fr": "un chien"}}) + "\n")
+    err = error_of(capsys, str(seq2seq), "--task", "translation", "--data", str(data))
+    assert "--source_lang and --target_lang" in err
+    err = error_of(capsys, str(seq2seq), "--task", "translation", "--data", str(data), "--source_lang", "de",
+                   "--target_lang", "en")  # fmt: skip
+    assert "no 'en' text" in err
+    err = error_of(capsys, str(seq2seq), "--task", "summarization", "--data", str(data))
+    assert "no column 'document' (set it with --source_column)" in err
+    err = error_of(capsys, str(seq2seq), "--task", "translation", "--data", str(tmp_path / "nothing"),
+                   "--source_lang", "de", "--target_lang", "en")  # fmt: skip
+    assert "No file" in err and "nothing.de" in err
+    err = error_of(capsys, str(bert_qa), "--task", "translation", "--data", str(data))
+    assert "needs a sequence-to-sequence model" in err
+    monkeypatch.setitem(sys.modules, "rouge_score", None)
+    monkeypatch.setitem(sys.modules, "rouge_score.rouge_scorer", None)
+    err = error_of(capsys, str(seq2seq), "--task", "summarization", "--data", str(data))
+    assert "pip install rouge-score" in err
