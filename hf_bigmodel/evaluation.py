@@ -25,6 +25,11 @@ Tasks:
   image folder (one sub-folder per class), a folder of MNIST idx files (its test split unless `--split train`) or
   a dataset with `--image_column` and `--label_column`. Top-1 and top-5 accuracy (`metrics.accuracy_metrics`, as
   training reports them) and the confusion matrix as text and PNG.
+* ``token-classification`` (a token-classification head): `--text_column` holds each sentence's words (a list),
+  `--label_column` their tags (names of the model's labels, or ids), as `finetune` reads them. The first sub-token
+  of each word gives its tag (words cut off by `--max_length` are left out, as transformers' run_ner does).
+  Reported: seqeval-style entity precision, recall and F1 (micro, and per entity type) and token accuracy
+  (`metrics.entity_metrics`).
 * ``question-answering`` (an extractive QA head): SQuAD-format rows (question, context, answers = {"text",
   "answer_start"}), or a file in SQuAD's own nested layout. Each context is cut into windows of `--max_length`
   tokens overlapping by `--doc_stride`; the best span over the windows is the answer, with the QA pipeline's and
@@ -72,6 +77,7 @@ TASKS: dict[str, Task] = {
     "perplexity": Task("AutoModelForCausalLM", "text-generation", "a causal language model"),
     "classification": Task("AutoModelForSequenceClassification", "text-classification", "a sequence classifier"),
     "image-classification": Task("AutoModelForImageClassification", "image-classification", "an image classifier"),
+    "token-classification": Task("AutoModelForTokenClassification", "token-classification", "a token classifier"),
     "question-answering": Task("AutoModelForQuestionAnswering", "question-answering", "an extractive QA model"),
     "translation": Task("AutoModelForSeq2SeqLM", "translation", "a sequence-to-sequence model"),
     "summarization": Task("AutoModelForSeq2SeqLM", "summarization", "a sequence-to-sequence model"),
@@ -426,6 +432,66 @@ def evaluate_image_classification(model, image_processor, rows, labels: list[int
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Token classification
+
+
+def token_rows(args, config) -> tuple[list[list[str]], list[list[str]], str]:
+    """(words per sentence, reference tags per sentence as the model's label names, split)."""
+    import datasets
+
+    rows, split = load_rows(args.data, args.split, args.max_samples)
+    require_columns(rows, {"--text_column": args.text_column, "--label_column": args.label_column}, args.data)
+    feature = rows.features[args.label_column]
+    inner = getattr(feature, "feature", None) if not isinstance(feature, list) else feature[0]
+    names = inner.names if isinstance(inner, datasets.ClassLabel) else None  # tag ids of a ClassLabel sequence
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    sentences, references = [], []
+    for row, (words, tags) in enumerate(zip(rows[args.text_column], rows[args.label_column])):
+        if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
+            raise DataError(
+                f"Row {row}: --text_column {args.text_column!r} must hold a list of words and --label_column "
+                f"{args.label_column!r} a list of as many tags; got {words!r} and {tags!r}."
+            )
+        if not words:
+            continue  # nothing to tag
+        tags = [names[t] for t in tags] if names else tags
+        sentences.append([str(word) for word in words])
+        references.append([id2label[i] for i in _label_ids(tags, config, args.label_column)])
+    if not sentences:
+        raise DataError(f"The evaluation set is empty: {args.data} has no words.")
+    return sentences, references, split
+
+
+def evaluate_token_classification(model, tokenizer, sentences, references, batch_size: int, max_length):
+    """(entity metrics, predicted tags): each word is tagged by its first sub-token (as `finetune` trains it);
+    words past the truncation are left out of both sides."""
+    import torch
+
+    from .metrics import entity_metrics
+
+    id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
+    predictions, kept_references = [], []
+    for start in range(0, len(sentences), batch_size):
+        batch_words = sentences[start : start + batch_size]
+        batch = tokenizer(batch_words, is_split_into_words=True, truncation=max_length is not None,
+                          max_length=max_length, padding=True, return_tensors="pt")  # fmt: skip
+        word_ids = [batch.word_ids(i) for i in range(len(batch_words))]
+        if "token_type_ids" not in _forward_args(model):
+            batch.pop("token_type_ids", None)
+        with torch.inference_mode():
+            ids = model(**batch).logits.argmax(-1).tolist()
+        for row, words in enumerate(word_ids):
+            firsts = {}
+            for position, word in enumerate(words):
+                if word is not None and word not in firsts:
+                    firsts[word] = position
+            tags = [id2label[ids[row][firsts[word]]] for word in sorted(firsts)]
+            predictions.append(tags)
+            kept_references.append(references[start + row][: len(tags)])
+    return entity_metrics(predictions, kept_references), predictions
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Extractive question answering
 
 
@@ -598,6 +664,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         rows, labels, split = image_rows(args, config)
     elif args.task == "question-answering":
         rows, references, split = qa_rows(args)
+    elif args.task == "token-classification":
+        sentences, references, split = token_rows(args, config)
     elif args.task in ("translation", "summarization"):
         from .metrics import require_package
 
@@ -628,6 +696,11 @@ def evaluate(args: argparse.Namespace) -> dict:
             model, tokenizer, rows[args.question_column], rows[args.context_column], references, args, max_length
         )
         settings = {"examples": len(answers), "max_length": max_length, "doc_stride": args.doc_stride}
+    elif args.task == "token-classification":
+        metrics, predictions = evaluate_token_classification(
+            model, tokenizer, sentences, references, args.batch_size, max_length
+        )
+        settings = {"examples": len(predictions), "words": sum(map(len, predictions))}
     elif args.task in ("translation", "summarization"):
         outputs = generate_texts(model, tokenizer, sources, args, max_length)
         metrics = generation_metrics(outputs, references)

@@ -3,6 +3,8 @@
 * Classification (`finetune`, `evaluate`): `classification_metrics` (accuracy, F1), `per_class_f1`,
   `classification_report` (adds macro and per-class F1), `confusion_matrix`, `confusion_matrix_text`,
   `render_confusion_matrix` (PNG).
+* Token classification (`evaluate`): `entity_spans` (BIO/IOBES chunks as seqeval's default, conlleval, mode
+  reads them), `entity_metrics` (entity precision, recall and F1, micro and per type; token accuracy).
 * Language modelling (`evaluate`): `count_words`, `language_model_metrics` (token, word and byte perplexity, bits
   per byte, as lm-evaluation-harness defines them).
 * Extractive question answering: `normalize_answer`, `squad_scores` (SQuAD's exact match and F1 of one answer),
@@ -43,6 +45,8 @@ __all__ = [
     "confusion_matrix",
     "confusion_matrix_text",
     "count_words",
+    "entity_metrics",
+    "entity_spans",
     "language_model_metrics",
     "per_class_f1",
     "render_confusion_matrix",
@@ -156,6 +160,77 @@ def render_confusion_matrix(matrix: np.ndarray, label_names: list[str], title: s
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token classification (named entities)
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """("B", "PER") of "B-PER"; ("O", "_") of "O"; a tag without a type ("B") has type "_" as in conlleval."""
+    return tag[:1], (tag[1:].split("-", 1)[-1] or "_")
+
+
+def _chunk_ends(prev: str, tag: str, prev_type: str, type_: str) -> bool:
+    return (
+        prev in ("E", "S")
+        or (prev in ("B", "I") and tag in ("B", "S", "O"))
+        or (prev not in ("O", ".") and prev_type != type_)
+    )
+
+
+def _chunk_starts(prev: str, tag: str, prev_type: str, type_: str) -> bool:
+    return (
+        tag in ("B", "S")
+        or (prev in ("E", "S", "O") and tag in ("E", "I"))
+        or (tag not in ("O", ".") and prev_type != type_)
+    )
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """The entities of one tag sequence as (type, first, last) token positions, read as conlleval and seqeval's
+    default mode read them: BIO, IOB1 and IOBES tags; an I- after O or after another type starts an entity (so
+    "O I-PER" is one PER entity), and a type change ends one."""
+    spans, begin, prev, prev_type = [], 0, "O", ""
+    for i, tag in enumerate([*tags, "O"]):  # the sentinel ends an entity that runs to the end
+        kind, type_ = _split_tag(tag)
+        if _chunk_ends(prev, kind, prev_type, type_):
+            spans.append((prev_type, begin, i - 1))
+        if _chunk_starts(prev, kind, prev_type, type_):
+            begin = i
+        prev, prev_type = kind, type_
+    return spans
+
+
+def entity_metrics(predictions: list[list[str]], references: list[list[str]]) -> dict[str, float]:
+    """seqeval-style entity scores of tag sequences (one list of tags per sentence): an entity counts when its type
+    and both ends match. ``precision``, ``recall`` and ``f1`` over all entities (micro average, seqeval's
+    default), ``accuracy`` over tokens, and ``f1_<type>`` for each entity type of the references or predictions."""
+    if not references:
+        raise DataError("No sentence to score: the evaluation set is empty.")
+    true_spans, pred_spans = Counter(), Counter()
+    correct, tokens = 0, 0
+    for sentence, (predicted, reference) in enumerate(zip(predictions, references)):
+        if len(predicted) != len(reference):
+            raise ValueError(f"Sentence {sentence}: {len(predicted)} predicted tags for {len(reference)} tokens.")
+        true_spans.update((sentence, *span) for span in entity_spans(reference))
+        pred_spans.update((sentence, *span) for span in entity_spans(predicted))
+        correct += sum(p == r for p, r in zip(predicted, reference))
+        tokens += len(reference)
+
+    def scores(true: Counter, pred: Counter) -> tuple[float, float, float]:
+        hits = sum((true & pred).values())
+        precision = hits / sum(pred.values()) if pred else 0.0
+        recall = hits / sum(true.values()) if true else 0.0
+        return precision, recall, (2 * precision * recall / (precision + recall) if hits else 0.0)
+
+    precision, recall, f1 = scores(true_spans, pred_spans)
+    metrics = {"precision": precision, "recall": recall, "f1": f1, "accuracy": correct / tokens if tokens else 0.0}
+    for type_ in sorted({span[1] for span in true_spans} | {span[1] for span in pred_spans}):
+        true = Counter({span: n for span, n in true_spans.items() if span[1] == type_})
+        pred = Counter({span: n for span, n in pred_spans.items() if span[1] == type_})
+        metrics[f"f1_{type_}"] = scores(true, pred)[2]
+    return metrics
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -371,3 +371,130 @@ def test_translation_bad_input(seq2seq, bert_qa, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "rouge_score.rouge_scorer", None)
     err = error_of(capsys, str(seq2seq), "--task", "summarization", "--data", str(data))
     assert "pip install rouge-score" in err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token classification
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def test_entity_spans_and_scores_by_hand():
+    from hf_bigmodel.metrics import entity_metrics, entity_spans
+
+    assert entity_spans(["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC"]) == [("PER", 0, 1), ("LOC", 3, 3),
+                                                                               ("LOC", 4, 5)]  # fmt: skip
+    # conlleval's reading: an I- without a B- starts an entity; a type change ends one; IOBES tags.
+    assert entity_spans(["I-PER", "I-LOC", "O"]) == [("PER", 0, 0), ("LOC", 1, 1)]
+    assert entity_spans(["S-PER", "B-LOC", "E-LOC", "I-LOC"]) == [("PER", 0, 0), ("LOC", 1, 2), ("LOC", 3, 3)]
+    references = [["B-PER", "I-PER", "O", "B-LOC"], ["B-LOC", "I-LOC", "O"]]
+    predictions = [["B-PER", "I-PER", "O", "O"], ["B-LOC", "O", "B-PER"]]
+    # True: PER(0-1), LOC(3), LOC(0-1); predicted: PER(0-1) right, LOC(0) wrong end, PER(2) spurious.
+    metrics = entity_metrics(predictions, references)
+    assert metrics["precision"] == pytest.approx(1 / 3) and metrics["recall"] == pytest.approx(1 / 3)
+    assert metrics["f1"] == pytest.approx(1 / 3) and metrics["accuracy"] == pytest.approx(4 / 7)
+    assert metrics["f1_PER"] == pytest.approx(2 / 3)  # P 1/2, R 1/1
+    assert metrics["f1_LOC"] == 0.0
+
+
+def test_entity_scores_equal_seqeval():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    from hf_bigmodel.metrics import entity_metrics
+
+    rng = np.random.default_rng(0)
+    tags = [*TAGS, "I-MISC", "E-PER", "S-LOC"]
+    for _ in range(50):
+        references = [list(rng.choice(tags, rng.integers(1, 9))) for _ in range(6)]
+        predictions = [list(rng.choice(tags, len(r))) for r in references]
+        metrics = entity_metrics(predictions, references)
+        assert metrics["f1"] == pytest.approx(seqeval.f1_score(references, predictions), abs=1e-12)
+        assert metrics["precision"] == pytest.approx(seqeval.precision_score(references, predictions), abs=1e-12)
+        assert metrics["recall"] == pytest.approx(seqeval.recall_score(references, predictions), abs=1e-12)
+        report = seqeval.classification_report(references, predictions, output_dict=True, zero_division=0)
+        for type_ in ("PER", "LOC", "MISC"):
+            if type_ in report:
+                assert metrics[f"f1_{type_}"] == pytest.approx(report[type_]["f1-score"], abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def tagger(bert_qa, tmp_path_factory) -> Path:
+    """A random bert-tiny token classifier with five BIO tags and the QA fixture's WordPiece tokenizer."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tagger") / "model"
+    torch.manual_seed(1)
+    tokenizer = AutoTokenizer.from_pretrained(bert_qa)
+    model = create_model("bert-tiny", "token-classification", vocab_size=len(tokenizer), max_position_embeddings=64,
+                         num_labels=len(TAGS), id2label=dict(enumerate(TAGS)))  # fmt: skip
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def first_subtoken_tags(folder: Path, sentences: list[list[str]]) -> list[list[str]]:
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    tags = []
+    for words in sentences:
+        encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            ids = model(**encoded).logits[0].argmax(-1).tolist()
+        word_ids = encoded.word_ids(0)
+        tags.append([TAGS[ids[word_ids.index(w)]] for w in range(len(words))])
+    return tags
+
+
+def test_token_classification_entity_f1(tagger, tmp_path, capsys):
+    import datasets
+
+    from hf_bigmodel.metrics import entity_metrics
+
+    rng = np.random.default_rng(2)
+    sentences = [[*rng.choice(WORDS, rng.integers(3, 9)), "catdogx"] for _ in range(8)]  # "catdogx": sub-tokens
+    predicted = first_subtoken_tags(tagger, sentences)
+    # References: the model's tags for even rows (right entities), shifted tags for odd rows.
+    references = [p if i % 2 == 0 else p[1:] + ["B-LOC"] for i, p in enumerate(predicted)]
+    data = tmp_path / "ner.jsonl"
+    data.write_text("".join(json.dumps({"tokens": w, "ner_tags": t}) + "\n" for w, t in zip(sentences, references)))
+    argv = [str(tagger), "--task", "token-classification", "--data", str(data), "--text_column", "tokens",
+            "--label_column", "ner_tags", "--batch_size", "3"]  # fmt: skip
+    assert main(argv) == 0
+    entry = json.loads((tagger / "eval_results.json").read_text())["token-classification"]
+    expected = entity_metrics(predicted, references)
+    assert entry["metrics"] == pytest.approx(expected)
+    assert 0 < expected["f1"] < 1 and {"precision", "recall", "accuracy"} <= set(expected)
+    assert entry["words"] == sum(map(len, sentences)) and "| f1" in capsys.readouterr().out
+    # A save_to_disk dataset with ClassLabel tag ids gives the same scores.
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=TAGS))})  # fmt: skip
+    ids = [[TAGS.index(t) for t in tags] for tags in references]
+    datasets.Dataset.from_dict({"tokens": sentences, "ner_tags": ids}, features=features).save_to_disk(tmp_path / "d")
+    assert main([*argv[:4], str(tmp_path / "d"), *argv[5:], "--output_dir", str(tmp_path / "o")]) == 0
+    again = json.loads((tmp_path / "o" / "eval_results.json").read_text())["token-classification"]
+    assert again["metrics"] == pytest.approx(expected)
+    # Words past --max_length are left out of both sides.
+    assert main([*argv, "--max_length", "6", "--output_dir", str(tmp_path / "short")]) == 0
+    short = json.loads((tmp_path / "short" / "eval_results.json").read_text())["token-classification"]
+    assert short["words"] == 4 * len(sentences)  # [CLS] + 4 one-token words + [SEP]; every sentence has 4 or more
+    assert short["metrics"] == pytest.approx(entity_metrics([p[:4] for p in predicted], [r[:4] for r in references]))
+
+
+def test_token_classification_bad_input(tagger, tmp_path, capsys):
+    data = tmp_path / "ner.jsonl"
+    data.write_text(json.dumps({"text": ["a", "cat"], "label": ["O"]}) + "\n")
+    err = error_of(capsys, str(tagger), "--task", "token-classification", "--data", str(data))
+    assert "a list of as many tags" in err
+    data.write_text(json.dumps({"text": ["a", "cat"], "label": ["O", "B-ORG"]}) + "\n")
+    err = error_of(capsys, str(tagger), "--task", "token-classification", "--data", str(data))
+    assert "'B-ORG'" in err and "B-PER" in err
+    data.write_text(json.dumps({"text": [], "label": []}) + "\n")
+    err = error_of(capsys, str(tagger), "--task", "token-classification", "--data", str(data))
+    assert "evaluation set is empty" in err
+    # Sentences without words are skipped, not fed to the model.
+    data.write_text(json.dumps({"text": [], "label": []}) + "\n" + json.dumps({"text": ["a"], "label": ["O"]}) + "\n")
+    assert main([str(tagger), "--task", "token-classification", "--data", str(data), "--output_dir",
+                 str(tmp_path / "o")]) == 0  # fmt: skip
+    entry = json.loads((tmp_path / "o" / "eval_results.json").read_text())["token-classification"]
+    assert (entry["examples"], entry["words"]) == (1, 1)
