@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--context_column", default="context", help="question-answering: the context column")
     parser.add_argument("--answers_column", default="answers", help="question-answering: the column of "
                         "{'text': [...], 'answer_start': [...]} (SQuAD format)")  # fmt: skip
-    parser.add_argument("--doc_stride", type=int, default=128, help="question-answering: overlap in tokens between "
-                        "the windows of a long context")  # fmt: skip
+    parser.add_argument("--doc_stride", type=int, default=None, help="question-answering: overlap in tokens between "
+                        "the windows of a long context (default: 128, at most half the window, as the QA pipeline)")  # fmt: skip
     parser.add_argument("--max_answer_length", type=int, default=30, help="question-answering: longest answer, "
                         "in tokens")  # fmt: skip
     parser.add_argument("--n_best", type=int, default=20, help="question-answering: start and end candidates per "
@@ -534,7 +534,7 @@ def evaluate_question_answering(model, tokenizer, questions, contexts, reference
             features = prepare_qa_features(tokenizer, questions[first:last], contexts[first:last], max_length,
                                            args.doc_stride, padding=True)  # fmt: skip
         except ValueError as err:  # windows too short for the question and the overlap, or no fast tokenizer
-            raise DataError(str(err)) from None
+            raise DataError(f"{err} Here: --max_length {max_length}, --doc_stride {args.doc_stride}.") from None
         with torch.inference_mode():
             outputs = model(**{name: torch.tensor(features[name]) for name in inputs if name in features})
         start_logits.extend(outputs.start_logits.float().numpy())
@@ -692,6 +692,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         settings = {"max_length": max_length, "stride": stride, "documents": len(documents)}
     elif args.task == "question-answering":
         max_length = args.max_length or min(context or 384, 384)  # the QA pipeline's default window
+        if args.doc_stride is None:
+            args.doc_stride = min(128, max_length // 2)
         metrics, answers = evaluate_question_answering(
             model, tokenizer, rows[args.question_column], rows[args.context_column], references, args, max_length
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from hf_bigmodel import create_model
@@ -237,7 +238,13 @@ def test_question_answering_bad_input(bert_qa, tmp_path, capsys):
                                 "answer_start": [0]}}) + "\n")  # fmt: skip
     err = error_of(capsys, str(bert_qa), "--task", "question-answering", "--data", str(good), "--max_length", "16",
                    "--doc_stride", "14")  # fmt: skip
-    assert "smaller stride" in err
+    assert "smaller stride" in err and "--doc_stride 14" in err
+    # By default the overlap is 128 tokens but at most half a window, as in the pipeline: 32 of this model's 64.
+    assert (
+        main([str(bert_qa), "--task", "question-answering", "--data", str(good), "--output_dir", str(tmp_path)]) == 0
+    )
+    entry = json.loads((tmp_path / "eval_results.json").read_text())["question-answering"]
+    assert (entry["max_length"], entry["doc_stride"]) == (64, 32)
     (tmp_path / "empty.json").write_text(json.dumps({"data": []}))
     err = error_of(capsys, str(bert_qa), "--task", "question-answering", "--data", str(tmp_path / "empty.json"))
     assert "evaluation set is empty" in err
@@ -332,8 +339,12 @@ def test_summarization_reads_document_and_summary_columns(seq2seq, tmp_path):
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"document": d, "summary": s}) + "\n" for d, s in zip(documents, summaries)))
     assert main([str(seq2seq), "--task", "summarization", "--data", str(data), "--num_beams", "2",
-                 "--max_new_tokens", "5", "--min_new_tokens", "3"]) == 0  # fmt: skip
+                 "--max_new_tokens", "5", "--min_new_tokens", "3", "--update_card"]) == 0  # fmt: skip
     entry = json.loads((seq2seq / "eval_results.json").read_text())["summarization"]
+    card = yaml.safe_load((seq2seq / "README.md").read_text().split("---")[1])
+    recorded = {m["type"]: m["value"] for m in card["model-index"][0]["results"][0]["metrics"]}
+    assert card["model-index"][0]["results"][0]["task"]["type"] == "summarization"
+    assert recorded["rougeL"] == pytest.approx(entry["metrics"]["rougeL"], abs=1e-6)
     outputs = pipeline_outputs(seq2seq, documents, num_beams=2, max_new_tokens=5, min_new_tokens=3)
     assert all(len(o.split()) >= 3 for o in outputs)
     assert entry["task_type"] == "summarization"
