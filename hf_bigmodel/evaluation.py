@@ -382,7 +382,7 @@ def image_rows(args, config):
     (its test split unless --split train) or a dataset with --image_column and --label_column."""
     import datasets
 
-    from .data.images import load_image_data, load_mnist
+    from .data.images import _image_files, check_image_file, load_image_data, load_mnist
 
     path = Path(args.data)
     if _is_mnist_folder(path):
@@ -390,8 +390,17 @@ def image_rows(args, config):
         rows = load_mnist(path, splits=[split], limit={split: args.max_samples})[split]
     elif _is_image_folder(path):
         split = path.name  # the folder is the evaluation set: there is no split to pick
-        rows = load_image_data(train_dir=str(path), validation_split_percentage=0,
-                               max_train_samples=args.max_samples)["train"]  # fmt: skip
+        classes = [child for child in path.iterdir() if child.is_dir()]
+        if len(classes) == 1:  # `datasets`' imagefolder gives no label column for a single class: label it here
+            files = [str(f) for f in _image_files(classes[0])[: args.max_samples]]
+            for file in files:
+                check_image_file(file)
+            rows = datasets.Dataset.from_dict({"image": files, "label": [classes[0].name] * len(files)},
+                                              features=datasets.Features({"image": datasets.Image(decode=False),
+                                                                          "label": datasets.Value("string")}))  # fmt: skip
+        else:
+            rows = load_image_data(train_dir=str(path), validation_split_percentage=0,
+                                   max_train_samples=args.max_samples)["train"]  # fmt: skip
     else:
         rows, split = load_rows(args.data, args.split, args.max_samples)
         require_columns(rows, {"--image_column": args.image_column, "--label_column": args.label_column}, args.data)

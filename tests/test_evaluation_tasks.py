@@ -125,6 +125,14 @@ def test_image_classification_on_an_image_folder_and_a_dataset(resnet, tmp_path)
                  "picture", "--label_column", "digit", "--output_dir", str(tmp_path / "b")]) == 0  # fmt: skip
     again = json.loads((tmp_path / "b" / "eval_results.json").read_text())["image-classification"]
     assert again["metrics"] == entry["metrics"] and again["confusion_matrix"] == entry["confusion_matrix"]
+    # A folder of one class (where `datasets`' imagefolder would give no labels) is labelled by its sub-folder.
+    one, images, ids = write_image_folder(tmp_path / "sevens", {"7": 4})
+    assert main([str(resnet), "--task", "image-classification", "--data", str(one), "--output_dir",
+                 str(tmp_path / "c")]) == 0  # fmt: skip
+    single = json.loads((tmp_path / "c" / "eval_results.json").read_text())["image-classification"]
+    top = reference_top(resnet, images)
+    assert single["metrics"]["accuracy"] == pytest.approx(float((top[:, 0] == 7).mean()))
+    assert np.array(single["confusion_matrix"]).sum(axis=1).tolist() == [0] * 7 + [4, 0, 0]
 
 
 def test_image_classification_bad_input(resnet, tmp_path, capsys):
@@ -141,7 +149,7 @@ def test_image_classification_bad_input(resnet, tmp_path, capsys):
     empty = tmp_path / "empty"
     (empty / "a").mkdir(parents=True)
     err = error_of(capsys, str(resnet), "--task", "image-classification", "--data", str(empty))
-    assert "holds no image files" in err
+    assert "evaluation set is empty" in err and "has no images" in err
     # A text model is not an image classifier, and a folder without its image processor says what to save.
     err = error_of(capsys, str(resnet), "--task", "perplexity", "--data", str(rows))
     assert "tasks that fit it: image-classification" in err
