@@ -15,6 +15,7 @@ COMMANDS = {
     "finetune": ("hf_bigmodel.training.finetune", "fine-tune a classification, QA or multiple-choice head"),
     "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
+    "evaluate": ("hf_bigmodel.evaluation", "evaluate a saved model: perplexity, classification, NER, QA, BLEU/ROUGE"),
     "push": ("hf_bigmodel.publish.push", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),
 }
 

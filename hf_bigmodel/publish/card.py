@@ -721,3 +721,47 @@ def write_model_card(
     for name, data in card.files.items():
         atomic_write_bytes(output_dir / name, data)
     return atomic_write_text(readme, card.text)
+
+
+# Metrics of `hf-bigmodel evaluate` that are counts, not scores: kept in eval_results.json, left out of model-index.
+_COUNT_METRICS = {"tokens", "words", "bytes"}
+
+
+def update_model_index(folder: str | os.PathLike, entry: dict) -> Path:
+    """Record an `hf-bigmodel evaluate` result (`entry` of eval_results.json) in the `model-index` of
+    `folder/README.md`: one result per score, replacing an earlier result of the same task, dataset, split and
+    metric, keeping every other one. A folder without a card gets a minimal one. Written atomically."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    folder = Path(folder)
+    readme = folder / README
+    if readme.is_file():
+        card = ModelCard(readme.read_text(encoding="utf-8"), ignore_metadata_errors=True)
+    else:
+        data = ModelCardData(library_name="transformers", model_name=folder.resolve().name)
+        card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n# {folder.resolve().name}\n")
+    split = entry.get("split") or "test"
+    new = [
+        EvalResult(
+            task_type=entry["task_type"],
+            task_name=TASK_NAMES.get(entry["task_type"], entry["task_type"]),
+            dataset_type=entry["dataset_name"],
+            dataset_name=entry["dataset_name"],
+            dataset_split=split,
+            metric_type=name,
+            metric_name=name,
+            metric_value=round(float(value), 6),
+        )
+        for name, value in entry["metrics"].items()
+        if name not in _COUNT_METRICS and isinstance(value, (int, float))
+    ]
+    replaced = {(r.task_type, r.dataset_name, r.dataset_split, r.metric_type) for r in new}
+    kept = [
+        r
+        for r in card.data.eval_results or []
+        if (r.task_type, r.dataset_name, r.dataset_split, r.metric_type) not in replaced
+    ]
+    card.data.eval_results = kept + new
+    if not card.data.model_name:
+        card.data.model_name = folder.resolve().name
+    return atomic_write_text(readme, str(card))

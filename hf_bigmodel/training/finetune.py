@@ -53,7 +53,7 @@ from transformers import (
 
 from ..data import DataError, load_dataset_any, validate_text_files
 from ..data.common import builder_options
-from ..metrics import classification_metrics, squad_scores
+from ..metrics import classification_metrics, squad_metrics
 from ..pipelines import add_question_answering_pipeline
 from ..pipelines.question_answering import prepare_qa_features, qa_predictions
 from ..tokenization import check_tokenizer_matches_config
@@ -381,10 +381,8 @@ class _QuestionAnsweringTrainer(Trainer):
         start_logits, end_logits = output.predictions[:2]
         answers = qa_predictions(contexts, example_ids, offsets, start_logits, end_logits,
                                  args.n_best_size, args.max_answer_length)  # fmt: skip
-        scores = [squad_scores(answer, truths) for answer, truths in zip(answers, references)]
         metrics = dict(output.metrics)
-        metrics[f"{metric_key_prefix}_exact_match"] = 100.0 * float(np.mean([s[0] for s in scores]))
-        metrics[f"{metric_key_prefix}_f1"] = 100.0 * float(np.mean([s[1] for s in scores]))
+        metrics.update({f"{metric_key_prefix}_{k}": v for k, v in squad_metrics(answers, references).items()})
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
