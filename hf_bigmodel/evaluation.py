@@ -382,7 +382,7 @@ def image_rows(args, config):
     (its test split unless --split train) or a dataset with --image_column and --label_column."""
     import datasets
 
-    from .data.images import _image_files, check_image_file, load_image_data, load_mnist
+    from .data.images import check_image_file, image_files, load_image_data, load_mnist
 
     path = Path(args.data)
     if _is_mnist_folder(path):
@@ -392,7 +392,7 @@ def image_rows(args, config):
         split = path.name  # the folder is the evaluation set: there is no split to pick
         classes = [child for child in path.iterdir() if child.is_dir()]
         if len(classes) == 1:  # `datasets`' imagefolder gives no label column for a single class: label it here
-            files = [str(f) for f in _image_files(classes[0])[: args.max_samples]]
+            files = [str(f) for f in image_files(classes[0])[: args.max_samples]]
             for file in files:
                 check_image_file(file)
             rows = datasets.Dataset.from_dict({"image": files, "label": [classes[0].name] * len(files)},
@@ -508,10 +508,10 @@ def qa_rows(args):
     """(rows, reference answers per row, split): SQuAD-format rows, or a .json file in SQuAD's nested layout."""
     import datasets
 
-    from .training.finetune import _check_answers, _squad_file_rows
+    from .data.qa import check_answers, squad_file_rows
 
     path = Path(args.data)
-    squad = _squad_file_rows(str(path)) if path.is_file() and path.suffix.lower() == ".json" else None
+    squad = squad_file_rows(str(path)) if path.is_file() and path.suffix.lower() == ".json" else None
     if squad is not None:
         rows, split = datasets.Dataset.from_list(squad[: args.max_samples] if args.max_samples else squad), "train"
         if len(rows) == 0:
@@ -522,7 +522,7 @@ def qa_rows(args):
                "--answers_column": args.answers_column}  # fmt: skip
     require_columns(rows, columns, args.data)
     references = [
-        _check_answers(value, row, args.answers_column)[0] for row, value in enumerate(rows[args.answers_column])
+        check_answers(value, row, args.answers_column)[0] for row, value in enumerate(rows[args.answers_column])
     ]
     return rows, references, split
 
@@ -562,7 +562,7 @@ def evaluate_question_answering(model, tokenizer, questions, contexts, reference
 def text_pairs(args) -> tuple[list[str], list[str], str]:
     """(sources, references, split) of parallel files PREFIX.<source_lang> / PREFIX.<target_lang>, a translation
     column of {lang: text} rows, or a source and a target column."""
-    from .data.seq2seq import _load_dataset_splits, _resolve_prefix, read_parallel
+    from .data.seq2seq import load_dataset_splits, read_parallel, resolve_prefix
 
     summarization = args.task == "summarization"
     source_column = args.source_column or ("document" if summarization else None)
@@ -570,7 +570,7 @@ def text_pairs(args) -> tuple[list[str], list[str], str]:
     path = Path(args.data)
     if args.source_lang and args.target_lang and not path.exists():  # a PREFIX of parallel text files
         sources, targets, _ = read_parallel(
-            _resolve_prefix(args.data, args.source_lang), _resolve_prefix(args.data, args.target_lang)
+            resolve_prefix(args.data, args.source_lang), resolve_prefix(args.data, args.target_lang)
         )
         split = path.name
     elif source_column is None:  # translation from a {lang: text} column
@@ -579,7 +579,7 @@ def text_pairs(args) -> tuple[list[str], list[str], str]:
                 "--task translation needs --source_lang and --target_lang (with PREFIX.<lang> files or a "
                 "--translation_column of {lang: text} rows), or --source_column and --target_column."
             )
-        splits = _load_dataset_splits(args.data, None, args.source_lang, args.target_lang, args.translation_column,
+        splits = load_dataset_splits(args.data, None, args.source_lang, args.target_lang, args.translation_column,
                                       skip_empty_pairs=False)  # fmt: skip
         if not splits:
             raise DataError(f"{args.data} has no train, validation or test split.")

@@ -27,16 +27,17 @@ from .common import DataError, load_dataset_any, require_split
 __all__ = [
     "GREYSCALE_MODES",
     "IDX_DTYPES",
-    "ImageTransform",
-    "MixupCollator",
-    "ShiftAndFlip",
     "MNIST_FILES",
     "MNIST_MEAN",
     "MNIST_STD",
+    "ImageTransform",
+    "MixupCollator",
+    "ShiftAndFlip",
     "check_image_file",
     "decode_image",
     "detect_num_channels",
     "encode_labels",
+    "image_files",
     "label_names",
     "load_image_data",
     "load_mnist",
@@ -246,7 +247,7 @@ def decode_image(value, mode: str | None):
 # Classification data: loading, labels, augmentation, mixup
 
 
-def _image_files(directory: Path) -> list[Path]:
+def image_files(directory: Path) -> list[Path]:
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
     extensions = {e.lower() for e in ImageFolder.EXTENSIONS}
@@ -286,7 +287,7 @@ def load_image_data(
         for split, directory in dirs.items():
             if not directory.is_dir():
                 raise FileNotFoundError(f"--{split}_dir {directory} is not a folder.")
-            files = _image_files(directory)
+            files = image_files(directory)
             if not files:
                 raise DataError(
                     f"--{'train' if split == 'train' else 'validation'}_dir {directory} holds no image files. It must "

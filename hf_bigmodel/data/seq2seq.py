@@ -39,11 +39,13 @@ __all__ = [
     "add_denoising_tokens",
     "as_dataset",
     "infilling_noise",
+    "load_dataset_splits",
     "load_denoising_splits",
     "load_translation_splits",
     "permute_sentences",
     "read_lines",
     "read_parallel",
+    "resolve_prefix",
     "t5_span_corruption",
     "tokenize_split",
 ]
@@ -76,7 +78,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def _resolve_prefix(prefix: str, lang: str) -> Path:
+def resolve_prefix(prefix: str, lang: str) -> Path:
     for candidate in (Path(f"{prefix}.{lang}"), Path(f"{prefix}.{lang}.gz")):
         if candidate.expanduser().exists():
             return candidate.expanduser()
@@ -166,7 +168,7 @@ def _split_files(
             raise DataError(f"--{split}_file takes one PREFIX for translation, got {len(prefix)}: {prefix}.")
         if not source_lang or not target_lang:
             raise DataError(f"--{split}_file PREFIX needs --source_lang and --target_lang (e.g. de and en).")
-        return _resolve_prefix(prefix[0], source_lang), _resolve_prefix(prefix[0], target_lang)
+        return resolve_prefix(prefix[0], source_lang), resolve_prefix(prefix[0], target_lang)
     if target and not source:
         raise DataError(f"--{split}_target_file needs --{split}_source_file.")
     if source and not target and split != "test":
@@ -192,7 +194,7 @@ def load_translation_splits(
     if dataset_name is not None:
         if any(source for source, _ in paths.values()):
             raise DataError("Give either text files or --dataset_name, not both.")
-        return _load_dataset_splits(dataset_name, dataset_config_name, source_lang, target_lang, translation_column,
+        return load_dataset_splits(dataset_name, dataset_config_name, source_lang, target_lang, translation_column,
                                     skip_empty_pairs)  # fmt: skip
     splits: dict[str, Split] = {}
     for split in names:
@@ -204,7 +206,7 @@ def load_translation_splits(
     return splits
 
 
-def _load_dataset_splits(
+def load_dataset_splits(
     dataset_name: str,
     dataset_config_name: str | None,
     source_lang: str | None,

@@ -29,7 +29,6 @@ ending0,ending1,...` or one list column named by `--ending_columns`) and the ind
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from transformers import (
 
 from ..data import DataError, load_dataset_any, validate_text_files
 from ..data.common import builder_options
+from ..data.qa import check_answers, squad_file_rows
 from ..metrics import classification_metrics, squad_metrics
 from ..pipelines import add_question_answering_pipeline
 from ..pipelines.question_answering import prepare_qa_features, qa_predictions
@@ -119,7 +119,7 @@ def _load_dataset(args: FinetuneArguments):
         if builder not in ("csv", "json"):
             raise DataError(f"--train_file must be .csv, .tsv, .json or .jsonl, got {args.train_file}.")
         kwargs = builder_options(builder, f".{extension}")
-        squad = {split: _squad_file_rows(path) for split, path in files.items()} if extension == "json" else {}
+        squad = {split: squad_file_rows(path) for split, path in files.items()} if extension == "json" else {}
         if squad and all(rows is not None for rows in squad.values()):
             raw = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in squad.items()})
         else:
@@ -158,38 +158,6 @@ def _required_columns(args: FinetuneArguments) -> list[str]:
     if args.task == "multiple-choice":
         return [args.context_column, *filter(None, [args.question_column]), *_ending_columns(args), args.label_column]
     return list(filter(None, (args.text_column, args.text_pair_column, args.label_column)))
-
-
-def _squad_file_rows(path: str) -> list[dict] | None:
-    """Rows of a file in the original SQuAD layout ({"data": [{"title", "paragraphs": [{"context", "qas"}]}]}),
-    or None if the file is not in that layout (then it is read as plain JSON rows)."""
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1)
-        while head.isspace():
-            head = f.read(1)
-        if head != "{":
-            return None
-        f.seek(0)
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError:
-            return None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        return None
-    rows = []
-    for article in data["data"]:
-        for paragraph in article.get("paragraphs", []):
-            for qa in paragraph.get("qas", []):
-                answers = qa.get("answers", [])
-                rows.append({
-                    "id": str(qa.get("id", len(rows))),
-                    "title": article.get("title", ""),
-                    "question": qa["question"],
-                    "context": paragraph["context"],
-                    "answers": {"text": [a["text"] for a in answers],
-                                "answer_start": [int(a["answer_start"]) for a in answers]},
-                })  # fmt: skip
-    return rows
 
 
 def _label_list(raw, column: str, per_token: bool) -> list:
@@ -266,18 +234,6 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
 # ---------------------------------------------------------------------------------------- question answering
 
 
-def _check_answers(value, row: int, column: str) -> tuple[list[str], list[int]]:
-    if not isinstance(value, dict) or "text" not in value or "answer_start" not in value:
-        raise DataError(
-            f"Row {row}: column {column!r} must hold {{'text': [...], 'answer_start': [...]}} (SQuAD format), got "
-            f"{value!r}."
-        )
-    texts, starts = list(value["text"]), list(value["answer_start"])
-    if len(texts) != len(starts):
-        raise DataError(f"Row {row}: {column!r} has {len(texts)} texts but {len(starts)} answer_start values.")
-    return texts, starts
-
-
 def _run_question_answering(args: FinetuneArguments, training_args: TrainingArguments, raw) -> dict:
     tokenizer, config = _load_tokenizer_and_config(args)
     model = AutoModelForQuestionAnswering.from_pretrained(args.model_name_or_path, config=config)
@@ -297,7 +253,7 @@ def _run_question_answering(args: FinetuneArguments, training_args: TrainingArgu
         encoded["start_positions"], encoded["end_positions"] = [], []
         for i, offsets in enumerate(encoded["offset_mapping"]):
             example = encoded["overflow_to_sample_mapping"][i]
-            texts, starts = _check_answers(batch[answers_col][example], indices[example], answers_col)
+            texts, starts = check_answers(batch[answers_col][example], indices[example], answers_col)
             cls_index = (
                 encoded["input_ids"][i].index(tokenizer.cls_token_id)
                 if tokenizer.cls_token_id in encoded["input_ids"][i]
@@ -336,7 +292,7 @@ def _run_question_answering(args: FinetuneArguments, training_args: TrainingArgu
     contexts = list(raw["validation"][context_col]) if evaluation is not None else []
     references = []
     for row, value in enumerate(raw["validation"][answers_col] if evaluation is not None else []):
-        references.append(_check_answers(value, row, answers_col)[0])
+        references.append(check_answers(value, row, answers_col)[0])
 
     trainer = _QuestionAnsweringTrainer(
         model=model,
