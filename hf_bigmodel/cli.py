@@ -7,6 +7,7 @@
     hf-bigmodel convert SRC DST           convert to and from stock transformers / nanoGPT checkpoints
     hf-bigmodel generate MODEL PROMPT     sample from a saved model
     hf-bigmodel push FOLDER REPO_ID       publish a folder (weights, tokenizer, code, model card) to a Hub repo
+    hf-bigmodel explain FOLDER --text T   explain a prediction (integrated gradients, Grad-CAM; JSON, PNG, HTML)
 
 Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
 stays cheap and `hf-bigmodel --help` answers at once.
@@ -23,6 +24,7 @@ COMMANDS = {
     "convert": ("hf_bigmodel.convert", "convert a checkpoint to or from stock transformers / nanoGPT"),
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
     "push": ("hf_bigmodel.publish.push", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),
+    "explain": ("hf_bigmodel.explanation.cli", "explain a prediction: token or pixel attributions, Grad-CAM"),
 }
 
 

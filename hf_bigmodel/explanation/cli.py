@@ -1,0 +1,71 @@
+"""`hf-bigmodel explain FOLDER --text ... | --image ...`: explain one prediction of a saved model.
+
+Prints the prediction and the attributions, and writes explanation.json, attributions.safetensors,
+explanation.png and a self-contained explanation.html into --output_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-bigmodel explain", description=__doc__)
+    parser.add_argument("model", help="saved model folder (config, weights, tokenizer or image processor)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="text to explain (text-classification models)")
+    source.add_argument("--image", help="image file to explain (image-classification models)")
+    parser.add_argument(
+        "--method",
+        default=None,
+        help="integrated_gradients or gradient_x_input (text); grad_cam or integrated_gradients (images). "
+        "Default: integrated_gradients for text, grad_cam for images",
+    )
+    parser.add_argument("--target", default=None, help="class to explain, by label name or index (default: predicted)")
+    parser.add_argument("--n_steps", type=int, default=50, help="integration steps of integrated gradients")
+    parser.add_argument(
+        "--output_dir", default=None, help="folder for the JSON, tensors, PNG and HTML (default: none)"
+    )
+    parser.add_argument("--trust_remote_code", action="store_true", help="load with the code saved in the folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = "hf-bigmodel explain"
+    try:
+        from .core import ExplainError, explain
+    except ImportError as error:  # captum is an optional extra
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        explanation = explain(
+            args.model,
+            args.text if args.text is not None else args.image,
+            method=args.method,
+            target=args.target,
+            n_steps=args.n_steps,
+            trust_remote_code=args.trust_remote_code,
+        )
+        paths = explanation.save(args.output_dir) if args.output_dir else {}
+    except (ExplainError, ImportError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{explanation.method}: class {explanation.target} ({explanation.target_label}), p={explanation.probability:.4f}"
+    )
+    if explanation.convergence_delta is not None:
+        print(f"convergence delta: {explanation.convergence_delta:.3e}")
+    if explanation.target_layer is not None:
+        print(f"target layer: {explanation.target_layer}")
+    if explanation.tokens is not None:
+        for token, value in zip(explanation.tokens, explanation.attributions.tolist()):
+            print(f"  {token:>16}  {value:+.5f}")
+    for kind, path in paths.items():
+        print(f"wrote {kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
