@@ -11,10 +11,25 @@ attribution algorithms (not written again here):
   found automatically: the last module whose output is a spatial feature map, i.e. the last residual block, which is
   pytorch-grad-cam's `model.layer4[-1]` convention) or `integrated_gradients` over the pixels.
 
-The result is an `Explanation`: the raw numbers as a tensor and as JSON, a matplotlib PNG and a self-contained
+`attention_maps(model, text, tokenizer)` gives the per-layer, per-head attention weights (self-, decoder- and
+cross-attention for encoder-decoders) and their rollout, switching a model that runs sdpa to eager attention for
+the call and back afterwards.
+
+The result of `explain` is an `Explanation`: the raw numbers as a tensor and as JSON, a matplotlib PNG and a self-contained
 HTML page (`Explanation.save(folder)`). captum is an optional dependency (`pip install hf_bigmodel[explain]`).
 """
 
+from .attention import AttentionMaps, attention_maps, eager_attention
 from .core import METHODS, ExplainError, Explanation, explain, find_target_layer, kind_of
 
-__all__ = ["METHODS", "ExplainError", "Explanation", "explain", "find_target_layer", "kind_of"]
+__all__ = [
+    "AttentionMaps",
+    "attention_maps",
+    "eager_attention",
+    "METHODS",
+    "ExplainError",
+    "Explanation",
+    "explain",
+    "find_target_layer",
+    "kind_of",
+]
