@@ -441,3 +441,90 @@ def test_cli_dispatch_lists_explain():
     from hf_bigmodel.cli import COMMANDS
 
     assert COMMANDS["explain"][0] == "hf_bigmodel.explanation.cli"
+
+
+# ------------------------------------------------------------------------------------------- token classification
+
+TOKEN_ARCHS = [name for name, arch in hf_bigmodel.ARCHITECTURES.items() if "token-classification" in arch.heads]
+SENTIMENT = {"id2label": {0: "O", 1: "SENTIMENT"}, "label2id": {"O": 0, "SENTIMENT": 1}}
+
+
+@pytest.fixture(scope="module")
+def trained_taggers(tokenizer):
+    """arch -> its token-classification head trained to tag the sentiment word (label 1) of each sentence."""
+    sentiment_ids = torch.tensor(tokenizer.convert_tokens_to_ids(POSITIVE + NEGATIVE))
+    out = {}
+    for arch in TOKEN_ARCHS:
+        torch.manual_seed(0)
+        model = hf_bigmodel.create_model(
+            tiny_preset(arch), task="token-classification", vocab_size=len(WORDS), num_labels=2, pad_token_id=0,
+            **SENTIMENT,
+        )  # fmt: skip
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for step in range(40):
+            ids = tokenizer([s for s, _ in sentences(32, seed=step)], return_tensors="pt")["input_ids"]
+            labels = torch.isin(ids, sentiment_ids).long()
+            model(input_ids=ids, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        out[arch] = model.eval()
+    return out
+
+
+@pytest.mark.parametrize("arch", TOKEN_ARCHS)
+def test_token_classification_attributes_the_tagged_token(arch, trained_taggers, tokenizer):
+    """The label of the sentiment word is explained by that word above all, and completeness holds at the position
+    (f = the position's target logit)."""
+    model = trained_taggers[arch]
+    hits = 0
+    cases = sentences(6, seed=21)
+    for text, _ in cases:
+        tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
+        position = next(i for i, token in enumerate(tokens) if token in POSITIVE + NEGATIVE)
+        explanation = explain(model, text, target="SENTIMENT", position=position, tokenizer=tokenizer)
+        assert explanation.kind == "token-classification" and explanation.position == position
+        assert explanation.probability > 0.9  # the tagger learned the task
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            change = (model(input_ids=ids).logits - model(input_ids=baseline_ids(tokenizer, ids)).logits)[
+                0, position, 1
+            ]
+        assert explanation.attributions.sum().item() == pytest.approx(
+            change.item(), abs=0.01 * abs(change.item()) + 1e-4
+        )
+        hits += int(explanation.attributions.abs().argmax()) == position
+    assert hits >= 0.8 * len(cases), f"{hits}/{len(cases)}"
+
+
+def test_token_classification_needs_a_position(trained_taggers, trained, tokenizer, tmp_path, capsys):
+    model = trained_taggers[TOKEN_ARCHS[0]]
+    with pytest.raises(
+        ExplainError, match=r"pass position= \(--position\) with the index of one of the 5 tokens \(0=\[CLS\], 1=the"
+    ):
+        explain(model, "the film great", tokenizer=tokenizer)
+    with pytest.raises(ExplainError, match="one of the 5 tokens"):
+        explain(model, "the film great", tokenizer=tokenizer, position=5)
+    assert explain(model, "the film great", tokenizer=tokenizer, position=-2).position == 3
+    with pytest.raises(ExplainError, match="position= applies to token-classification models only"):
+        explain(trained[TEXT_ARCHS[0]], "the film great", tokenizer=tokenizer, position=1)
+    folder = tmp_path / "tagger"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    capsys.readouterr()
+    assert explain_main([str(folder), "--text", "the film great", "--position", "3", "--target", "SENTIMENT"]) == 0
+    assert "class 1 (SENTIMENT)" in capsys.readouterr().out
+
+
+def test_stock_token_classification(tokenizer):
+    from transformers import BertForTokenClassification
+
+    model = BertForTokenClassification(
+        BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64, num_labels=3)
+    ).eval()  # fmt: skip
+    explanation = explain(model, "the movie was good", tokenizer=tokenizer, position=4, target=2)
+    ids = tokenizer("the movie was good", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        change = (model(input_ids=ids).logits - model(input_ids=baseline_ids(tokenizer, ids)).logits)[0, 4, 2].item()
+    assert explanation.attributions.sum().item() == pytest.approx(change, abs=0.01 * abs(change) + 1e-4)

@@ -7,6 +7,8 @@ attribution algorithms (not written again here):
   `GPT2ForSequenceClassification`, ...): one attribution per input token for the chosen label, with
   `integrated_gradients` (default; reports captum's convergence delta) or `gradient_x_input`, taken with respect to
   the input embeddings;
+- token classification (GPT and BERT token-classification heads, `BertForTokenClassification`, ...): the same,
+  for the label of the token at `position=`;
 - image classification (ResNet, ours and `ResNetForImageClassification`): `grad_cam` (default; the target layer is
   found automatically: the last module whose output is a spatial feature map, i.e. the last residual block, which is
   pytorch-grad-cam's `model.layer4[-1]` convention) or `integrated_gradients` over the pixels.

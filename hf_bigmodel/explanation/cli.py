@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-bigmodel explain", description=__doc__)
     parser.add_argument("model", help="saved model folder (config, weights, tokenizer or image processor)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", help="text to explain (text-classification models)")
+    source.add_argument("--text", help="text to explain (text- and token-classification models)")
     source.add_argument("--image", help="image file to explain (image-classification models)")
     parser.add_argument(
         "--method",
@@ -23,7 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: integrated_gradients for text, grad_cam for images",
     )
     parser.add_argument("--target", default=None, help="class to explain, by label name or index (default: predicted)")
-    parser.add_argument("--n_steps", type=int, default=50, help="integration steps of integrated gradients")
+    parser.add_argument(
+        "--position", type=int, default=None, help="token classification: index of the token whose label to explain"
+    )
+    parser.add_argument(
+        "--n_steps", type=int, default=None, help="integration steps (default: 64, doubled up to 1024 until converged)"
+    )
     parser.add_argument(
         "--output_dir", default=None, help="folder for the JSON, tensors, PNG and HTML (default: none)"
     )
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             method=args.method,
             target=args.target,
             n_steps=args.n_steps,
+            position=args.position,
             trust_remote_code=args.trust_remote_code,
         )
         paths = explanation.save(args.output_dir) if args.output_dir else {}

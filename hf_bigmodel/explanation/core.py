@@ -14,15 +14,18 @@ from torch import nn
 # kind -> methods, default first. A method outside its kind's list is a user error (e.g. Grad-CAM on text).
 METHODS: dict[str, tuple[str, ...]] = {
     "text-classification": ("integrated_gradients", "gradient_x_input"),
+    "token-classification": ("integrated_gradients", "gradient_x_input"),
     "image-classification": ("grad_cam", "integrated_gradients"),
 }
 
 OUTPUTS = ("logit", "probability")
+TEXT_KINDS = ("text-classification", "token-classification")
 MAX_STEPS = 1024  # integrated gradients: the most steps the adaptive schedule takes
 
 # Head-class name suffix -> kind. Suffixes, not our classes, so stock transformers heads are explained the same way.
 _KIND_OF_SUFFIX = {
     "ForSequenceClassification": "text-classification",
+    "ForTokenClassification": "token-classification",
     "ForImageClassification": "image-classification",
 }
 
@@ -50,6 +53,7 @@ class Explanation:
     convergence_delta: float | None = None
     n_steps: int | None = None  # integrated gradients: the steps taken
     target_layer: str | None = None  # Grad-CAM: the module whose activations were used
+    position: int | None = None  # token classification: the token whose label is explained
     image: Any = field(default=None, repr=False)  # (height, width, 3) uint8 array of the model's input, for overlays
 
     @property
@@ -72,6 +76,7 @@ class Explanation:
             "convergence_delta": self.convergence_delta,
             "n_steps": self.n_steps,
             "target_layer": self.target_layer,
+            "position": self.position,
         }
 
     def to_json(self) -> str:
@@ -100,7 +105,8 @@ class Explanation:
 
 
 def kind_of(model_or_class_name: nn.Module | str) -> str:
-    """The kind of a model ("text-classification", "image-classification") from its head class name."""
+    """The kind of a model ("text-classification", "token-classification", "image-classification") from its head
+    class name."""
     name = model_or_class_name if isinstance(model_or_class_name, str) else type(model_or_class_name).__name__
     for suffix, kind in _KIND_OF_SUFFIX.items():
         if name.endswith(suffix):
@@ -124,10 +130,11 @@ def _load(folder: str | os.PathLike, trust_remote_code: bool) -> tuple[nn.Module
             "save_pretrained, or load it yourself and pass the model to explain()."
         )
     kind = kind_of(architectures[0])
-    if kind == "text-classification":
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            folder, trust_remote_code=trust_remote_code
+    if kind in TEXT_KINDS:
+        auto = {"text-classification": "AutoModelForSequenceClassification"}.get(
+            kind, "AutoModelForTokenClassification"
         )
+        model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code)
         processor = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     else:
         model = transformers.AutoModelForImageClassification.from_pretrained(
@@ -236,6 +243,7 @@ def explain(
     n_steps: int | None = None,
     tolerance: float = 0.01,
     output: str = "logit",
+    position: int | None = None,
     trust_remote_code: bool = False,
 ) -> Explanation:
     """Explain one prediction of a model of the zoo or a stock transformers model of the same kind.
@@ -248,6 +256,8 @@ def explain(
         method: one of `METHODS[kind]`; None takes the kind's default (integrated gradients for text, Grad-CAM for
             images).
         target: the class to explain, as an index or a label name; None explains the predicted class.
+        position: token classification only: the index of the token (in the tokenizer's output, special tokens
+            included) whose label is explained. Required for token-classification models.
         n_steps: integration steps of integrated gradients; None (default) doubles them from 64 up to 1024 until
             the convergence delta is within `tolerance` (relative to |f(input) - f(baseline)|).
         output: what to attribute: the target's "logit" (default: it does not saturate, so a confident model still
@@ -262,11 +272,11 @@ def explain(
 
     if isinstance(model_or_folder, nn.Module):
         model, kind = model_or_folder, kind_of(model_or_folder)
-        processor = tokenizer if kind == "text-classification" else image_processor
+        processor = tokenizer if kind in TEXT_KINDS else image_processor
         if processor is None:
             source = getattr(model, "name_or_path", "")
             if not source or not Path(source).is_dir():
-                what = "tokenizer" if kind == "text-classification" else "image_processor"
+                what = "tokenizer" if kind in TEXT_KINDS else "image_processor"
                 raise ExplainError(f"Pass `{what}=` with a model object (it was not loaded from a folder).")
             _, processor, _ = _load(source, trust_remote_code)
     else:
@@ -289,10 +299,11 @@ def explain(
     was_training = model.training
     model.eval()  # dropout off: attributions must be those of the deterministic model
     try:
-        if kind == "text-classification":
+        if kind in TEXT_KINDS:
             from .text import explain_text_classification
 
-            return explain_text_classification(model, processor, inputs, method, target, (n_steps, tolerance), output)
+            steps = (n_steps, tolerance)
+            return explain_text_classification(model, processor, inputs, method, target, steps, output, position)
         from .image import explain_image_classification
 
         return explain_image_classification(model, processor, inputs, method, target, (n_steps, tolerance), output)

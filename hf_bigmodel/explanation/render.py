@@ -26,7 +26,9 @@ def render_png(explanation) -> bytes:
     """Text: a bar per token (red for the target, blue against). Image: the input, and the map over it."""
     values = explanation.attributions.numpy()
     title = f"{explanation.method} for {explanation.target_label!s} (p={explanation.probability:.3f})"
-    if explanation.kind == "text-classification":
+    if explanation.position is not None:
+        title += f" at token {explanation.position} ({explanation.tokens[explanation.position]})"
+    if explanation.tokens is not None:
         figure = _figure(max(4.0, 0.45 * len(values) + 1.5), 3.2)
         axes = figure.add_subplot()
         colors = ["#{:02x}{:02x}{:02x}".format(*(POSITIVE if v >= 0 else NEGATIVE)) for v in values]
@@ -71,12 +73,13 @@ def render_html(explanation, png: bytes | None = None) -> str:
     """One HTML page: the prediction, tokens coloured by attribution (text) and the PNG figure, embedded."""
     png = png if png is not None else render_png(explanation)
     delta = "" if explanation.convergence_delta is None else f"; convergence delta {explanation.convergence_delta:.2e}"
+    where = "" if explanation.position is None else f" at token {explanation.position}"
     layer = (
         ""
         if explanation.target_layer is None
         else f"; target layer <code>{html.escape(explanation.target_layer)}</code>"
     )
-    body = _token_spans(explanation) if explanation.kind == "text-classification" else ""
+    body = _token_spans(explanation) if explanation.tokens is not None else ""
     image = base64.b64encode(png).decode("ascii")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Explanation: {html.escape(explanation.target_label)}</title>
@@ -87,7 +90,7 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 60em; }}
 </style></head>
 <body>
 <h1>{html.escape(explanation.method)}: {html.escape(explanation.target_label)}</h1>
-<p>Class {explanation.target} ({html.escape(explanation.target_label)}), probability {explanation.probability:.4f}{delta}{layer}.</p>
+<p>Class {explanation.target} ({html.escape(explanation.target_label)}){where}, probability {explanation.probability:.4f}{delta}{layer}.</p>
 <p class="legend"><span style="background: rgba({POSITIVE[0]},{POSITIVE[1]},{POSITIVE[2]},0.6)">towards the class</span>
 <span style="background: rgba({NEGATIVE[0]},{NEGATIVE[1]},{NEGATIVE[2]},0.6)">against it</span></p>
 <p>{body}</p>

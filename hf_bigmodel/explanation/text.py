@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import ExplainError, Explanation, integrated_gradients, label_of, resolve_target, scores
+from .core import ExplainError, Explanation, integrated_gradients, kind_of, label_of, resolve_target, scores
 
 _NO_LIMIT = 10**8  # tokenizers without a known limit report model_max_length as a huge number
 
@@ -36,22 +36,46 @@ def encode(model: nn.Module, tokenizer, text: str) -> dict[str, torch.Tensor]:
 
 
 def explain_text_classification(
-    model: nn.Module, tokenizer, text: str, method: str, target, steps: tuple[int | None, float], output: str
+    model: nn.Module,
+    tokenizer,
+    text: str,
+    method: str,
+    target,
+    steps: tuple[int | None, float],
+    output: str,
+    position: int | None = None,
 ) -> Explanation:
+    """Sequence classification; or token classification (`position` = the token whose label is explained)."""
     from captum.attr import InputXGradient
 
     encoding = encode(model, tokenizer, text)
     input_ids = encoding.pop("input_ids")
     embeddings = model.get_input_embeddings()
+    kind = kind_of(model)
+    length = input_ids.shape[1]
+    if kind == "token-classification":
+        if position is None or not -length <= position < length:
+            tokens = tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
+            listed = ", ".join(f"{i}={token}" for i, token in enumerate(tokens))
+            raise ExplainError(
+                f"A token-classification model explains the label of one token: pass position= (--position) with "
+                f"the index of one of the {length} tokens ({listed})."
+            )
+        position %= length
+    elif position is not None:
+        raise ExplainError("position= applies to token-classification models only; leave it out.")
+
+    def select(logits: torch.Tensor) -> torch.Tensor:
+        return logits[:, position] if position is not None else logits  # (batch, num_labels)
 
     def attributed(inputs_embeds: torch.Tensor) -> torch.Tensor:
         # captum batches the integration steps: repeat the single row's mask and segment ids to match.
         extra = {k: v.expand(inputs_embeds.shape[0], -1) for k, v in encoding.items()}
-        return scores(model(inputs_embeds=inputs_embeds, **extra).logits, output)
+        return scores(select(model(inputs_embeds=inputs_embeds, **extra).logits), output)
 
     with torch.no_grad():
         inputs_embeds = embeddings(input_ids)
-        probs = model(inputs_embeds=inputs_embeds, **encoding).logits[0].float().softmax(-1)
+        probs = select(model(inputs_embeds=inputs_embeds, **encoding).logits)[0].float().softmax(-1)
     index = resolve_target(target, model.config, probs)
 
     delta = n_steps = None
@@ -69,7 +93,7 @@ def explain_text_classification(
     else:
         attributions = InputXGradient(attributed).attribute(inputs_embeds.requires_grad_(), target=index)
     return Explanation(
-        kind="text-classification",
+        kind=kind,
         method=method,
         output=output,
         target=index,
@@ -79,4 +103,5 @@ def explain_text_classification(
         tokens=tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
         convergence_delta=delta,
         n_steps=n_steps,
+        position=position,
     )
