@@ -528,3 +528,47 @@ def test_stock_token_classification(tokenizer):
     with torch.no_grad():
         change = (model(input_ids=ids).logits - model(input_ids=baseline_ids(tokenizer, ids)).logits)[0, 4, 2].item()
     assert explanation.attributions.sum().item() == pytest.approx(change, abs=0.01 * abs(change) + 1e-4)
+
+
+# ------------------------------------------------------------------------------------------ LIME and Kernel SHAP
+
+
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+@pytest.mark.parametrize("arch", TEXT_ARCHS)
+def test_lime_and_kernel_shap_find_the_sentiment_word(arch, method, trained, tokenizer):
+    """Perturbation methods agree with the model: the word the model decides by gets the largest weight, on the
+    sentences whose logit the words move (see the integrated-gradients check above)."""
+    hits, moved = 0, 0
+    for text, label in sentences(24, seed=11):
+        gradients = explain(trained[arch], text, target=label, tokenizer=tokenizer, n_steps=64)
+        if abs(gradients.attributions.sum().item()) <= 1.0:
+            continue
+        moved += 1
+        explanation = explain(trained[arch], text, target=label, tokenizer=tokenizer, method=method)
+        assert explanation.method == method and explanation.attributions.shape == gradients.attributions.shape
+        hits += explanation.tokens[int(explanation.attributions.abs().argmax())] in POSITIVE + NEGATIVE
+    assert moved >= 5 and hits >= 0.8 * moved, f"{hits}/{moved}"
+
+
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+def test_perturbations_go_through_the_model_in_batches(method, trained, tokenizer):
+    """200 perturbations in batches of 64 are a handful of forward passes (the cost bound of issue 17), and the
+    batch size is what sets it: with batch_size=1 there is one pass per perturbation."""
+    model = trained[TEXT_ARCHS[0]]
+    calls = []
+    handle = model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(next(v for v in kwargs.values() if torch.is_tensor(v)).shape[0]),
+        with_kwargs=True,
+    )
+    try:
+        explain(model, "the film was great", tokenizer=tokenizer, method=method, n_samples=200, batch_size=64)
+        batched, calls[:] = list(calls), []
+        explain(model, "the film was great", tokenizer=tokenizer, method=method, n_samples=200, batch_size=1)
+        one_by_one = list(calls)
+    finally:
+        handle.remove()
+    # +2: the prediction itself and captum's forward of the unperturbed input
+    assert len(batched) <= -(-200 // 64) + 2 and max(batched) == 64, batched
+    assert len(one_by_one) >= 200
+    with pytest.raises(ExplainError, match="n_samples and batch_size must be positive"):
+        explain(model, "the film", tokenizer=tokenizer, method=method, batch_size=0)

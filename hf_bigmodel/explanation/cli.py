@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--method",
         default=None,
-        help="integrated_gradients or gradient_x_input (text); grad_cam or integrated_gradients (images). "
+        help="integrated_gradients, gradient_x_input, lime or kernel_shap (text); grad_cam or integrated_gradients "
+        "(images). "
         "Default: integrated_gradients for text, grad_cam for images",
     )
     parser.add_argument("--target", default=None, help="class to explain, by label name or index (default: predicted)")
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--n_steps", type=int, default=None, help="integration steps (default: 64, doubled up to 1024 until converged)"
     )
+    parser.add_argument("--n_samples", type=int, default=200, help="LIME / Kernel SHAP: perturbed inputs")
+    parser.add_argument("--batch_size", type=int, default=64, help="LIME / Kernel SHAP: perturbations per forward")
     parser.add_argument(
         "--output_dir", default=None, help="folder for the JSON, tensors, PNG and HTML (default: none)"
     )
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             target=args.target,
             n_steps=args.n_steps,
             position=args.position,
+            n_samples=args.n_samples,
+            batch_size=args.batch_size,
             trust_remote_code=args.trust_remote_code,
         )
         paths = explanation.save(args.output_dir) if args.output_dir else {}

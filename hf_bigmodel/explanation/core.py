@@ -13,8 +13,8 @@ from torch import nn
 
 # kind -> methods, default first. A method outside its kind's list is a user error (e.g. Grad-CAM on text).
 METHODS: dict[str, tuple[str, ...]] = {
-    "text-classification": ("integrated_gradients", "gradient_x_input"),
-    "token-classification": ("integrated_gradients", "gradient_x_input"),
+    "text-classification": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
+    "token-classification": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "image-classification": ("grad_cam", "integrated_gradients"),
 }
 
@@ -244,6 +244,8 @@ def explain(
     tolerance: float = 0.01,
     output: str = "logit",
     position: int | None = None,
+    n_samples: int = 200,
+    batch_size: int = 64,
     trust_remote_code: bool = False,
 ) -> Explanation:
     """Explain one prediction of a model of the zoo or a stock transformers model of the same kind.
@@ -256,6 +258,8 @@ def explain(
         method: one of `METHODS[kind]`; None takes the kind's default (integrated gradients for text, Grad-CAM for
             images).
         target: the class to explain, as an index or a label name; None explains the predicted class.
+        n_samples, batch_size: LIME and Kernel SHAP: perturbed inputs to fit on, and how many go through the model
+            in one forward pass.
         position: token classification only: the index of the token (in the tokenizer's output, special tokens
             included) whose label is explained. Required for token-classification models.
         n_steps: integration steps of integrated gradients; None (default) doubles them from 64 up to 1024 until
@@ -296,16 +300,18 @@ def explain(
             f"Method {method!r} does not fit {article} {kind} model ({method} explains {fits} models); use one of: "
             f"{', '.join(METHODS[kind])}."
         )
+    if n_samples < 1 or batch_size < 1:
+        raise ExplainError(f"n_samples and batch_size must be positive; got {n_samples} and {batch_size}.")
+    options = {"n_steps": n_steps, "tolerance": tolerance, "n_samples": n_samples, "batch_size": batch_size}
     was_training = model.training
     model.eval()  # dropout off: attributions must be those of the deterministic model
     try:
         if kind in TEXT_KINDS:
             from .text import explain_text_classification
 
-            steps = (n_steps, tolerance)
-            return explain_text_classification(model, processor, inputs, method, target, steps, output, position)
+            return explain_text_classification(model, processor, inputs, method, target, options, output, position)
         from .image import explain_image_classification
 
-        return explain_image_classification(model, processor, inputs, method, target, (n_steps, tolerance), output)
+        return explain_image_classification(model, processor, inputs, method, target, options, output)
     finally:
         model.train(was_training)

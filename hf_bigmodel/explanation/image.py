@@ -70,7 +70,7 @@ def _display(pixel_values: torch.Tensor) -> np.ndarray:
 
 
 def explain_image_classification(
-    model: nn.Module, processor, image, method: str, target, steps: tuple[int | None, float], output: str
+    model: nn.Module, processor, image, method: str, target, options: dict, output: str
 ) -> Explanation:
     from captum.attr import LayerAttribution, LayerGradCam
 
@@ -93,7 +93,9 @@ def explain_image_classification(
     else:
         # Baseline: zero pixel values, i.e. the processor's mean colour (a black image before normalisation).
         baseline = torch.zeros_like(pixel_values)
-        attributions, delta, n_steps = integrated_gradients(attributed, pixel_values, baseline, index, *steps)
+        attributions, delta, n_steps = integrated_gradients(
+            attributed, pixel_values, baseline, index, options["n_steps"], options["tolerance"]
+        )
         attributions = attributions[0].sum(0)  # (height, width): the channels of a pixel together
     return Explanation(
         kind="image-classification",

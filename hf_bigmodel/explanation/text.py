@@ -41,7 +41,7 @@ def explain_text_classification(
     text: str,
     method: str,
     target,
-    steps: tuple[int | None, float],
+    options: dict,
     output: str,
     position: int | None = None,
 ) -> Explanation:
@@ -78,20 +78,27 @@ def explain_text_classification(
         probs = select(model(inputs_embeds=inputs_embeds, **encoding).logits)[0].float().softmax(-1)
     index = resolve_target(target, model.config, probs)
 
+    # The baseline keeps the special tokens ([CLS], [SEP]) and replaces every other token by padding (or the unknown
+    # token, or id 0), so the attributions are those of the words, not of the sentence frame. LIME and Kernel SHAP
+    # use it too: a token "removed" by a perturbation is this baseline token.
+    special = torch.tensor(
+        tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True), dtype=torch.bool
+    )
+    reference = next((i for i in (tokenizer.pad_token_id, tokenizer.unk_token_id) if i is not None), 0)
+    baseline_ids = torch.where(special, input_ids[0], torch.full_like(input_ids[0], reference)).unsqueeze(0)
+
     delta = n_steps = None
     if method == "integrated_gradients":
-        # The baseline keeps the special tokens ([CLS], [SEP]) and replaces every other token by padding (or the
-        # unknown token, or id 0), so the attributions are those of the words, not of the sentence frame.
-        special = torch.tensor(
-            tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True), dtype=torch.bool
-        )
-        reference = next((i for i in (tokenizer.pad_token_id, tokenizer.unk_token_id) if i is not None), 0)
-        baseline_ids = torch.where(special, input_ids[0], torch.full_like(input_ids[0], reference)).unsqueeze(0)
         with torch.no_grad():
             baseline = embeddings(baseline_ids)
-        attributions, delta, n_steps = integrated_gradients(attributed, inputs_embeds, baseline, index, *steps)
+        attributions, delta, n_steps = integrated_gradients(
+            attributed, inputs_embeds, baseline, index, options["n_steps"], options["tolerance"]
+        )
+        attributions = attributions[0].sum(-1)
+    elif method == "gradient_x_input":
+        attributions = InputXGradient(attributed).attribute(inputs_embeds.requires_grad_(), target=index)[0].sum(-1)
     else:
-        attributions = InputXGradient(attributed).attribute(inputs_embeds.requires_grad_(), target=index)
+        attributions = _perturbation(method, model, encoding, select, output, input_ids, baseline_ids, index, options)
     return Explanation(
         kind=kind,
         method=method,
@@ -99,9 +106,34 @@ def explain_text_classification(
         target=index,
         target_label=label_of(model.config, index),
         probabilities=probs.tolist(),
-        attributions=attributions[0].sum(-1).detach().float(),
+        attributions=attributions.detach().float(),
         tokens=tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
         convergence_delta=delta,
         n_steps=n_steps,
         position=position,
     )
+
+
+def _perturbation(
+    method: str, model, encoding: dict, select, output: str, input_ids, baseline_ids, index: int, options: dict
+) -> torch.Tensor:
+    """LIME or Kernel SHAP over the tokens (each token one feature), the perturbed texts sent through the model in
+    batches of `options["batch_size"]`: `n_samples` perturbations cost n_samples / batch_size forward passes, not
+    n_samples (the cost that makes LIME on BERT take minutes per sentence when each sample is its own call)."""
+    from captum.attr import KernelShap, Lime
+
+    def forward(ids: torch.Tensor) -> torch.Tensor:
+        extra = {k: v.expand(ids.shape[0], -1) for k, v in encoding.items()}
+        with torch.no_grad():
+            return scores(select(model(input_ids=ids, **extra).logits), output)
+
+    algorithm = (Lime if method == "lime" else KernelShap)(forward)
+    attributions = algorithm.attribute(
+        input_ids,
+        baselines=baseline_ids,
+        target=index,
+        feature_mask=torch.arange(input_ids.shape[1]).unsqueeze(0),  # every token its own feature
+        n_samples=options["n_samples"],
+        perturbations_per_eval=options["batch_size"],
+    )
+    return attributions[0].float()
