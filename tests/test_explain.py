@@ -572,3 +572,28 @@ def test_perturbations_go_through_the_model_in_batches(method, trained, tokenize
     assert len(one_by_one) >= 200
     with pytest.raises(ExplainError, match="n_samples and batch_size must be positive"):
         explain(model, "the film", tokenizer=tokenizer, method=method, batch_size=0)
+
+
+# ------------------------------------------------------------------------------------------ third-party tools
+
+
+def test_lime_text_explainer_through_predict_proba(trained, tokenizer):
+    """`lime`, unmodified, through our `list[str] -> probabilities` function: the sentiment word is the one that
+    supports the label most. (LIME deletes words, shifting the rest, which these fixed-length models never saw, so
+    other words may weigh against the label.)"""
+    from lime.lime_text import LimeTextExplainer
+
+    from hf_bigmodel.explanation import predict_proba
+
+    model = trained[TEXT_ARCHS[0]]
+    predict = predict_proba(model, tokenizer, batch_size=64)
+    texts = [text for text, _ in sentences(3, seed=2)]
+    with torch.no_grad():
+        expected = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(-1).numpy()
+    np.testing.assert_allclose(predict(texts), expected, atol=1e-5)
+
+    explainer = LimeTextExplainer(class_names=["negative", "positive"], random_state=0)
+    for text, label in sentences(4, seed=9):
+        result = explainer.explain_instance(text, predict, labels=(label,), num_features=3, num_samples=300)
+        word, _ = max(result.as_list(label=label), key=lambda item: item[1])  # the word that supports it most
+        assert word in POSITIVE + NEGATIVE, (text, result.as_list(label=label))

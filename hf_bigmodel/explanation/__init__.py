@@ -23,6 +23,7 @@ HTML page (`Explanation.save(folder)`). captum is an optional dependency (`pip i
 
 from .attention import AttentionMaps, attention_maps, eager_attention
 from .core import METHODS, ExplainError, Explanation, explain, find_target_layer, kind_of
+from .tools import predict_proba
 
 __all__ = [
     "AttentionMaps",
@@ -34,4 +35,5 @@ __all__ = [
     "explain",
     "find_target_layer",
     "kind_of",
+    "predict_proba",
 ]
