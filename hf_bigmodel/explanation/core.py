@@ -277,7 +277,7 @@ def explain(
     if isinstance(model_or_folder, nn.Module):
         model, kind = model_or_folder, kind_of(model_or_folder)
         processor = tokenizer if kind in TEXT_KINDS else image_processor
-        if processor is None:
+        if processor is None and not (kind == "image-classification" and isinstance(inputs, torch.Tensor)):
             source = getattr(model, "name_or_path", "")
             if not source or not Path(source).is_dir():
                 what = "tokenizer" if kind in TEXT_KINDS else "image_processor"
