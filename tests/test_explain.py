@@ -701,3 +701,23 @@ def test_integrated_gradients_completeness_on_a_trained_resnet(trained_resnet):
         change = (logits[0] - logits[1]).item()
         assert explanation.attributions.sum().item() == pytest.approx(change, abs=0.01 * abs(change) + 1e-4)
         assert explanation.convergence_delta <= 0.01 * abs(change) + 1e-4
+
+
+def test_cli_attention_files_and_html(trained, tokenizer, processor, tmp_path, capsys):
+    folder = tmp_path / "sst"
+    model = trained[TEXT_ARCHS[0]]
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    out = tmp_path / "out"
+    assert explain_main([str(folder), "--text", "the film was great", "--attention", "--output_dir", str(out)]) == 0
+    attention = json.loads((out / "attention.json").read_text())
+    layers = model.config.num_hidden_layers
+    heads = model.config.num_attention_heads
+    assert np.asarray(attention["self_attentions"]).shape == (layers, heads, 6, 6)
+    assert (out / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "explanation.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<h2>Attention</h2>" in page and "https://" not in page
+
+    resnet = hf_bigmodel.create_model("resnet-tiny", task="image-classification")
+    with pytest.raises(ExplainError, match="applies to text models; ResNets have no attention"):
+        explain(resnet, image(), image_processor=processor, attention=True)

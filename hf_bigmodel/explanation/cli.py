@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_dir", default=None, help="folder for the JSON, tensors, PNG and HTML (default: none)"
     )
+    parser.add_argument(
+        "--attention", action="store_true", help="text models: also write attention.json / attention.png (per head)"
+    )
     parser.add_argument("--trust_remote_code", action="store_true", help="load with the code saved in the folder")
     return parser
 
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             position=args.position,
             n_samples=args.n_samples,
             batch_size=args.batch_size,
+            attention=args.attention,
             trust_remote_code=args.trust_remote_code,
         )
         paths = explanation.save(args.output_dir) if args.output_dir else {}

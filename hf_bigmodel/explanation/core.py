@@ -54,6 +54,7 @@ class Explanation:
     n_steps: int | None = None  # integrated gradients: the steps taken
     target_layer: str | None = None  # Grad-CAM: the module whose activations were used
     position: int | None = None  # token classification: the token whose label is explained
+    attention: Any = field(default=None, repr=False)  # AttentionMaps, with explain(..., attention=True)
     image: Any = field(default=None, repr=False)  # (height, width, 3) uint8 array of the model's input, for overlays
 
     @property
@@ -84,7 +85,8 @@ class Explanation:
 
     def save(self, folder: str | os.PathLike) -> dict[str, Path]:
         """Write explanation.json, attributions.safetensors, explanation.png and explanation.html (self-contained:
-        no network, no CDN) into `folder`; returns the paths by kind."""
+        no network, no CDN) into `folder`, and with attention maps attention.json and attention.png (a heatmap per
+        layer and head, also shown in the HTML page); returns the paths by kind."""
         from safetensors.torch import save
 
         from .._io import atomic_write_bytes, atomic_write_text
@@ -99,8 +101,15 @@ class Explanation:
                 folder / "attributions.safetensors", save({"attributions": self.attributions.contiguous()})
             ),
             "png": atomic_write_bytes(folder / "explanation.png", png),
-            "html": atomic_write_text(folder / "explanation.html", render_html(self, png)),
         }
+        attention_png = None
+        if self.attention is not None:
+            attention_png = self.attention.render_png()
+            paths["attention_json"] = atomic_write_text(
+                folder / "attention.json", json.dumps(self.attention.to_dict())
+            )
+            paths["attention_png"] = atomic_write_bytes(folder / "attention.png", attention_png)
+        paths["html"] = atomic_write_text(folder / "explanation.html", render_html(self, png, attention_png))
         return paths
 
 
@@ -246,6 +255,7 @@ def explain(
     position: int | None = None,
     n_samples: int = 200,
     batch_size: int = 64,
+    attention: bool = False,
     trust_remote_code: bool = False,
 ) -> Explanation:
     """Explain one prediction of a model of the zoo or a stock transformers model of the same kind.
@@ -260,6 +270,7 @@ def explain(
         target: the class to explain, as an index or a label name; None explains the predicted class.
         n_samples, batch_size: LIME and Kernel SHAP: perturbed inputs to fit on, and how many go through the model
             in one forward pass.
+        attention: text models: also record the attention maps (`Explanation.attention`, see `attention_maps`).
         position: token classification only: the index of the token (in the tokenizer's output, special tokens
             included) whose label is explained. Required for token-classification models.
         n_steps: integration steps of integrated gradients; None (default) doubles them from 64 up to 1024 until
@@ -309,7 +320,16 @@ def explain(
         if kind in TEXT_KINDS:
             from .text import explain_text_classification
 
-            return explain_text_classification(model, processor, inputs, method, target, options, output, position)
+            explanation = explain_text_classification(
+                model, processor, inputs, method, target, options, output, position
+            )
+            if attention:
+                from .attention import attention_maps
+
+                explanation.attention = attention_maps(model, inputs, processor)
+            return explanation
+        if attention:
+            raise ExplainError("attention=True (--attention) applies to text models; ResNets have no attention.")
         from .image import explain_image_classification
 
         return explain_image_classification(model, processor, inputs, method, target, options, output)

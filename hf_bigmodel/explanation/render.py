@@ -69,7 +69,7 @@ def _token_spans(explanation) -> str:
     return " ".join(spans)
 
 
-def render_html(explanation, png: bytes | None = None) -> str:
+def render_html(explanation, png: bytes | None = None, attention_png: bytes | None = None) -> str:
     """One HTML page: the prediction, tokens coloured by attribution (text) and the PNG figure, embedded."""
     png = png if png is not None else render_png(explanation)
     delta = "" if explanation.convergence_delta is None else f"; convergence delta {explanation.convergence_delta:.2e}"
@@ -81,6 +81,13 @@ def render_html(explanation, png: bytes | None = None) -> str:
     )
     body = _token_spans(explanation) if explanation.tokens is not None else ""
     image = base64.b64encode(png).decode("ascii")
+    attention = ""
+    if attention_png is not None:
+        encoded = base64.b64encode(attention_png).decode("ascii")
+        attention = (
+            f'\n<h2>Attention</h2>\n<img alt="attention per layer and head" src="data:image/png;base64,{encoded}">'
+        )
+
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Explanation: {html.escape(explanation.target_label)}</title>
 <style>
@@ -94,6 +101,6 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 60em; }}
 <p class="legend"><span style="background: rgba({POSITIVE[0]},{POSITIVE[1]},{POSITIVE[2]},0.6)">towards the class</span>
 <span style="background: rgba({NEGATIVE[0]},{NEGATIVE[1]},{NEGATIVE[2]},0.6)">against it</span></p>
 <p>{body}</p>
-<img alt="attribution figure" src="data:image/png;base64,{image}">
+<img alt="attribution figure" src="data:image/png;base64,{image}">{attention}
 </body></html>
 """
