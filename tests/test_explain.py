@@ -721,3 +721,50 @@ def test_cli_attention_files_and_html(trained, tokenizer, processor, tmp_path, c
     resnet = hf_bigmodel.create_model("resnet-tiny", task="image-classification")
     with pytest.raises(ExplainError, match="applies to text models; ResNets have no attention"):
         explain(resnet, image(), image_processor=processor, attention=True)
+
+
+# ------------------------------------------------------------------------------------------------- masked LM
+
+MLM_ARCHS = [name for name, arch in hf_bigmodel.ARCHITECTURES.items() if "masked-lm" in arch.heads]
+
+
+@pytest.mark.parametrize("arch", MLM_ARCHS)
+def test_masked_lm_explains_the_filled_token(arch, tokenizer):
+    model = hf_bigmodel.create_model(tiny_preset(arch), task="masked-lm", vocab_size=len(WORDS), pad_token_id=0).eval()
+    text = "the movie was [MASK] fun"
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    position = int((ids[0] == tokenizer.mask_token_id).nonzero())
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, position]
+    explanation = explain(model, text, tokenizer=tokenizer)  # the model's top fill
+    assert explanation.kind == "masked-lm" and explanation.position == position
+    assert explanation.target == int(logits.argmax())
+    assert explanation.target_label == tokenizer.convert_ids_to_tokens(int(logits.argmax()))
+    good = explain(model, text, tokenizer=tokenizer, target="good")
+    assert good.target == tokenizer.convert_tokens_to_ids("good")
+    with torch.no_grad():
+        change = (model(input_ids=ids).logits - model(input_ids=baseline_ids(tokenizer, ids)).logits)[0, position]
+    expected = change[good.target].item()
+    assert good.attributions.sum().item() == pytest.approx(expected, abs=0.01 * abs(expected) + 1e-4)
+    assert good.attributions[position] == 0  # the [MASK] itself is kept in the baseline
+
+    with pytest.raises(ExplainError, match=r"put exactly one \[MASK\] in the text \(found 0\)"):
+        explain(model, "the movie was good", tokenizer=tokenizer)
+    with pytest.raises(ExplainError, match="Target token 'splendid' is not in the tokenizer's vocabulary"):
+        explain(model, text, tokenizer=tokenizer, target="splendid")
+    with pytest.raises(ExplainError, match="Target token id 999 does not exist"):
+        explain(model, text, tokenizer=tokenizer, target=999)
+
+
+def test_stock_masked_lm_from_the_cli(tokenizer, tmp_path, capsys):
+    from transformers import BertForMaskedLM
+
+    folder = tmp_path / "mlm"
+    BertForMaskedLM(
+        BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64)
+    ).save_pretrained(folder)  # fmt: skip
+    tokenizer.save_pretrained(folder)
+    capsys.readouterr()
+    assert explain_main([str(folder), "--text", "the film was [MASK]", "--target", "great"]) == 0
+    assert "(great)" in capsys.readouterr().out

@@ -9,6 +9,7 @@ attribution algorithms (not written again here):
   the input embeddings;
 - token classification (GPT and BERT token-classification heads, `BertForTokenClassification`, ...): the same,
   for the label of the token at `position=`;
+- masked LM (BERT's head, `BertForMaskedLM`): the same, for the token filled in at the one mask of the text;
 - image classification (ResNet, ours and `ResNetForImageClassification`): `grad_cam` (default; the target layer is
   found automatically: the last module whose output is a spatial feature map, i.e. the last residual block, which is
   pytorch-grad-cam's `model.layer4[-1]` convention) or `integrated_gradients` over the pixels.

@@ -15,17 +15,19 @@ from torch import nn
 METHODS: dict[str, tuple[str, ...]] = {
     "text-classification": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "token-classification": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
+    "masked-lm": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "image-classification": ("grad_cam", "integrated_gradients"),
 }
 
 OUTPUTS = ("logit", "probability")
-TEXT_KINDS = ("text-classification", "token-classification")
+TEXT_KINDS = ("text-classification", "token-classification", "masked-lm")
 MAX_STEPS = 1024  # integrated gradients: the most steps the adaptive schedule takes
 
 # Head-class name suffix -> kind. Suffixes, not our classes, so stock transformers heads are explained the same way.
 _KIND_OF_SUFFIX = {
     "ForSequenceClassification": "text-classification",
     "ForTokenClassification": "token-classification",
+    "ForMaskedLM": "masked-lm",
     "ForImageClassification": "image-classification",
 }
 
@@ -140,9 +142,11 @@ def _load(folder: str | os.PathLike, trust_remote_code: bool) -> tuple[nn.Module
         )
     kind = kind_of(architectures[0])
     if kind in TEXT_KINDS:
-        auto = {"text-classification": "AutoModelForSequenceClassification"}.get(
-            kind, "AutoModelForTokenClassification"
-        )
+        auto = {
+            "text-classification": "AutoModelForSequenceClassification",
+            "token-classification": "AutoModelForTokenClassification",
+            "masked-lm": "AutoModelForMaskedLM",
+        }[kind]
         model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code)
         processor = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     else:

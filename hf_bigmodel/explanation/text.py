@@ -35,6 +35,25 @@ def encode(model: nn.Module, tokenizer, text: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
+def _vocabulary_target(target: int | str | None, tokenizer, probabilities: torch.Tensor) -> int:
+    """Masked LM: the target is a token of the vocabulary (its text or id); None = the model's top fill."""
+    if target is None:
+        return int(probabilities.argmax())
+    if isinstance(target, str) and not target.isdigit():
+        index = tokenizer.convert_tokens_to_ids(target)
+        if index is None or (index == tokenizer.unk_token_id and target != tokenizer.unk_token):
+            raise ExplainError(
+                f"Target token {target!r} is not in the tokenizer's vocabulary; pass a token as the tokenizer writes "
+                f"it (tokenizer.tokenize(word)) or a token id 0..{probabilities.shape[-1] - 1}."
+            )
+        return int(index)
+    if not 0 <= int(target) < probabilities.shape[-1]:
+        raise ExplainError(
+            f"Target token id {target} does not exist: the vocabulary has ids 0..{probabilities.shape[-1] - 1}."
+        )
+    return int(target)
+
+
 def explain_text_classification(
     model: nn.Module,
     tokenizer,
@@ -64,6 +83,15 @@ def explain_text_classification(
         position %= length
     elif position is not None:
         raise ExplainError("position= applies to token-classification models only; leave it out.")
+    elif kind == "masked-lm":
+        # The explained position is the masked one: which tokens made the model fill it as it did.
+        masks = (input_ids[0] == tokenizer.mask_token_id).nonzero().flatten().tolist()
+        if tokenizer.mask_token is None or len(masks) != 1:
+            raise ExplainError(
+                f"A masked-LM model explains the token it fills in: put exactly one {tokenizer.mask_token} in the "
+                f"text (found {len(masks)})."
+            )
+        position = masks[0]
 
     def select(logits: torch.Tensor) -> torch.Tensor:
         return logits[:, position] if position is not None else logits  # (batch, num_labels)
@@ -76,7 +104,12 @@ def explain_text_classification(
     with torch.no_grad():
         inputs_embeds = embeddings(input_ids)
         probs = select(model(inputs_embeds=inputs_embeds, **encoding).logits)[0].float().softmax(-1)
-    index = resolve_target(target, model.config, probs)
+    if kind == "masked-lm":
+        index = _vocabulary_target(target, tokenizer, probs)
+        target_label = tokenizer.convert_ids_to_tokens(index)
+    else:
+        index = resolve_target(target, model.config, probs)
+        target_label = label_of(model.config, index)
 
     # The baseline keeps the special tokens ([CLS], [SEP]) and replaces every other token by padding (or the unknown
     # token, or id 0), so the attributions are those of the words, not of the sentence frame. LIME and Kernel SHAP
@@ -104,7 +137,7 @@ def explain_text_classification(
         method=method,
         output=output,
         target=index,
-        target_label=label_of(model.config, index),
+        target_label=target_label,
         probabilities=probs.tolist(),
         attributions=attributions.detach().float(),
         tokens=tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
