@@ -101,13 +101,13 @@ def eager_attention(model: nn.Module) -> Iterator[nn.Module]:
 def _stack(attentions) -> torch.Tensor:
     if not attentions or any(a is None for a in attentions):
         raise ExplainError("The model returned no attention weights even with eager attention; it cannot be shown.")
-    return torch.stack([a[0].detach().float() for a in attentions])  # (layers, heads, queries, keys)
+    return torch.stack([a[0].detach().float().cpu() for a in attentions])  # (layers, heads, queries, keys)
 
 
 def attention_maps(model: nn.Module, text: str, tokenizer, target_text: str | None = None) -> AttentionMaps:
     """Per-layer, per-head attention of `model` on `text`. For an encoder-decoder model, `target_text` is the
     decoder's side (e.g. a translation); without it the model's greedy output (up to 32 tokens) is used."""
-    encoding = tokenizer(text, return_tensors="pt")
+    encoding = {k: v.to(model.device) for k, v in tokenizer(text, return_tensors="pt").items()}
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist())
     was_training = model.training
     model.eval()
@@ -117,8 +117,8 @@ def attention_maps(model: nn.Module, text: str, tokenizer, target_text: str | No
                 outputs = model(**encoding, output_attentions=True)
                 return AttentionMaps(tokens=tokens, self_attentions=_stack(outputs.attentions))
             if target_text is not None:
-                decoder_ids = tokenizer(text_target=target_text, return_tensors="pt")["input_ids"]
-                start = torch.tensor([[model.config.decoder_start_token_id]])
+                decoder_ids = tokenizer(text_target=target_text, return_tensors="pt")["input_ids"].to(model.device)
+                start = torch.tensor([[model.config.decoder_start_token_id]], device=model.device)
                 decoder_ids = torch.cat([start, decoder_ids[:, :-1]], dim=1)  # teacher forcing: shifted right
             else:
                 decoder_ids = model.generate(**encoding, max_new_tokens=32, do_sample=False, num_beams=1)[:, :-1]

@@ -62,7 +62,7 @@ def _pixels(processor, image) -> torch.Tensor:
 
 def _display(pixel_values: torch.Tensor) -> np.ndarray:
     """The model's input as an 8-bit RGB picture (min-max scaled), the background of the overlays."""
-    pixels = pixel_values[0].detach().float()
+    pixels = pixel_values[0].detach().float().cpu()
     pixels = (pixels - pixels.min()) / (pixels.max() - pixels.min()).clamp_min(1e-12)
     if pixels.shape[0] == 1:
         pixels = pixels.expand(3, -1, -1)
@@ -74,7 +74,7 @@ def explain_image_classification(
 ) -> Explanation:
     from captum.attr import LayerAttribution, LayerGradCam
 
-    pixel_values = _pixels(processor, _check_image(image))
+    pixel_values = _pixels(processor, _check_image(image)).to(model.device)  # results come back to the CPU
 
     def attributed(pixels: torch.Tensor) -> torch.Tensor:
         return scores(model(pixel_values=pixels).logits, output)
@@ -104,7 +104,7 @@ def explain_image_classification(
         target=index,
         target_label=label_of(model.config, index),
         probabilities=probs.tolist(),
-        attributions=attributions.detach().float(),
+        attributions=attributions.detach().float().cpu(),
         convergence_delta=delta,
         n_steps=n_steps,
         target_layer=layer_name,

@@ -32,7 +32,10 @@ def encode(model: nn.Module, tokenizer, text: str) -> dict[str, torch.Tensor]:
         )
     if length == 0:
         raise ExplainError("The text is empty after tokenization; pass some text to explain.")
-    return {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    # On the model's device (a model on a GPU explains there); the results come back to the CPU.
+    return {
+        k: v.to(model.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
 
 
 def _vocabulary_target(target: int | str | None, tokenizer, probabilities: torch.Tensor) -> int:
@@ -115,7 +118,9 @@ def explain_text_classification(
     # token, or id 0), so the attributions are those of the words, not of the sentence frame. LIME and Kernel SHAP
     # use it too: a token "removed" by a perturbation is this baseline token.
     special = torch.tensor(
-        tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True), dtype=torch.bool
+        tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True),
+        dtype=torch.bool,
+        device=input_ids.device,
     )
     reference = next((i for i in (tokenizer.pad_token_id, tokenizer.unk_token_id) if i is not None), 0)
     baseline_ids = torch.where(special, input_ids[0], torch.full_like(input_ids[0], reference)).unsqueeze(0)
@@ -139,7 +144,7 @@ def explain_text_classification(
         target=index,
         target_label=target_label,
         probabilities=probs.tolist(),
-        attributions=attributions.detach().float(),
+        attributions=attributions.detach().float().cpu(),
         tokens=tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
         convergence_delta=delta,
         n_steps=n_steps,
@@ -165,7 +170,9 @@ def _perturbation(
         input_ids,
         baselines=baseline_ids,
         target=index,
-        feature_mask=torch.arange(input_ids.shape[1]).unsqueeze(0),  # every token its own feature
+        feature_mask=torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(
+            0
+        ),  # every token its own feature
         n_samples=options["n_samples"],
         perturbations_per_eval=options["batch_size"],
     )

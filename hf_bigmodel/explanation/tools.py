@@ -28,9 +28,10 @@ def predict_proba(model: nn.Module, tokenizer, batch_size: int = 64) -> Callable
             encoding = tokenizer(
                 list(texts[start : start + batch_size]), return_tensors="pt", padding=True, truncation=True
             )
-            encoding = {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            names = ("input_ids", "attention_mask", "token_type_ids")
+            encoding = {k: v.to(model.device) for k, v in encoding.items() if k in names}
             with torch.no_grad():
-                rows.append(model(**encoding).logits.float().softmax(-1))
+                rows.append(model(**encoding).logits.float().softmax(-1).cpu())
         return torch.cat(rows).numpy() if rows else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
     return predict
