@@ -768,3 +768,59 @@ def test_stock_masked_lm_from_the_cli(tokenizer, tmp_path, capsys):
     capsys.readouterr()
     assert explain_main([str(folder), "--text", "the film was [MASK]", "--target", "great"]) == 0
     assert "(great)" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- causal generation
+
+CAUSAL_ARCHS = [name for name, arch in hf_bigmodel.ARCHITECTURES.items() if "causal-lm" in arch.heads]
+
+
+def stock_gpt2():
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(WORDS), n_embd=32, n_layer=2, n_head=2, pad_token_id=0, bos_token_id=2,
+                   eos_token_id=3)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", [*CAUSAL_ARCHS, "stock-gpt2"])
+def test_each_generated_token_is_explained_by_its_context(arch, tokenizer):
+    if arch == "stock-gpt2":
+        model = stock_gpt2().eval()
+    else:
+        model = hf_bigmodel.create_model(tiny_preset(arch), task="causal-lm", vocab_size=len(WORDS), pad_token_id=0)
+        model.eval()
+    prompt = "the movie was"
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        generated = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False,
+                                   pad_token_id=0)  # fmt: skip
+    explanations = explain(model, prompt, tokenizer=tokenizer, max_new_tokens=4)
+    assert len(explanations) == generated.shape[1] - ids.shape[1] >= 1
+    for step, explanation in enumerate(explanations):
+        context = generated[:, : ids.shape[1] + step]
+        assert explanation.kind == "causal-lm" and explanation.target == int(generated[0, context.shape[1]])
+        assert explanation.tokens == tokenizer.convert_ids_to_tokens(context[0].tolist())
+        with torch.no_grad():
+            change = (model(input_ids=context).logits - model(input_ids=baseline_ids(tokenizer, context)).logits)[
+                0, -1, explanation.target
+            ].item()
+        assert explanation.attributions.sum().item() == pytest.approx(change, abs=0.01 * abs(change) + 1e-4)
+    with pytest.raises(ExplainError, match="each generated token is the target of its explanation"):
+        explain(model, prompt, tokenizer=tokenizer, target="good")
+
+
+def test_cli_generation_writes_a_folder_per_token(tokenizer, tmp_path, capsys):
+    folder = tmp_path / "gpt2"
+    stock_gpt2().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert (
+        explain_main([str(folder), "--text", "the movie was", "--max_new_tokens", "2", "--output_dir", str(out)]) == 0
+    )
+    steps = capsys.readouterr().out.count("integrated_gradients: generated")
+    assert 1 <= steps <= 2  # greedy generation may stop at the end-of-text token
+    assert sorted(p.name for p in out.iterdir()) == [f"token_{step:02d}" for step in range(steps)]
+    assert (out / f"token_{steps - 1:02d}" / "explanation.html").is_file()

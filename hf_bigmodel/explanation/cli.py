@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-bigmodel explain", description=__doc__)
     parser.add_argument("model", help="saved model folder (config, weights, tokenizer or image processor)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", help="text to explain (text- and token-classification models)")
+    source.add_argument("--text", help="text to explain (classification, masked LM) or prompt (causal LM)")
     source.add_argument("--image", help="image file to explain (image-classification models)")
     parser.add_argument(
         "--method",
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--output_dir", default=None, help="folder for the JSON, tensors, PNG and HTML (default: none)"
     )
     parser.add_argument(
+        "--max_new_tokens", type=int, default=8, help="causal LMs: tokens to generate and explain, one by one"
+    )
+    parser.add_argument(
         "--attention", action="store_true", help="text models: also write attention.json / attention.png (per head)"
     )
     parser.add_argument("--trust_remote_code", action="store_true", help="load with the code saved in the folder")
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     try:
-        explanation = explain(
+        result = explain(
             args.model,
             args.text if args.text is not None else args.image,
             method=args.method,
@@ -61,24 +65,34 @@ def main(argv: list[str] | None = None) -> int:
             n_samples=args.n_samples,
             batch_size=args.batch_size,
             attention=args.attention,
+            max_new_tokens=args.max_new_tokens,
             trust_remote_code=args.trust_remote_code,
         )
-        paths = explanation.save(args.output_dir) if args.output_dir else {}
+        # A causal LM gives one explanation per generated token, each saved in its own folder (token_00, ...).
+        explanations = result if isinstance(result, list) else [result]
+        paths = {}
+        if args.output_dir:
+            for step, explanation in enumerate(explanations):
+                folder = Path(args.output_dir) / f"token_{step:02d}" if isinstance(result, list) else args.output_dir
+                paths.update({f"{kind} {folder}": path for kind, path in explanation.save(folder).items()})
     except (ExplainError, ImportError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    print(
-        f"{explanation.method}: class {explanation.target} ({explanation.target_label}), p={explanation.probability:.4f}"
-    )
-    if explanation.convergence_delta is not None:
-        print(f"convergence delta: {explanation.convergence_delta:.3e}")
-    if explanation.target_layer is not None:
-        print(f"target layer: {explanation.target_layer}")
-    if explanation.tokens is not None:
-        for token, value in zip(explanation.tokens, explanation.attributions.tolist()):
-            print(f"  {token:>16}  {value:+.5f}")
-    for kind, path in paths.items():
-        print(f"wrote {kind}: {path}")
+    for explanation in explanations:
+        what = "generated" if explanation.kind == "causal-lm" else "class"
+        print(
+            f"{explanation.method}: {what} {explanation.target} ({explanation.target_label}), "
+            f"p={explanation.probability:.4f}"
+        )
+        if explanation.convergence_delta is not None:
+            print(f"convergence delta: {explanation.convergence_delta:.3e}")
+        if explanation.target_layer is not None:
+            print(f"target layer: {explanation.target_layer}")
+        if explanation.tokens is not None:
+            for token, value in zip(explanation.tokens, explanation.attributions.tolist()):
+                print(f"  {token:>16}  {value:+.5f}")
+    for path in paths.values():
+        print(f"wrote {path}")
     return 0
 
 

@@ -16,11 +16,12 @@ METHODS: dict[str, tuple[str, ...]] = {
     "text-classification": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "token-classification": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "masked-lm": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
+    "causal-lm": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "image-classification": ("grad_cam", "integrated_gradients"),
 }
 
 OUTPUTS = ("logit", "probability")
-TEXT_KINDS = ("text-classification", "token-classification", "masked-lm")
+TEXT_KINDS = ("text-classification", "token-classification", "masked-lm", "causal-lm")
 MAX_STEPS = 1024  # integrated gradients: the most steps the adaptive schedule takes
 
 # Head-class name suffix -> kind. Suffixes, not our classes, so stock transformers heads are explained the same way.
@@ -28,6 +29,8 @@ _KIND_OF_SUFFIX = {
     "ForSequenceClassification": "text-classification",
     "ForTokenClassification": "token-classification",
     "ForMaskedLM": "masked-lm",
+    "ForCausalLM": "causal-lm",
+    "LMHeadModel": "causal-lm",  # GPT2LMHeadModel and kin
     "ForImageClassification": "image-classification",
 }
 
@@ -146,6 +149,7 @@ def _load(folder: str | os.PathLike, trust_remote_code: bool) -> tuple[nn.Module
             "text-classification": "AutoModelForSequenceClassification",
             "token-classification": "AutoModelForTokenClassification",
             "masked-lm": "AutoModelForMaskedLM",
+            "causal-lm": "AutoModelForCausalLM",
         }[kind]
         model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code)
         processor = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
@@ -260,8 +264,9 @@ def explain(
     n_samples: int = 200,
     batch_size: int = 64,
     attention: bool = False,
+    max_new_tokens: int = 8,
     trust_remote_code: bool = False,
-) -> Explanation:
+) -> Explanation | list[Explanation]:
     """Explain one prediction of a model of the zoo or a stock transformers model of the same kind.
 
     Args:
@@ -274,6 +279,8 @@ def explain(
         target: the class to explain, as an index or a label name; None explains the predicted class.
         n_samples, batch_size: LIME and Kernel SHAP: perturbed inputs to fit on, and how many go through the model
             in one forward pass.
+        max_new_tokens: causal LMs: how many tokens to generate (greedily) and explain; the result is then a list
+            with one Explanation per generated token, attributing it to the context before it.
         attention: text models: also record the attention maps (`Explanation.attention`, see `attention_maps`).
         position: token classification only: the index of the token (in the tokenizer's output, special tokens
             included) whose label is explained. Required for token-classification models.
@@ -321,6 +328,15 @@ def explain(
     was_training = model.training
     model.eval()  # dropout off: attributions must be those of the deterministic model
     try:
+        if kind == "causal-lm":
+            from .text import explain_generation
+
+            if target is not None or attention:
+                raise ExplainError(
+                    "target= and attention= do not apply to causal generation: each generated token is the target "
+                    "of its explanation (use attention_maps for the attention)."
+                )
+            return explain_generation(model, processor, inputs, method, options, output, max_new_tokens)
         if kind in TEXT_KINDS:
             from .text import explain_text_classification
 

@@ -66,11 +66,14 @@ def explain_text_classification(
     options: dict,
     output: str,
     position: int | None = None,
+    encoded: dict | None = None,
 ) -> Explanation:
-    """Sequence classification; or token classification (`position` = the token whose label is explained)."""
+    """Sequence classification; token classification (`position` = the token whose label is explained); masked LM
+    (the token filled in at the mask); one step of causal generation (`encoded` = the context so far, the target
+    the token generated next)."""
     from captum.attr import InputXGradient
 
-    encoding = encode(model, tokenizer, text)
+    encoding = dict(encoded) if encoded is not None else encode(model, tokenizer, text)
     input_ids = encoding.pop("input_ids")
     embeddings = model.get_input_embeddings()
     kind = kind_of(model)
@@ -86,6 +89,8 @@ def explain_text_classification(
         position %= length
     elif position is not None:
         raise ExplainError("position= applies to token-classification models only; leave it out.")
+    elif kind == "causal-lm":
+        position = length - 1  # the last position predicts the next token
     elif kind == "masked-lm":
         # The explained position is the masked one: which tokens made the model fill it as it did.
         masks = (input_ids[0] == tokenizer.mask_token_id).nonzero().flatten().tolist()
@@ -107,7 +112,7 @@ def explain_text_classification(
     with torch.no_grad():
         inputs_embeds = embeddings(input_ids)
         probs = select(model(inputs_embeds=inputs_embeds, **encoding).logits)[0].float().softmax(-1)
-    if kind == "masked-lm":
+    if kind in ("masked-lm", "causal-lm"):
         index = _vocabulary_target(target, tokenizer, probs)
         target_label = tokenizer.convert_ids_to_tokens(index)
     else:
@@ -177,3 +182,29 @@ def _perturbation(
         perturbations_per_eval=options["batch_size"],
     )
     return attributions[0].float()
+
+
+def explain_generation(
+    model: nn.Module, tokenizer, text: str, method: str, options: dict, output: str, max_new_tokens: int
+) -> list[Explanation]:
+    """Greedy generation from `text`, then one explanation per generated token: which tokens of the context (the
+    prompt and the tokens generated before it) drove the model to generate it."""
+    encoding = encode(model, tokenizer, text)
+    start = encoding["input_ids"].shape[1]
+    limit = max_input_length(model.config, tokenizer)
+    budget = max_new_tokens if limit is None else min(max_new_tokens, limit - start)
+    if budget < 1:
+        raise ExplainError(
+            f"The prompt fills the model's context ({limit} tokens), leaving no room to generate; shorten it."
+        )
+    pad = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    with torch.no_grad():
+        generated = model.generate(**encoding, max_new_tokens=budget, do_sample=False, num_beams=1, pad_token_id=pad)
+    explanations = []
+    for step in range(start, generated.shape[1]):
+        context = {"input_ids": generated[:, :step], "attention_mask": torch.ones_like(generated[:, :step])}
+        target = int(generated[0, step])
+        explanations.append(
+            explain_text_classification(model, tokenizer, None, method, target, options, output, encoded=context)
+        )
+    return explanations
