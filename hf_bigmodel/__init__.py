@@ -9,6 +9,7 @@ Every config, model and image-processor class of `ARCHITECTURES` is importable f
 from importlib.metadata import PackageNotFoundError, version
 
 from . import pipelines  # noqa: F401  (registers the translation and question-answering pipelines)
+from .explanation import Explanation, explain  # captum is imported only when explain() runs
 from .models import ARCHITECTURES, TASKS, Architecture
 from .registry import create_config, create_model, list_presets
 
@@ -32,6 +33,8 @@ __all__ = [
     *_CLASSES,
     "create_config",
     "create_model",
+    "explain",
+    "Explanation",
     "list_presets",
     "__version__",
 ]

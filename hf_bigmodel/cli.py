@@ -17,6 +17,7 @@ COMMANDS = {
     "generate": ("hf_bigmodel.generate", "sample text from a saved model folder"),
     "evaluate": ("hf_bigmodel.evaluation", "evaluate a saved model: perplexity, classification, NER, QA, BLEU/ROUGE"),
     "push": ("hf_bigmodel.publish.push", "push a saved folder (model, tokenizer, code, model card) to a Hub repo"),
+    "explain": ("hf_bigmodel.explanation.cli", "explain a prediction: token or pixel attributions, Grad-CAM"),
 }
 
 
