@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._cli import command
 from .corpus import write_builtin_corpus
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("hf-bigmodel demo")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     train_file, validation_file = write_builtin_corpus(f"{args.output_dir}/corpus")

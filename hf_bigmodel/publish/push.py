@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _io
+from .._cli import command
 from . import card as model_card
 from .folder import (
     InvalidFolderError,
@@ -387,39 +388,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("hf-bigmodel push")
 def main(argv: list[str] | None = None) -> int:
+    """`hf-bigmodel push`: 0 on success; errors reach the user through `hf_bigmodel._cli` (2: the folder, repo id
+    or token is wrong; 1: the Hub failed or cannot be reached)."""
     args = build_parser().parse_args(argv)
     card = not args.no_card
-    try:
-        if args.dry_run:
-            plan = plan_push(
-                args.folder, repo_id=args.repo_id, card=card, overwrite_card=args.overwrite_card, license=args.license
-            )
-            print(f"Would push {len(plan.paths())} files from {args.folder} to {args.repo_id}:")
-            for path in plan.paths():
-                print(f"  {path}" + ("  (generated)" if path in plan.generated else ""))
-            for note in plan.notes:
-                print(f"note: {note}")
-            return 0
-        result = push_folder(
-            args.folder,
-            args.repo_id,
-            token=args.token,
-            endpoint=args.endpoint,
-            revision=args.revision,
-            private=args.private,
-            exist_ok=args.exist_ok,
-            commit_message=args.commit_message,
-            card=card,
-            overwrite_card=args.overwrite_card,
-            license=args.license,
+    if args.dry_run:
+        plan = plan_push(
+            args.folder, repo_id=args.repo_id, card=card, overwrite_card=args.overwrite_card, license=args.license
         )
-    except (InvalidFolderError, InvalidRepoIdError, model_card.ModelCardError) as err:
-        print(f"hf-bigmodel push: error: {err}", file=sys.stderr)
-        return 2
-    except PushError as err:
-        print(f"hf-bigmodel push: error: {err}", file=sys.stderr)
-        return 1
+        print(f"Would push {len(plan.paths())} files from {args.folder} to {args.repo_id}:")
+        for path in plan.paths():
+            print(f"  {path}" + ("  (generated)" if path in plan.generated else ""))
+        for note in plan.notes:
+            print(f"note: {note}")
+        return 0
+    result = push_folder(
+        args.folder,
+        args.repo_id,
+        token=args.token,
+        endpoint=args.endpoint,
+        revision=args.revision,
+        private=args.private,
+        exist_ok=args.exist_ok,
+        commit_message=args.commit_message,
+        card=card,
+        overwrite_card=args.overwrite_card,
+        license=args.license,
+    )
     for note in result.notes:
         print(f"note: {note}")
     what = (

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, T
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
+from .._cli import command
 from ..data import DataError
 from ..models import ARCHITECTURES
 from ..publish.card import ModelCardError, write_model_card  # publishing is imported here only, for all of training
@@ -111,20 +111,21 @@ def run_cli(
     argv: Sequence[str] | None = None,
 ) -> int:
     """A training command's `main`: `--help`, logging, verbosity from the TrainingArguments (the last dataclass),
-    then `run(*arguments)`. Bad input (`DataError`, `FileNotFoundError`) is one message on stderr and exit code 2."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("-h", "--help"):
-        HfArgumentParser(tuple(dataclass_types)).print_help()
-        return 0
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    arguments = parse_args(argv, dataclass_types)
-    transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
-    try:
+    then `run(*arguments)`. Errors reach the user through `hf_bigmodel._cli.command`: bad input (including
+    TrainingArguments' own checks) is one message on stderr and exit code 2; `--debug` shows the traceback."""
+
+    @command(prog)
+    def main(argv: list[str]) -> int:
+        if argv and argv[0] in ("-h", "--help"):
+            HfArgumentParser(tuple(dataclass_types)).print_help()
+            return 0
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+        arguments = parse_args(argv, dataclass_types)
+        transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
         run(*arguments)
-    except (DataError, FileNotFoundError) as err:
-        print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return main(argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------

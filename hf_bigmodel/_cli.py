@@ -1,0 +1,159 @@
+"""The one runner behind every `hf-bigmodel` command: how a command reports a user's mistake.
+
+A command's module decorates its entry point, and nothing else:
+
+    from .._cli import command
+
+    @command("hf-bigmodel generate")
+    def main(argv: list[str] | None = None) -> int:
+        ...                       # parse argv, do the work, raise on bad input
+
+What `command(prog)` guarantees, for every command:
+
+- `--debug` anywhere in argv (it is removed before the command sees argv) or `HF_BIGMODEL_DEBUG=1` in the
+  environment: nothing is caught, every error keeps its full traceback.
+- A user's mistake (the errors listed by `user_error_types()`: the project's own `DataError`, `ConversionError`,
+  `ModelCardError`, `InvalidFolderError`..., and the library errors that bad input raises: missing or unreadable
+  files, malformed JSON, a damaged safetensors file, a bad repo id, a config that fails validation, `ValueError`s
+  of transformers' argument checks) prints `PROG: error: MESSAGE` (the message says what is wrong and the fix),
+  with no traceback, and exits with code 2.
+- A failure outside the user's input (the Hub cannot be reached, the disk is full) prints one line the same way
+  and exits with code 1; a full disk names the file being written.
+- Ctrl-C prints `PROG: interrupted` and exits with code 130.
+- Anything else is a bug in hf_bigmodel: one line saying so, how to see the traceback, exit code 1.
+
+So a command raises an exception whose message is written for the user (`DataError` is the usual one) instead of
+printing and returning a code itself. `SystemExit` (argparse's `--help` and usage errors) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import sys
+from collections.abc import Callable
+
+__all__ = ["DEBUG_ENV", "command", "describe_error", "require_folder_or_repo", "user_error_types"]
+
+DEBUG_ENV = "HF_BIGMODEL_DEBUG"
+EXIT_USER_ERROR = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def _debug_requested() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the input is wrong" (exit 2). Imported when an error happens, so that the
+    runner costs nothing at start-up and a command that never imports torch does not pay for it here."""
+    types: list[type[BaseException]] = [ValueError, LookupError, OSError, UnicodeError]
+    from .publish.folder import PushError  # the push errors that are not the network's: folder, repo, token
+
+    types.append(PushError)
+    try:  # a damaged safetensors file
+        from safetensors import SafetensorError
+
+        types.append(SafetensorError)
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        pass
+    try:  # a repo id that is not one, a repo or file that does not exist
+        from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+        types += [HFValidationError, HfHubHTTPError]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+def _failure_types() -> tuple[type[BaseException], ...]:
+    """Failures that are not the user's input: the network (the project's `HubConnectionError` is a
+    `ConnectionError`), a timeout."""
+    return (ConnectionError, TimeoutError)
+
+
+def describe_error(err: BaseException) -> str:
+    """The one-line (at most two-line) message of a user's error: the exception's own message, with what the
+    library leaves out added back (the file of an OS error, the path of a full disk)."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        where = f" while writing {err.filename}" if err.filename else ""
+        return f"no space left on the device{where}. Free some space (or use another --output_dir) and run again."
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.strerror}: {err.filename}"
+    message = str(err).strip()
+    if isinstance(err, KeyError) and len(err.args) == 1:  # KeyError's str() is the repr of its key
+        message = str(err.args[0])
+    if "Original Traceback" in message:  # an error raised in a DataLoader worker: keep its last line
+        message = message.splitlines()[-1].split("Error: ", 1)[-1]
+    lines = [line for line in message.splitlines() if line.strip()] or [type(err).__name__]
+    if len(lines) > 2:  # library messages can run to a paragraph; the first two lines name the problem
+        lines = lines[:2]
+    return "\n".join(lines)
+
+
+def require_folder_or_repo(value: str, what: str, needs: str = "config.json") -> str:
+    """Check a "saved folder or Hub repo id" argument before a library turns a local typo into "cannot reach the
+    Hub" or "not a valid repo id": an existing path must be a folder holding `needs`; a value that can only be a
+    path (absolute, `./`, `~`, a backslash, more than one `/`) must exist. An `owner/name` that is not a folder
+    here is left to the Hub. Raises `ValueError` (exit 2 through `command`) naming `what` and the value."""
+    path = os.path.expanduser(value)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"{what} {value!r} is a file; give the folder that holds {needs}.")
+        if needs and not os.path.isfile(os.path.join(path, needs)):
+            raise ValueError(f"{what} {value!r} has no {needs}; is it the folder a training run or convert saved?")
+        return value
+    looks_like_path = (
+        os.path.isabs(path) or value.startswith((".", "~")) or "\\" in value or value.count("/") > 1 or not value
+    )
+    if looks_like_path:
+        raise ValueError(f"{what} {value!r}: no such folder. Check the path (or give a Hub repo id, owner/name).")
+    return value
+
+
+def command(prog: str) -> Callable[[Callable[..., int | None]], Callable[..., int]]:
+    """Decorate a command's `main(argv) -> int` so that errors reach the user as described in this module."""
+
+    def decorate(main: Callable[..., int | None]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def wrapper(argv: list[str] | None = None, *args, **kwargs) -> int:
+            argv = list(sys.argv[1:] if argv is None else argv)
+            debug = "--debug" in argv or _debug_requested()
+            argv = [arg for arg in argv if arg != "--debug"]
+            if debug:
+                # Nested commands (demo -> pretrain) see the same choice without a flag to pass on.
+                os.environ[DEBUG_ENV] = "1"
+                return main(argv, *args, **kwargs) or 0
+            try:
+                return main(argv, *args, **kwargs) or 0
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            except Exception as err:  # noqa: BLE001 - this is the one place that decides what the user sees
+                return report(prog, err)
+
+        return wrapper
+
+    return decorate
+
+
+def report(prog: str, err: BaseException) -> int:
+    """Print the message of `err` for the user and return the exit code (see the module docstring)."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
+        return EXIT_FAILURE
+    if isinstance(err, _failure_types()):
+        print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
+        return EXIT_FAILURE
+    if isinstance(err, user_error_types()):
+        print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(
+        f"{prog}: internal error (a bug in hf_bigmodel, not in your input): {type(err).__name__}: "
+        f"{describe_error(err).splitlines()[0]}\n"
+        f"Run again with --debug (or {DEBUG_ENV}=1) to see the traceback, and please report it.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILURE
