@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,9 @@ __all__ = [
     "parse_args",
     "parse_overrides",
     "preset_config",
+    "checkpoint_problem",
+    "finished_run",
+    "last_complete_checkpoint",
     "resolve_checkpoint",
     "run_cli",
     "train_and_save",
@@ -122,6 +127,15 @@ def run_cli(
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
         arguments = parse_args(argv, dataclass_types)
         transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
+        args = arguments[-1]
+        # `pretrain transformer --do_eval/--do_predict` without --do_train evaluates a saved run; --eval_strategy
+        # turns do_eval on by itself, which says nothing about training.
+        explicit_eval = args.do_eval and str(args.eval_strategy).rpartition(".")[2].lower() == "no"
+        evaluation_only = not args.do_train and (args.do_predict or explicit_eval)
+        done = None if evaluation_only else finished_run(args)
+        if done is not None:  # a rerun of a finished command: say so rather than train one step past the end
+            print(f"{prog}: {done}", file=sys.stderr)
+            return 0
         run(*arguments)
         return 0
 
@@ -199,19 +213,113 @@ def preset_config(arch: str, model_args: CommonModelArguments, defaults: dict | 
 # Training and the end of a run
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is not whole (its header says how long its data is), or None."""
+    try:
+        with path.open("rb") as f:
+            header_size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_size)) if 0 < header_size < 100_000_000 else None
+    except (OSError, ValueError):
+        header = None
+    if not isinstance(header, dict):
+        return f"{path.name} has no readable header"
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if path.stat().st_size < 8 + header_size + end:
+        return f"{path.name} is cut short ({path.stat().st_size} of {8 + header_size + end} bytes)"
+    return None
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why `folder` (a Trainer `checkpoint-N`) cannot be resumed from, or None when it is complete. Trainer writes
+    `trainer_state.json` last, after the weights, optimizer, scheduler and RNG states, so a checkpoint whose state
+    file is whole and names its own step was written to the end; the weights are checked as well, since a full disk
+    can cut a file short without killing the process."""
+    folder = Path(folder)
+    state_file = folder / "trainer_state.json"
+    if not state_file.is_file():
+        return "it has no trainer_state.json (Trainer writes it last: the save was interrupted)"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its trainer_state.json is cut short (the save was interrupted)"
+    step = folder.name.rpartition("-")[2]
+    if not isinstance(state, dict) or str(state.get("global_step")) != step:
+        return f"its trainer_state.json is for step {state.get('global_step') if isinstance(state, dict) else '?'}"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not any(folder.glob("*.bin")) and not (folder / "adapter_model.safetensors").is_file():
+        return "it holds no weights"
+    for path in weights:
+        problem = _safetensors_problem(path)
+        if problem:
+            return problem
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest complete `checkpoint-N` of `output_dir`, or None. Newer incomplete ones (a kill or a full disk
+    during a save) are removed, with a warning that says why: they can never be resumed from, and the rerun writes
+    the same step again."""
+    while (checkpoint := get_last_checkpoint(str(output_dir))) is not None:
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint
+        logger.warning("Skipping %s: %s. Removing it and resuming from the checkpoint before.", checkpoint, problem)
+        shutil.rmtree(checkpoint)
+    return None
+
+
+def finished_run(training_args: TrainingArguments) -> str | None:
+    """A message when `output_dir` holds a run that already reached `--max_steps` (or `--num_train_epochs`): the
+    end of a run saves `trainer_state.json` at the top of `output_dir`, next to the model."""
+    state_file = Path(training_args.output_dir) / "trainer_state.json"
+    if training_args.resume_from_checkpoint is not None or not state_file.is_file():
+        return None
+    if getattr(training_args, "overwrite_output_dir", False):
+        return None
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        step, epoch = int(state["global_step"]), float(state.get("epoch") or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if training_args.max_steps > 0:
+        done = step >= training_args.max_steps
+        target = f"--max_steps {training_args.max_steps}"
+    else:
+        done = epoch >= training_args.num_train_epochs - 1e-6
+        target = f"--num_train_epochs {training_args.num_train_epochs:g}"
+    if not done:
+        return None
+    return (
+        f"{training_args.output_dir} already holds a finished run (step {step}, epoch {epoch:.3g}; {target}): "
+        f"nothing to do.\nRaise {target.split()[0]} to train further, or choose another --output_dir."
+    )
+
+
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, the last checkpoint-* of `output_dir` for
-    `--resume_from_checkpoint last` (or True), and also without the flag when `output_dir` holds one, so that an
-    interrupted run continues where it stopped when it is started again with the same command."""
+    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, the last complete checkpoint-* of
+    `output_dir` for `--resume_from_checkpoint last` (or True), and also without the flag when `output_dir` holds
+    one, so that an interrupted run continues where it stopped when it is started again with the same command. An
+    incomplete checkpoint (killed during its save) is skipped and removed, with a warning."""
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint is not None:
-            logger.info("Resuming from the last checkpoint in the output directory: %s", checkpoint)
+            logger.info("Resuming from the last complete checkpoint in the output directory: %s", checkpoint)
     elif checkpoint in ("True", "true", "last"):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint is None:
-            raise DataError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}.")
+            raise DataError(
+                f"--resume_from_checkpoint: no complete checkpoint-* folder in {training_args.output_dir}."
+            )
+    elif checkpoint is not None:
+        if not os.path.isdir(checkpoint):
+            raise DataError(f"--resume_from_checkpoint {checkpoint}: no such folder.")
+        problem = checkpoint_problem(checkpoint)
+        if problem is not None:
+            raise DataError(
+                f"--resume_from_checkpoint {checkpoint} is incomplete: {problem}. Give an earlier checkpoint, or "
+                "'last' for the newest complete one."
+            )
     return checkpoint
 
 
