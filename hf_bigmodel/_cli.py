@@ -34,7 +34,7 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["DEBUG_ENV", "command", "describe_error", "require_folder_or_repo", "user_error_types"]
+__all__ = ["DEBUG_ENV", "command", "describe_error", "is_disk_full", "require_folder_or_repo", "user_error_types"]
 
 DEBUG_ENV = "HF_BIGMODEL_DEBUG"
 EXIT_USER_ERROR = 2
@@ -74,11 +74,30 @@ def _failure_types() -> tuple[type[BaseException], ...]:
     return (ConnectionError, TimeoutError)
 
 
+# How a full disk shows in the errors of the writers that do not raise OSError(ENOSPC): torch.save
+# ("PytorchStreamWriter failed writing file ... file write failed") and safetensors ("IoError(Os { code: 28").
+_DISK_FULL_SIGNS = ("No space left on device", "code: 28", "StorageFull", "file write failed")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err`, or an error it was raised from, is a full disk."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        if any(sign in str(err) for sign in _DISK_FULL_SIGNS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def describe_error(err: BaseException) -> str:
     """The one-line (at most two-line) message of a user's error: the exception's own message, with what the
     library leaves out added back (the file of an OS error, the path of a full disk)."""
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        where = f" while writing {err.filename}" if err.filename else ""
+    if is_disk_full(err):
+        filename = err.filename if isinstance(err, OSError) else None
+        where = f" while writing in {filename}" if filename else ""
         return f"no space left on the device{where}. Free some space (or use another --output_dir) and run again."
     if isinstance(err, OSError) and err.filename and err.strerror:
         return f"{err.strerror}: {err.filename}"
@@ -104,6 +123,16 @@ def require_folder_or_repo(value: str, what: str, needs: str = "config.json") ->
             raise ValueError(f"{what} {value!r} is a file; give the folder that holds {needs}.")
         if needs and not os.path.isfile(os.path.join(path, needs)):
             raise ValueError(f"{what} {value!r} has no {needs}; is it the folder a training run or convert saved?")
+        if needs.endswith(".json"):
+            import json
+
+            try:
+                with open(os.path.join(path, needs), encoding="utf-8") as f:
+                    content = json.load(f)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"{what} {value!r}: {needs} is not valid JSON ({err}).") from err
+            if not isinstance(content, dict):
+                raise ValueError(f"{what} {value!r}: {needs} holds a {type(content).__name__}, not a JSON object.")
         return value
     looks_like_path = (
         os.path.isabs(path) or value.startswith((".", "~")) or "\\" in value or value.count("/") > 1 or not value
@@ -123,9 +152,17 @@ def command(prog: str) -> Callable[[Callable[..., int | None]], Callable[..., in
             debug = "--debug" in argv or _debug_requested()
             argv = [arg for arg in argv if arg != "--debug"]
             if debug:
-                # Nested commands (demo -> pretrain) see the same choice without a flag to pass on.
+                # Nested commands (demo -> pretrain) see the same choice without a flag to pass on; restored after,
+                # so that one --debug call in a notebook or a test does not turn debugging on for the next ones.
+                previous = os.environ.get(DEBUG_ENV)
                 os.environ[DEBUG_ENV] = "1"
-                return main(argv, *args, **kwargs) or 0
+                try:
+                    return main(argv, *args, **kwargs) or 0
+                finally:
+                    if previous is None:
+                        os.environ.pop(DEBUG_ENV, None)
+                    else:
+                        os.environ[DEBUG_ENV] = previous
             try:
                 return main(argv, *args, **kwargs) or 0
             except KeyboardInterrupt:
@@ -141,10 +178,7 @@ def command(prog: str) -> Callable[[Callable[..., int | None]], Callable[..., in
 
 def report(prog: str, err: BaseException) -> int:
     """Print the message of `err` for the user and return the exit code (see the module docstring)."""
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
-        return EXIT_FAILURE
-    if isinstance(err, _failure_types()):
+    if is_disk_full(err) or isinstance(err, _failure_types()):
         print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
         return EXIT_FAILURE
     if isinstance(err, user_error_types()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ._cli import command, require_folder_or_repo
 
@@ -25,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    """Refuse the values `generate` would crash on (a zero division for 0 beams) or silently misuse."""
-    require_folder_or_repo(args.model, "MODEL")
+    """Refuse the values `generate` would crash on (a zero division for 0 beams) or silently misuse, then a MODEL
+    that is not a folder holding a config and a tokenizer (before a library reads it and blames something else)."""
     if not args.prompt.strip():
         raise ValueError("PROMPT is empty; give the text to continue, e.g. 'Once upon a time'.")
     for flag, value in (("--max_new_tokens", args.max_new_tokens), ("--num_beams", args.num_beams)):
@@ -36,6 +37,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--top_k must be 0 (no limit) or a positive integer, got {args.top_k}.")
     if not args.temperature > 0 or args.temperature == float("inf"):
         raise ValueError(f"--temperature must be a positive number, got {args.temperature}; use --greedy for 0.")
+    require_folder_or_repo(args.model, "MODEL")
+    folder = Path(args.model).expanduser()
+    tokenizer_files = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
+    if folder.is_dir() and not any((folder / name).is_file() for name in tokenizer_files):
+        # transformers would try the slow tokenizers and blame a missing sentencepiece install
+        raise ValueError(
+            f"MODEL {args.model!r} has no tokenizer (tokenizer.json). Save the tokenizer next to the model: "
+            f"tokenizer.save_pretrained({args.model!r})."
+        )
 
 
 @command("hf-bigmodel generate")

@@ -122,7 +122,10 @@ def _checkpoint(folder: Path, step: int) -> Path:
         (lambda p: (p / "trainer_state.json").write_text('{"global_step": 4, "log_hi'), "cut short"),
         (lambda p: (p / "trainer_state.json").write_text('{"global_step": 2}'), "for step 2"),
         (lambda p: os.truncate(p / "model.safetensors", 100), "model.safetensors is cut short"),
-        (lambda p: (p / "model.safetensors").write_bytes(b""), "model.safetensors has no readable header"),
+        (
+            lambda p: (p / "model.safetensors").write_bytes(b""),
+            "model.safetensors is not a whole safetensors file: no readable header",
+        ),
         (lambda p: (p / "model.safetensors").unlink(), "holds no weights"),
     ],
 )

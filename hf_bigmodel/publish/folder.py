@@ -13,6 +13,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from .. import _io
+
 # Never pushed, with why: resumable Trainer state (pushed by Trainer's hub_strategy="checkpoint" instead), pickles
 # (weights are published as safetensors only; training_args.bin is a pickle), pretrain's second copy of the
 # tokenizer, Python caches, hidden and underscore files (Trainer ignores "_*" too) and temporary files.
@@ -82,6 +84,11 @@ def read_config(folder: str | os.PathLike) -> dict:
     missing = [p.name for p in weights if not p.is_file()]
     if missing:
         raise InvalidFolderError(f"{folder}: model.safetensors.index.json lists missing shards: {', '.join(missing)}.")
+    for path in weights:  # a truncated file would publish, then fail for everyone who downloads it
+        try:
+            _io.safetensors_header(path)
+        except ValueError as err:
+            raise InvalidFolderError(str(err)) from None
     return config
 
 

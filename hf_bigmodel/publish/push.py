@@ -395,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     card = not args.no_card
     if args.dry_run:
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:  # an owner-less name gets the token's user prepended when pushing; check what can be checked here
+            validate_repo_id(args.repo_id if "/" in args.repo_id else f"user/{args.repo_id}")
+        except HFValidationError as err:
+            raise InvalidRepoIdError(f"Invalid REPO_ID {args.repo_id!r}: {err}") from None
         plan = plan_push(
             args.folder, repo_id=args.repo_id, card=card, overwrite_card=args.overwrite_card, license=args.license
         )

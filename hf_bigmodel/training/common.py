@@ -9,8 +9,10 @@ their objective needs; data lives in `hf_bigmodel.data` and metrics in `hf_bigmo
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -24,7 +26,8 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, T
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
-from .._cli import command
+from .._cli import command, is_disk_full
+from .._io import safetensors_header
 from ..data import DataError
 from ..models import ARCHITECTURES
 from ..publish.card import ModelCardError, write_model_card  # publishing is imported here only, for all of training
@@ -36,6 +39,7 @@ logger = logging.getLogger("hf_bigmodel.training")
 __all__ = [
     "CommonModelArguments",
     "TokenizerModelArguments",
+    "check_arguments",
     "error_message",
     "finish_run",
     "load_or_train_tokenizer",
@@ -45,6 +49,7 @@ __all__ = [
     "parse_overrides",
     "preset_config",
     "checkpoint_problem",
+    "evaluation_only",
     "finished_run",
     "last_complete_checkpoint",
     "resolve_checkpoint",
@@ -95,9 +100,83 @@ def parse_args(argv: Sequence[str], dataclass_types: Sequence[type]) -> tuple:
     """The argument dataclasses from the command line, or from one .json/.yaml file given as the only argument."""
     parser = HfArgumentParser(tuple(dataclass_types))
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return tuple(loader(os.path.abspath(argv[0])))
+        path = Path(argv[0])
+        if not path.is_file():
+            raise DataError(f"{path}: no such arguments file.")
+        text = path.read_text(encoding="utf-8")
+        import yaml  # what HfArgumentParser.parse_yaml_file reads with
+
+        try:
+            values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            kind = "JSON" if path.suffix == ".json" else "YAML"
+            raise DataError(f"{path} is not valid {kind}: {str(err).splitlines()[0]}") from err
+        if not isinstance(values, dict):
+            raise DataError(
+                f"{path} holds a {type(values).__name__}, not a mapping of argument names to values "
+                '(e.g. {"output_dir": "runs/x", "max_steps": 100}).'
+            )
+        return tuple(parser.parse_dict(values))
     return tuple(parser.parse_args_into_dataclasses(args=list(argv)))
+
+
+# Argument fields that must be positive when given (0 or a negative number would crash later, or be read as "use the
+# default" without a word), and fractions or percentages with their range.
+POSITIVE_FIELDS = (
+    "block_size", "max_seq_length", "max_source_length", "max_target_length", "tokenizer_vocab_size", "doc_stride",
+    "max_answer_length", "n_best_size", "dupe_factor", "image_size", "num_channels", "max_tokens_per_batch",
+    "max_train_samples", "max_eval_samples", "max_predict_samples",
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+)  # fmt: skip
+RANGES = {
+    "validation_split_percentage": (0, 100),
+    "mlm_probability": (0, 1),
+    "short_seq_prob": (0, 1),
+    "mask_ratio": (0, 1),
+    "noise_density": (0, 1),
+    "label_smoothing": (0, 1),
+    "label_smoothing_factor": (0, 1),
+    "warmup_ratio": (0, 1),
+}
+
+
+def check_arguments(arguments: Sequence[Any]) -> None:
+    """Refuse argument values that would crash deep inside a run or train something other than asked: sizes that
+    are not positive, fractions out of range, a learning rate that is not a finite number, nothing to train for."""
+    for args in arguments:
+        for name in POSITIVE_FIELDS:
+            value = getattr(args, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                raise DataError(f"--{name} must be a positive number, got {value}.")
+        for name, (low, high) in RANGES.items():
+            value = getattr(args, name, None)
+            if isinstance(value, (int, float)) and not (low <= value <= high):
+                raise DataError(f"--{name} must be between {low} and {high}, got {value}.")
+    training_args = arguments[-1]
+    if isinstance(training_args, TrainingArguments):
+        lr = training_args.learning_rate
+        if not math.isfinite(lr) or lr < 0:
+            raise DataError(f"--learning_rate must be a finite number >= 0, got {lr} (typical: 1e-4 to 1e-3).")
+        if training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+            raise DataError(
+                f"--num_train_epochs {training_args.num_train_epochs:g} trains nothing; give a positive number of "
+                "epochs or --max_steps."
+            )
+
+
+def _implied_flags(argv: list[str]) -> list[str]:
+    """`--bf16` on a machine without an accelerator means bf16 on the CPU: add the `--use_cpu true` that
+    TrainingArguments would otherwise demand in an error."""
+    if any(arg in ("--bf16", "--bf16=true", "--bf16=True") for arg in argv) and not any(
+        arg.startswith("--use_cpu") for arg in argv
+    ):
+        import torch
+
+        accelerators = (torch.cuda, getattr(torch, "xpu", None), getattr(torch.backends, "mps", None))
+        if not any(device is not None and device.is_available() for device in accelerators):
+            logger.info("--bf16 without an accelerator: training on the CPU (--use_cpu true).")
+            return [*argv, "--use_cpu", "true"]
+    return argv
 
 
 def error_message(err: BaseException) -> str:
@@ -125,18 +204,20 @@ def run_cli(
             HfArgumentParser(tuple(dataclass_types)).print_help()
             return 0
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-        arguments = parse_args(argv, dataclass_types)
+        arguments = parse_args(_implied_flags(argv), dataclass_types)
+        check_arguments(arguments)
         transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
         args = arguments[-1]
-        # `pretrain transformer --do_eval/--do_predict` without --do_train evaluates a saved run; --eval_strategy
-        # turns do_eval on by itself, which says nothing about training.
-        explicit_eval = args.do_eval and str(args.eval_strategy).rpartition(".")[2].lower() == "no"
-        evaluation_only = not args.do_train and (args.do_predict or explicit_eval)
-        done = None if evaluation_only else finished_run(args)
+        done = None if evaluation_only(args) else finished_run(args)
         if done is not None:  # a rerun of a finished command: say so rather than train one step past the end
             print(f"{prog}: {done}", file=sys.stderr)
             return 0
-        run(*arguments)
+        try:
+            run(*arguments)
+        except Exception as err:
+            if is_disk_full(err):  # name the folder: the writers' own messages do not
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), args.output_dir) from err
+            raise
         return 0
 
     return main(argv)
@@ -213,22 +294,6 @@ def preset_config(arch: str, model_args: CommonModelArguments, defaults: dict | 
 # Training and the end of a run
 
 
-def _safetensors_problem(path: Path) -> str | None:
-    """Why a safetensors file is not whole (its header says how long its data is), or None."""
-    try:
-        with path.open("rb") as f:
-            header_size = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(header_size)) if 0 < header_size < 100_000_000 else None
-    except (OSError, ValueError):
-        header = None
-    if not isinstance(header, dict):
-        return f"{path.name} has no readable header"
-    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    if path.stat().st_size < 8 + header_size + end:
-        return f"{path.name} is cut short ({path.stat().st_size} of {8 + header_size + end} bytes)"
-    return None
-
-
 def checkpoint_problem(folder: str | Path) -> str | None:
     """Why `folder` (a Trainer `checkpoint-N`) cannot be resumed from, or None when it is complete. Trainer writes
     `trainer_state.json` last, after the weights, optimizer, scheduler and RNG states, so a checkpoint whose state
@@ -249,9 +314,10 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     if not weights and not any(folder.glob("*.bin")) and not (folder / "adapter_model.safetensors").is_file():
         return "it holds no weights"
     for path in weights:
-        problem = _safetensors_problem(path)
-        if problem:
-            return problem
+        try:
+            safetensors_header(path)
+        except ValueError as err:
+            return str(err).replace(str(path), path.name).split(" Save the model")[0]
     return None
 
 
@@ -266,6 +332,14 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
         logger.warning("Skipping %s: %s. Removing it and resuming from the checkpoint before.", checkpoint, problem)
         shutil.rmtree(checkpoint)
     return None
+
+
+def evaluation_only(training_args: TrainingArguments) -> bool:
+    """Whether the flags ask to evaluate or predict without training (`pretrain transformer --do_eval` or
+    `--do_predict` without `--do_train`). `--eval_strategy` turns `do_eval` on by itself, which says nothing about
+    training, so only a `--do_eval` without an eval strategy counts."""
+    explicit_eval = training_args.do_eval and str(training_args.eval_strategy).rpartition(".")[2].lower() == "no"
+    return not training_args.do_train and (training_args.do_predict or explicit_eval)
 
 
 def finished_run(training_args: TrainingArguments) -> str | None:
@@ -329,6 +403,13 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments, evaluate:
     turns it off for training; generation wants it on)."""
     checkpoint = resolve_checkpoint(training_args)
     metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    broken = [name for name, p in trainer.model.named_parameters() if not bool(p.detach().isfinite().all())]
+    if broken:  # never save (nor card, nor push) a model that diverged: it would load and answer garbage
+        raise DataError(
+            f"Training diverged: after step {trainer.state.global_step}, {len(broken)} weight tensors hold NaN or "
+            f"inf (first: {broken[0]}); nothing was saved. Lower --learning_rate (it is "
+            f"{training_args.learning_rate:g}) or add --max_grad_norm 1.0."
+        )
     if use_cache:
         trainer.model.config.use_cache = True
     trainer.save_model()
@@ -353,8 +434,9 @@ def finish_run(
     `add_files(output_dir)` add what else the folder publishes (e.g. pipeline code) and, with `--push_to_hub`, push
     the whole folder: it replaces the card Trainer pushed with ours and adds the code. `published` names what the
     folder holds besides model, code and card ("tokenizer", "image processor")."""
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
+    if metrics:  # log_metrics fails on an empty dict
+        trainer.log_metrics("all", metrics)
+        trainer.save_metrics("all", metrics)
     if not (publish and trainer.is_world_process_zero()):
         return
     try:
