@@ -9,6 +9,15 @@ import tempfile
 from pathlib import Path
 
 
+def default_mode(path: str | Path) -> None:
+    """Give `path` the mode a plain `open()` or `mkdir` would have (0o666 / 0o777 less the umask): `mkstemp` and
+    `mkdtemp` create owner-only files and folders, which would make saved weights unreadable to anyone else (a
+    shared group, a web server, a later `docker` user) once renamed into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder, renamed into place."""
     path = Path(path)
@@ -17,6 +26,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

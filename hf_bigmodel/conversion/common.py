@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .. import _io
 from .._io import safetensors_header
 
 logger = logging.getLogger("hf_bigmodel.conversion")
@@ -387,6 +388,7 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
         yield tmp
+        _io.default_mode(tmp)
         if dst.is_dir() and any(dst.iterdir()):
             if not overwrite:
                 raise ConversionError(f"DST ({dst}) was filled while converting; not overwriting it.")

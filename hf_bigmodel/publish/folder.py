@@ -97,14 +97,24 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def folder_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """{path in repo: local path} of the files of FOLDER that are pushed (see EXCLUDED_DIRS / EXCLUDED_FILES)."""
+    """{path in repo: local path} of the files of FOLDER that are pushed (see EXCLUDED_DIRS / EXCLUDED_FILES).
+    Raises `InvalidFolderError` for a symbolic link that leads out of FOLDER: following it would publish a file
+    the folder does not hold (a key, a home directory)."""
     folder = Path(folder)
+    inside = folder.resolve()
     files = {}
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not _matches(d, EXCLUDED_DIRS))
-        for name in sorted(names):
+        for name in sorted([*names, *(d for d in dirs if (Path(root) / d).is_symlink())]):
             path = Path(root) / name
-            if not _matches(name, EXCLUDED_FILES) and path.is_file():
+            if _matches(name, EXCLUDED_FILES):
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                raise InvalidFolderError(
+                    f"{path} is a symbolic link to {path.resolve()}, outside {folder}: not pushed. Copy the file into "
+                    "the folder, or remove the link."
+                )
+            if path.is_file():
                 files[path.relative_to(folder).as_posix()] = path
     return files
 
