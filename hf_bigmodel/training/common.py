@@ -378,7 +378,7 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint is not None:
-            logger.info("Resuming from the last complete checkpoint in the output directory: %s", checkpoint)
+            logger.info("Resuming from the last checkpoint in the output directory: %s", checkpoint)
     elif checkpoint in ("True", "true", "last"):
         checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint is None:
