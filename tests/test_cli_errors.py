@@ -4,6 +4,7 @@ bad input; the runner itself (`hf_bigmodel._cli.command`) is tested at the end."
 
 import errno
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def ws(tmp_path_factory) -> Path:
     shutil.copytree(root / "notokenizer", root / "damaged")
     weights = root / "damaged" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    shutil.copytree(root / "notokenizer", root / "mismatch")
+    config = json.loads((root / "mismatch" / "config.json").read_text())
+    (root / "mismatch" / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] + 1}))
+    shutil.copytree(root / "notokenizer", root / "halftokenizer")
+    (root / "halftokenizer" / "tokenizer_config.json").write_text("{}")
     (root / "args_list.json").write_text("[1, 2]")
     (root / "args_bad.json").write_text('{"output_dir": ')
     (root / "sst.csv").write_text("text,label\ngood,1\nbad,0\n")
@@ -109,6 +115,10 @@ CASES = [
     ("push-config-is-a-list", lambda w: ["push", str(w / "listconfig"), "a/b", "--dry-run"], ["config.json"]),
     ("push-damaged-safetensors", lambda w: ["push", str(w / "damaged"), "a/b", "--dry-run"],
      ["damaged/model.safetensors", "cut short"]),
+    ("push-config-not-the-weights", lambda w: ["push", str(w / "mismatch"), "a/b", "--dry-run"],
+     ["config.json does not match the weights", "embed_tokens"]),
+    ("push-tokenizer-config-without-tokenizer", lambda w: ["push", str(w / "halftokenizer"), "a/b", "--dry-run"],
+     ["halftokenizer", "no tokenizer.json"]),
     ("push-bad-repo-id", lambda w: ["push", str(w / "notokenizer"), "not a repo id", "--dry-run"], ["not a repo id"]),
 ]  # fmt: skip
 

@@ -168,6 +168,59 @@ def _model_class_for(config: dict) -> tuple[type, type]:
     )
 
 
+# Files that hold a tokenizer's vocabulary: a tokenizer_config.json without one of these is half a tokenizer.
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+                         "tokenizer.model")  # fmt: skip
+
+
+def check_tokenizer_files(folder: str | os.PathLike) -> None:
+    """`InvalidFolderError` when FOLDER has a tokenizer config but no vocabulary: it would publish a tokenizer that
+    fails to load for everyone (and transformers would blame a missing sentencepiece install)."""
+    folder = Path(folder)
+    if (folder / "tokenizer_config.json").is_file() and not any((folder / n).is_file() for n in TOKENIZER_VOCAB_FILES):
+        raise InvalidFolderError(
+            f"{folder} has tokenizer_config.json but no tokenizer.json (nor another vocabulary file): the tokenizer "
+            "is incomplete. Save it again with tokenizer.save_pretrained(FOLDER), or remove tokenizer_config.json."
+        )
+
+
+def check_weights_match_config(folder: str | os.PathLike, config: dict) -> None:
+    """`InvalidFolderError` when the safetensors weights are not those of the model config.json describes (a
+    config edited or copied from another run): the model is built on the meta device, nothing is loaded, and the
+    tensor names and shapes are compared with the safetensors headers. Models hf_bigmodel does not define are not
+    checked."""
+    import hf_bigmodel  # noqa: F401  (registers every architecture)
+    from hf_bigmodel.models import ARCHITECTURES
+
+    if config.get("model_type") not in {arch.model_type for arch in ARCHITECTURES.values()}:
+        return
+    import torch
+
+    folder = Path(folder)
+    config_class, model_class = _model_class_for(config)
+    try:
+        loaded = config_class.from_pretrained(folder)
+        with torch.device("meta"):
+            expected = {name: list(t.shape) for name, t in model_class(loaded).state_dict().items()}
+    except Exception as err:  # a config that builds no model is as unpublishable as a mismatched one
+        raise InvalidFolderError(f"{folder / 'config.json'} does not build a {model_class.__name__}: {err}") from None
+    found: dict[str, tuple[list[int], str]] = {}
+    for path in weight_files(folder):
+        header = _io.safetensors_header(path)
+        found.update({name: (entry["shape"], path.name) for name, entry in header.items() if name != "__metadata__"})
+    for name, (shape, file) in sorted(found.items()):
+        if name not in expected:
+            raise InvalidFolderError(
+                f"config.json does not match the weights: {file} holds {name}, which a {model_class.__name__} of "
+                "this config does not have. Save config and weights together with model.save_pretrained(FOLDER)."
+            )
+        if list(shape) != expected[name]:
+            raise InvalidFolderError(
+                f"config.json does not match the weights: {name} is {list(shape)} in {file} but {expected[name]} for "
+                "this config. Save config and weights together with model.save_pretrained(FOLDER)."
+            )
+
+
 def resave_code(folder: str | os.PathLike, config: dict) -> tuple[dict[str, bytes], dict]:
     """({file name: source} of the modeling code, auto_map), written by the installed hf_bigmodel for this model.
 
@@ -194,6 +247,8 @@ __all__ = [
     "WEIGHT_FILES",
     "InvalidFolderError",
     "PushError",
+    "check_tokenizer_files",
+    "check_weights_match_config",
     "code_files_needed",
     "folder_files",
     "read_config",

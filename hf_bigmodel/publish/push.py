@@ -41,6 +41,8 @@ from . import card as model_card
 from .folder import (
     InvalidFolderError,
     PushError,
+    check_tokenizer_files,
+    check_weights_match_config,
     code_files_needed,
     folder_files,
     read_config,
@@ -117,6 +119,8 @@ def plan_push(
     """Check FOLDER and work out the files to push, generating the card and any missing code (nothing written)."""
     folder = Path(folder)
     config = read_config(folder)
+    check_tokenizer_files(folder)
+    check_weights_match_config(folder, config)
     plan = PushPlan(folder, config, folder_files(folder))
 
     pipeline_files = code_files_needed({"custom_pipelines": config.get("custom_pipelines")})
