@@ -27,6 +27,8 @@ The token comes from --token, else HF_TOKEN, else `hf auth login`; the Hub from 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import sys
@@ -207,7 +209,49 @@ def _status(err: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
+# huggingface_hub's client waits forever by default: a server that accepts the connection and never answers would
+# hang the push. Seconds to wait for each answer (and each chunk of an upload to be taken), and for a connection.
+PUSH_TIMEOUT_ENV = "HF_BIGMODEL_PUSH_TIMEOUT"
+CONNECT_TIMEOUT = 10.0
+
+
+def _read_timeout() -> float:
+    value = os.environ.get(PUSH_TIMEOUT_ENV, "60")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise PushError(f"{PUSH_TIMEOUT_ENV}={value!r} is not a positive number of seconds.")
+    return seconds
+
+
+@contextlib.contextmanager
+def _hub_timeouts():
+    """Run huggingface_hub's calls with connect and read timeouts, then give back the client it had."""
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http as hub_http
+
+    read = _read_timeout()
+    previous = hub_http._GLOBAL_CLIENT_FACTORY
+
+    def factory():
+        return _httpx.Client(event_hooks={"request": [hub_http.hf_request_event_hook]}, follow_redirects=True,
+                             timeout=_httpx.Timeout(read, connect=min(CONNECT_TIMEOUT, read)))  # fmt: skip
+
+    set_client_factory(factory)
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
 def _connection_error(endpoint: str, err: Exception) -> HubConnectionError:
+    if isinstance(err, _httpx.TimeoutException) and not isinstance(err, _httpx.ConnectTimeout):
+        return HubConnectionError(
+            f"The Hub at {endpoint} did not answer within {_read_timeout():g} s ({type(err).__name__}). Check that "
+            f"the server is up and retry; for a slow connection raise {PUSH_TIMEOUT_ENV} (seconds)."
+        )
     if isinstance(err, (_httpx.ConnectError, _httpx.ConnectTimeout)):
         return HubUnreachableError(
             f"Cannot reach the Hub at {endpoint}: {err}. Check the address (--endpoint / HF_ENDPOINT), that the "
@@ -245,7 +289,7 @@ def _translate_errors(endpoint: str, what: str):
         raise _http_error(endpoint, what, err) from err
 
 
-def push_folder(
+def _push_folder(
     folder: str | os.PathLike,
     repo_id: str,
     *,
@@ -341,6 +385,12 @@ def push_folder(
     _write_back(folder, plan)
     url = f"{endpoint.rstrip('/')}/{repo_id}" + (f"/tree/{branch}" if branch != "main" else "")
     return PushResult(repo_id, url, branch, info.oid, info.oid != head, plan.paths(), plan.notes)
+
+
+@functools.wraps(_push_folder)
+def push_folder(*args, **kwargs) -> PushResult:
+    with _hub_timeouts():  # every Hub call of the push, with connect and read timeouts
+        return _push_folder(*args, **kwargs)
 
 
 def _interrupted(api, repo_id: str, branch: str, head: str, folder: Path, endpoint: str, err: Exception) -> PushError:
