@@ -302,10 +302,14 @@ def _push_folder(
     card: bool = True,
     overwrite_card: bool = False,
     license: str = model_card.DEFAULT_LICENSE,
+    delete_missing: bool = False,
 ) -> PushResult:
     """Push a saved model folder to `repo_id` in one commit (see the module docstring); raises a `PushError`
-    subclass naming the problem. `private` sets the visibility (of a new repo, or of an existing one when given)."""
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    subclass naming the problem. `private` sets the visibility (of a new repo, or of an existing one when given).
+    `delete_missing` removes, in the same commit, the repo's files that the folder no longer has (otherwise a note
+    lists them). A failure leaves no trace: a repo this push created is deleted again, and the visibility of an
+    existing repo changes only after the commit landed."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -334,6 +338,7 @@ def _push_folder(
     # Everything local (card, code) is prepared before the repo is touched.
     plan = plan_push(folder, repo_id=repo_id, card=card, overwrite_card=overwrite_card, license=license)
 
+    created, new_visibility = False, None
     with _translate_errors(endpoint, f"create {repo_id}"):
         if api.repo_exists(repo_id):
             if not exist_ok:
@@ -341,8 +346,7 @@ def _push_folder(
                     f"{repo_id} already exists on {endpoint}. Pass --exist-ok (exist_ok=True) to add a commit to it, "
                     f"or choose another REPO_ID."
                 )
-            if private is not None:
-                api.update_repo_settings(repo_id, private=private)
+            new_visibility = private  # set once the commit has landed: a failed push changes nothing
         else:
             try:
                 api.create_repo(repo_id, private=bool(private), exist_ok=False)
@@ -353,18 +357,62 @@ def _push_folder(
                         f"Pass --exist-ok to add a commit to it, or choose another REPO_ID."
                     ) from None
                 raise
+            created = True
+    try:
+        info, head = _commit(api, plan, repo_id, revision or "main", folder, endpoint, commit_message, delete_missing,
+                             CommitOperationAdd, CommitOperationDelete)  # fmt: skip
+    except BaseException:
+        if created:  # leave no empty repo behind: the same command can then run again as it was
+            with contextlib.suppress(Exception):
+                api.delete_repo(repo_id)
+        raise
     branch = revision or "main"
+    if new_visibility is not None:
+        with _translate_errors(endpoint, f"set the visibility of {repo_id}"):
+            api.update_repo_settings(repo_id, private=new_visibility)
+
+    _write_back(folder, plan)
+    url = f"{endpoint.rstrip('/')}/{repo_id}" + (f"/tree/{branch}" if branch != "main" else "")
+    return PushResult(repo_id, url, branch, info.oid, info.oid != head, plan.paths(), plan.notes)
+
+
+def _commit(
+    api,
+    plan: PushPlan,
+    repo_id: str,
+    branch: str,
+    folder: Path,
+    endpoint: str,
+    commit_message: str | None,
+    delete_missing: bool,
+    CommitOperationAdd,
+    CommitOperationDelete,
+) -> tuple[Any, str]:
+    """The one commit of a push: (commit info, the head it was made on)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    import hf_bigmodel
+
     with _translate_errors(endpoint, f"create branch {branch} of {repo_id}"):
         if branch != "main":
             api.create_branch(repo_id, branch=branch, exist_ok=True)
         head = api.repo_info(repo_id, revision=branch).sha
-
+        remote = set(api.list_repo_files(repo_id, revision=branch))
+    stale = sorted(remote - set(plan.paths()) - {".gitattributes"})
     operations = [
         CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(f))
         for p, f in plan.files.items()
         if p not in plan.generated
     ]
     operations += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in plan.generated.items()]
+    if delete_missing:
+        operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+    elif stale:
+        shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        plan.notes.append(
+            f"{repo_id}@{branch} keeps {len(stale)} file(s) that {folder} does not have ({shown}); pass "
+            "--delete-missing (delete_missing=True) to remove them in the push."
+        )
     message = (
         commit_message or f"Upload {plan.config.get('model_type')} model with hf_bigmodel {hf_bigmodel.__version__}"
     )
@@ -382,9 +430,7 @@ def _push_folder(
     except ValueError as err:  # invalid README metadata, reported by the Hub's validator
         raise PushError(f"The Hub refused the model card: {err}") from err
 
-    _write_back(folder, plan)
-    url = f"{endpoint.rstrip('/')}/{repo_id}" + (f"/tree/{branch}" if branch != "main" else "")
-    return PushResult(repo_id, url, branch, info.oid, info.oid != head, plan.paths(), plan.notes)
+    return info, head
 
 
 @functools.wraps(_push_folder)
@@ -439,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-card", action="store_true", help="do not generate README.md")
     parser.add_argument("--overwrite-card", action="store_true", help="replace a hand-written README.md")
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be pushed, then stop")
+    parser.add_argument(
+        "--delete-missing", action="store_true", help="remove the repo's files that FOLDER no longer has (same commit)"
+    )
     return parser
 
 
@@ -477,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         card=card,
         overwrite_card=args.overwrite_card,
         license=args.license,
+        delete_missing=args.delete_missing,
     )
     for note in result.notes:
         print(f"note: {note}")
