@@ -65,6 +65,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         types += [HFValidationError, HfHubHTTPError]
     except ImportError:  # pragma: no cover
         pass
+    if "datasets" in sys.modules:  # a data file datasets cannot parse (a ragged CSV); its cause names the line
+        from datasets.exceptions import DatasetGenerationError
+
+        types.append(DatasetGenerationError)
     return tuple(types)
 
 
@@ -107,9 +111,22 @@ def describe_error(err: BaseException) -> str:
     if "Original Traceback" in message:  # an error raised in a DataLoader worker: keep its last line
         message = message.splitlines()[-1].split("Error: ", 1)[-1]
     lines = [line for line in message.splitlines() if line.strip()] or [type(err).__name__]
+    cause = _root_cause(err)
+    if cause is not None and str(cause).strip() and str(cause).strip().splitlines()[0] not in message:
+        # a wrapper ("An error occurred while generating the dataset") hides what went wrong, and where
+        lines = [lines[0], f"caused by: {str(cause).strip().splitlines()[0]}"]
     if len(lines) > 2:  # library messages can run to a paragraph; the first two lines name the problem
         lines = lines[:2]
     return "\n".join(lines)
+
+
+def _root_cause(err: BaseException) -> BaseException | None:
+    """The innermost exception `err` was raised from (`raise ... from`), or None."""
+    cause, seen = None, {id(err)}
+    while err.__cause__ is not None and id(err.__cause__) not in seen:
+        err = cause = err.__cause__
+        seen.add(id(err))
+    return cause
 
 
 def require_folder_or_repo(value: str, what: str, needs: str = "config.json") -> str:

@@ -5,6 +5,7 @@ bad input; the runner itself (`hf_bigmodel._cli.command`) is tested at the end."
 import errno
 import gzip
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def ws(tmp_path_factory) -> Path:
     (root / "args_list.json").write_text("[1, 2]")
     (root / "args_bad.json").write_text('{"output_dir": ')
     (root / "sst.csv").write_text("text,label\ngood,1\nbad,0\n")
+    (root / "empty_label.csv").write_text("text,label\ngood,1\nbad,\n")
+    (root / "three_labels.csv").write_text("text,label\ngood,1\nbad,0\nugly,2\n")
+    (root / "ragged.csv").write_text("text,label\ngood,1\nbad,0,extra\n")
+    (root / "list_label.jsonl").write_text('{"text": "a", "label": [1, 2]}\n{"text": "b", "label": [0]}\n')
+    (root / "tags.jsonl").write_text('{"words": ["a", "b"], "tags": ["O"]}\n')
     return root
 
 
@@ -49,6 +55,11 @@ def gpt(ws: Path, *extra: str, steps: int = 1) -> list[str]:
     return ["pretrain", "gpt", "--preset", "gpt-tiny", "--tokenizer_kind", "char", "--train_file",
             str(ws / "train.txt"), "--output_dir", str(ws / "out"), "--max_steps", str(steps), "--report_to", "none",
             "--use_cpu", "true", *extra]  # fmt: skip
+
+
+def ft(ws: Path, train: str, *extra: str) -> list[str]:
+    return ["finetune", "--model_name_or_path", str(ws / "notokenizer"), "--train_file", str(ws / train),
+            "--output_dir", str(ws / "ft"), "--use_cpu", "true", "--report_to", "none", *extra]  # fmt: skip
 
 
 # (id, argv from the workspace, what the message must contain: the input it names, and words of the fix)
@@ -95,6 +106,12 @@ CASES = [
      str(w / "sst.csv"), "--output_dir", str(w / "ft"), "--use_cpu", "true"], ["nomodel"]),
     ("finetune-text-file", lambda w: ["finetune", "--model_name_or_path", str(w / "notokenizer"), "--train_file",
      str(w / "train.txt"), "--output_dir", str(w / "ft"), "--use_cpu", "true"], ["train.txt", ".csv"]),
+    ("finetune-empty-label", lambda w: ft(w, "empty_label.csv"), ["row 2 of the train data", "empty label"]),
+    ("finetune-label-only-in-validation", lambda w: ft(w, "sst.csv", "--validation_file", str(w / "three_labels.csv")),
+     ["validation data has labels the training data never shows: 2"]),
+    ("finetune-list-label", lambda w: ft(w, "list_label.jsonl"), ["'label'", "list", "token-classification"]),
+    ("finetune-fewer-tags-than-words", lambda w: ft(w, "tags.jsonl", "--task", "token-classification",
+     "--text_column", "words", "--label_column", "tags"), ["2 words but 1 tags"]),
     # train-tokenizer
     ("tokenizer-missing-file", lambda w: ["train-tokenizer", "--files", str(w / "nope.txt"), "--output_dir",
      str(w / "tk")], ["nope.txt", "not found"]),
@@ -134,6 +151,18 @@ def test_bad_input_is_one_message_and_exit_2(ws, argv, expected, capsys):
     message = "\n".join(err.splitlines()[start : start + 2])
     for part in expected:
         assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_a_ragged_csv_names_its_line_in_a_fresh_process(ws):
+    """In a child, as a user runs it: datasets logs the parse error itself, and no traceback may appear."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "hf_bigmodel.cli", *ft(ws, "ragged.csv")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "hf-bigmodel finetune: error:" in proc.stderr and "Expected 2 fields in line 3, saw 3" in proc.stderr
 
 
 def test_unknown_command_lists_the_commands(capsys):
