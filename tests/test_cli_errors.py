@@ -84,6 +84,8 @@ CASES = [
     ("pretrain-gzip-train-file", lambda w: gpt(w, "--train_file", str(w / "train.txt.gz")), ["train.txt.gz", "gunzip"]),
     ("pretrain-empty-train-file", lambda w: gpt(w, "--train_file", str(w / "empty.txt")), ["empty.txt", "empty"]),
     ("pretrain-not-utf8", lambda w: gpt(w, "--train_file", str(w / "latin.txt")), ["latin.txt", "UTF-8"]),
+    ("pretrain-jsonl-as-train-file", lambda w: gpt(w, "--train_file", str(w / "list_label.jsonl"), "--text_column",
+     "text"), ["list_label.jsonl", "--dataset_name"]),
     ("pretrain-block-size-0", lambda w: gpt(w, "--block_size", "0"), ["--block_size", "0"]),
     ("pretrain-learning-rate-inf", lambda w: gpt(w, "--learning_rate", "inf"), ["--learning_rate", "inf"]),
     ("pretrain-negative-validation-split", lambda w: gpt(w, "--validation_split_percentage", "-5"),

@@ -113,6 +113,14 @@ def load_raw_text(
     if (train_files is None) == (dataset_name is None):
         raise DataError("Give either --train_file (text files) or --dataset_name (a `datasets` dataset), not both.")
     if train_files is not None:
+        for path in [*train_files, *(validation_files or [])]:
+            suffix = Path(path).suffix.lower()
+            if suffix in (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow"):
+                # read line by line, its JSON or CSV syntax would become the training text without a word
+                raise DataError(
+                    f"{path} is a {suffix[1:]} file, and --train_file / --validation_file read plain text line by "
+                    f"line. Load it as a dataset instead: --dataset_name {path} --text_column COLUMN."
+                )
         files = {"train": [str(p) for p in validate_text_files(train_files)]}
         if validation_files:
             files["validation"] = [str(p) for p in validate_text_files(validation_files)]
