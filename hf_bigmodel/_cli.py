@@ -107,7 +107,9 @@ def describe_error(err: BaseException) -> str:
         return f"{err.strerror}: {err.filename}"
     message = str(err).strip()
     if isinstance(err, KeyError) and len(err.args) == 1:  # KeyError's str() is the repr of its key
-        message = str(err.args[0])
+        key = str(err.args[0])
+        # a bare key ('added_tokens') is a library reading a file that lacks it: say so
+        message = f"a required entry is missing: {key!r} (is the file complete?)" if " " not in key else key
     if "Original Traceback" in message:  # an error raised in a DataLoader worker: keep its last line
         message = message.splitlines()[-1].split("Error: ", 1)[-1]
     lines = [line for line in message.splitlines() if line.strip()] or [type(err).__name__]
@@ -129,11 +131,17 @@ def _root_cause(err: BaseException) -> BaseException | None:
     return cause
 
 
-def require_folder_or_repo(value: str, what: str, needs: str = "config.json") -> str:
+# Files that hold a tokenizer's vocabulary (the same list as hf_bigmodel.publish.folder.TOKENIZER_VOCAB_FILES).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")  # fmt: skip
+
+
+def require_folder_or_repo(value: str, what: str, needs: str = "config.json", tokenizer: bool = False) -> str:
     """Check a "saved folder or Hub repo id" argument before a library turns a local typo into "cannot reach the
     Hub" or "not a valid repo id": an existing path must be a folder holding `needs`; a value that can only be a
     path (absolute, `./`, `~`, a backslash, more than one `/`) must exist. An `owner/name` that is not a folder
-    here is left to the Hub. Raises `ValueError` (exit 2 through `command`) naming `what` and the value."""
+    here is left to the Hub. `tokenizer`: the folder must also hold a tokenizer. Raises `ValueError` (exit 2
+    through `command`) naming `what` and the value."""
     path = os.path.expanduser(value)
     if os.path.exists(path):
         if not os.path.isdir(path):
@@ -150,6 +158,12 @@ def require_folder_or_repo(value: str, what: str, needs: str = "config.json") ->
                 raise ValueError(f"{what} {value!r}: {needs} is not valid JSON ({err}).") from err
             if not isinstance(content, dict):
                 raise ValueError(f"{what} {value!r}: {needs} holds a {type(content).__name__}, not a JSON object.")
+        if tokenizer and not any(os.path.isfile(os.path.join(path, name)) for name in TOKENIZER_FILES):
+            # transformers would fall back to the slow tokenizers and blame a missing sentencepiece install
+            raise ValueError(
+                f"{what} {value!r} has no tokenizer (tokenizer.json). Save the tokenizer next to the model: "
+                f"tokenizer.save_pretrained({value!r})."
+            )
         return value
     looks_like_path = (
         os.path.isabs(path) or value.startswith((".", "~")) or "\\" in value or value.count("/") > 1 or not value

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ._cli import command, require_folder_or_repo
 
@@ -37,15 +36,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--top_k must be 0 (no limit) or a positive integer, got {args.top_k}.")
     if not args.temperature > 0 or args.temperature == float("inf"):
         raise ValueError(f"--temperature must be a positive number, got {args.temperature}; use --greedy for 0.")
-    require_folder_or_repo(args.model, "MODEL")
-    folder = Path(args.model).expanduser()
-    tokenizer_files = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
-    if folder.is_dir() and not any((folder / name).is_file() for name in tokenizer_files):
-        # transformers would try the slow tokenizers and blame a missing sentencepiece install
-        raise ValueError(
-            f"MODEL {args.model!r} has no tokenizer (tokenizer.json). Save the tokenizer next to the model: "
-            f"tokenizer.save_pretrained({args.model!r})."
-        )
+    require_folder_or_repo(args.model, "MODEL", tokenizer=True)
 
 
 @command("hf-bigmodel generate")

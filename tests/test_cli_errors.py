@@ -38,6 +38,8 @@ def ws(tmp_path_factory) -> Path:
     shutil.copytree(root / "notokenizer", root / "mismatch")
     config = json.loads((root / "mismatch" / "config.json").read_text())
     (root / "mismatch" / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] + 1}))
+    shutil.copytree(root / "notokenizer", root / "withtokenizer")  # a tokenizer file: finetune reads the data first
+    (root / "withtokenizer" / "tokenizer.json").write_text("{}")
     shutil.copytree(root / "notokenizer", root / "halftokenizer")
     (root / "halftokenizer" / "tokenizer_config.json").write_text("{}")
     (root / "args_list.json").write_text("[1, 2]")
@@ -58,7 +60,7 @@ def gpt(ws: Path, *extra: str, steps: int = 1) -> list[str]:
 
 
 def ft(ws: Path, train: str, *extra: str) -> list[str]:
-    return ["finetune", "--model_name_or_path", str(ws / "notokenizer"), "--train_file", str(ws / train),
+    return ["finetune", "--model_name_or_path", str(ws / "withtokenizer"), "--train_file", str(ws / train),
             "--output_dir", str(ws / "ft"), "--use_cpu", "true", "--report_to", "none", *extra]  # fmt: skip
 
 
@@ -106,7 +108,7 @@ CASES = [
     # finetune
     ("finetune-missing-model", lambda w: ["finetune", "--model_name_or_path", str(w / "nomodel"), "--train_file",
      str(w / "sst.csv"), "--output_dir", str(w / "ft"), "--use_cpu", "true"], ["nomodel"]),
-    ("finetune-text-file", lambda w: ["finetune", "--model_name_or_path", str(w / "notokenizer"), "--train_file",
+    ("finetune-text-file", lambda w: ["finetune", "--model_name_or_path", str(w / "withtokenizer"), "--train_file",
      str(w / "train.txt"), "--output_dir", str(w / "ft"), "--use_cpu", "true"], ["train.txt", ".csv"]),
     ("finetune-empty-label", lambda w: ft(w, "empty_label.csv"), ["row 2 of the train data", "empty label"]),
     ("finetune-label-only-in-validation", lambda w: ft(w, "sst.csv", "--validation_file", str(w / "three_labels.csv")),
@@ -114,6 +116,12 @@ CASES = [
     ("finetune-list-label", lambda w: ft(w, "list_label.jsonl"), ["'label'", "list", "token-classification"]),
     ("finetune-fewer-tags-than-words", lambda w: ft(w, "tags.jsonl", "--task", "token-classification",
      "--text_column", "words", "--label_column", "tags"), ["2 words but 1 tags"]),
+    ("finetune-model-without-tokenizer", lambda w: ft(w, "sst.csv", "--model_name_or_path", str(w / "notokenizer")),
+     ["notokenizer", "no tokenizer"]),
+    ("finetune-config-is-a-list", lambda w: ft(w, "sst.csv", "--model_name_or_path", str(w / "listconfig")),
+     ["listconfig", "list"]),
+    ("pretrain-model-config-is-a-list", lambda w: gpt(w, "--model_name_or_path", str(w / "listconfig")),
+     ["listconfig", "list"]),
     # train-tokenizer
     ("tokenizer-missing-file", lambda w: ["train-tokenizer", "--files", str(w / "nope.txt"), "--output_dir",
      str(w / "tk")], ["nope.txt", "not found"]),

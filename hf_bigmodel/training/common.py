@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, T
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
-from .._cli import command, is_disk_full
+from .._cli import command, is_disk_full, require_folder_or_repo
 from .._io import safetensors_header
 from ..data import DataError
 from ..models import ARCHITECTURES
@@ -245,6 +245,8 @@ def load_or_train_tokenizer(model_args: TokenizerModelArguments, training_args: 
     """The tokenizer of --tokenizer_name_or_path or --model_name_or_path; else the one an earlier run of this
     output_dir trained (`output_dir/tokenizer`); else a new one, `train_tokenizer(vocab_size=--tokenizer_vocab_size,
     **train_options)`. The main process trains and saves it, the others load it."""
+    if model_args.model_name_or_path is not None:  # before a tokenizer library reads a broken folder
+        require_folder_or_repo(model_args.model_name_or_path, "--model_name_or_path")
     source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if source is not None:
         return AutoTokenizer.from_pretrained(source)
@@ -270,6 +272,7 @@ def load_saved_model(
 ):
     """The model of --model_name_or_path, after checking its config against the tokenizer (and `check(config)`)
     before any weight is read."""
+    require_folder_or_repo(model_args.model_name_or_path, "--model_name_or_path")
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     if tokenizer is not None:
         check_tokenizer_matches_config(tokenizer, config)

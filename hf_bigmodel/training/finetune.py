@@ -51,6 +51,7 @@ from transformers import (
     set_seed,
 )
 
+from .._cli import require_folder_or_repo
 from ..data import DataError, load_dataset_any, validate_text_files
 from ..data.common import builder_options
 from ..metrics import classification_metrics, squad_scores
@@ -252,6 +253,9 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
     if args.task not in TASKS:
         raise DataError(f"--task must be one of {', '.join(TASKS)}, got {args.task!r}.")
     set_seed(training_args.seed)
+    require_folder_or_repo(args.model_name_or_path, "--model_name_or_path", tokenizer=not args.tokenizer_name_or_path)
+    if args.tokenizer_name_or_path:
+        require_folder_or_repo(args.tokenizer_name_or_path, "--tokenizer_name_or_path", needs="", tokenizer=True)
     per_token = args.task == "token-classification"
     raw = _load_dataset(args)
     if args.task == "question-answering":
