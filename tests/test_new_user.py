@@ -50,3 +50,17 @@ def test_push_leaves_out_the_demo_corpus_and_refuses_links_out_of_the_folder(tmp
     (folder / "notes.txt").unlink()
     (folder / "inside.txt").symlink_to(folder / "config.json")  # a link inside the folder is fine
     assert "inside.txt" in folder_files(folder)
+
+
+def test_pretrain_transformer_without_do_train_trains(tmp_path):
+    """The denoising example has no --do_train: training data given means train (it crashed on an empty metrics
+    dict before)."""
+    from hf_bigmodel.cli import main as cli_main
+    from hf_bigmodel.corpus import builtin_corpus_text
+
+    (tmp_path / "text.txt").write_text(builtin_corpus_text()[:3_000], encoding="utf-8")
+    args = ["pretrain", "transformer", "--preset", "transformer-tiny", "--objective", "denoising", "--train_file",
+            str(tmp_path / "text.txt"), "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
+            "--truncate_long_sequences", "true", "--use_cpu", "true", "--report_to", "none"]  # fmt: skip
+    assert cli_main(args) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "all_results.json").is_file()
