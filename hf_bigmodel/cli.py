@@ -2,11 +2,14 @@
 `hf-bigmodel COMMAND --help` lists the options of one.
 
 Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
-stays cheap and `hf-bigmodel --help` answers at once.
+stays cheap and `hf-bigmodel --help` answers at once. Every command's `main` goes through `hf_bigmodel._cli.command`,
+the one place that turns errors into messages and exit codes (2 for bad input; `--debug` shows the traceback).
 """
 
 import importlib
 import sys
+
+from ._cli import command
 
 COMMANDS = {
     "demo": ("hf_bigmodel.demo", "train a tokenizer and a small GPT on a built-in corpus, report perplexity, sample"),
@@ -29,8 +32,8 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+@command("hf-bigmodel")
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from ._cli import command
 from .conversion.common import DTYPES, NANOGPT, ConversionError, Route, read_config_json
 from .models import ARCHITECTURES
 
@@ -163,7 +164,11 @@ class _NoteHandler(logging.Handler):
 
 def main(argv: list[str] | None = None, *, prog: str = "hf-bigmodel convert", architecture: str | None = None) -> int:
     """Entry point of `hf-bigmodel convert` (all routes) and of `conversion_scripts/convert_<architecture>.py`
-    (that architecture's routes); returns 0 on success and 2 on a user error."""
+    (that architecture's routes); returns 0 on success and 2 on a user error (through `hf_bigmodel._cli`)."""
+    return command(prog)(_convert_command)(argv, prog=prog, architecture=architecture)
+
+
+def _convert_command(argv: list[str], *, prog: str, architecture: str | None) -> int:
     args = build_parser(prog, architecture).parse_args(argv)
     handler = _NoteHandler(logging.INFO)
     notes = logging.getLogger("hf_bigmodel.conversion")
@@ -184,9 +189,6 @@ def main(argv: list[str] | None = None, *, prog: str = "hf-bigmodel convert", ar
                 raise ConversionError("--vocab-chars / --vocab-chars-from apply to nanoGPT checkpoints only.")
             options["vocab_chars"] = vocab_chars
         dst = route.function(args.src, args.dst, **options)
-    except ConversionError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
     finally:
         notes.removeHandler(handler)
         notes.setLevel(previous_level)

@@ -7,7 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._cli import command
 from .corpus import write_builtin_corpus
+
+# Inside the run folder, so one folder holds the whole run, under a name `hf-bigmodel push` never uploads ("_*"
+# folders): the training text is not part of the model.
+CORPUS_DIR = "_corpus"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("hf-bigmodel demo")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    train_file, validation_file = write_builtin_corpus(f"{args.output_dir}/corpus")
+    train_file, validation_file = write_builtin_corpus(f"{args.output_dir}/{CORPUS_DIR}")
     from .training import pretrain
 
     return pretrain.main(

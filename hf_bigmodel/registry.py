@@ -1,5 +1,7 @@
 """One API across the zoo, as timm has: list the named presets, build a config or a model from a preset name."""
 
+import difflib
+
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from .models import ARCHITECTURES
@@ -24,7 +26,23 @@ def _find_preset(preset: str) -> str:
 def create_config(preset: str, **overrides) -> PreTrainedConfig:
     """The config of a named preset, with any field overridden: `create_config("gpt-tiny", vocab_size=512)`."""
     config_class = ARCHITECTURES[_find_preset(preset)].config_class
+    _check_config_keys(config_class, preset, overrides)
     return config_class.from_preset(preset, **overrides)
+
+
+def _check_config_keys(config_class: type[PreTrainedConfig], preset: str, overrides: dict) -> None:
+    """A config stores any keyword it does not know and ignores it: refuse those, so that a typo
+    (`hiden_size=256`) is not trained past without a word."""
+    if not overrides:
+        return
+    default = config_class.from_preset(preset)
+    known = set(default.to_dict()) | set(getattr(default, "attribute_map", {}))
+    unknown = [key for key in overrides if key not in known and not hasattr(default, key)]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(known), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"{config_class.__name__} has no field {key!r} (preset {preset!r}).{hint}")
 
 
 def create_model(preset: str, task: str = "base", **overrides) -> PreTrainedModel:

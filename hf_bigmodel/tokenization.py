@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from ._cli import command
 from .data import DataError, check_text_file, load_dataset_any, select_split
 
 if TYPE_CHECKING:
@@ -688,6 +689,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("hf-bigmodel train-tokenizer")
 def main(argv: list[str] | None = None) -> int:
     """`hf-bigmodel train-tokenizer`: returns 0 on success, 2 with a one-paragraph message on bad input."""
     args = _parser().parse_args(argv)
@@ -713,9 +715,8 @@ def main(argv: list[str] | None = None) -> int:
             strip_accents=args.strip_accents,
             seq2seq=args.seq2seq,
         )
-    except (DataError, FileNotFoundError, ConnectionError) as e:
-        print(f"hf-bigmodel train-tokenizer: error: {e}", file=sys.stderr)
-        return 2
+    except ConnectionError as err:  # datasets' "cannot reach the Hub" for a name that is not a local file
+        raise DataError(f"{err} (is --dataset a local file or folder? check its path)") from err
     print(f"Saved a {args.kind} tokenizer with {len(tokenizer)} tokens to {Path(args.output_dir).absolute()}")
     for name, token_id in _special_ids(tokenizer).items():
         print(f"  {name} = {token_id} ({getattr(tokenizer, name.removesuffix('_id'))!r})")

@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
+
+from .. import _io
+from .._io import safetensors_header
 
 logger = logging.getLogger("hf_bigmodel.conversion")
 
@@ -73,9 +77,12 @@ def read_config_json(folder: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ConversionError(f"{folder} has no config.json: expected a model folder written by `save_pretrained`.")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConversionError(f"{path} is not valid JSON ({err}).") from err
+    if not isinstance(config, dict):
+        raise ConversionError(f"{path} holds a {type(config).__name__}, not a JSON object: it is not a model config.")
+    return config
 
 
 def load_config(config_class: type, folder: str | os.PathLike) -> Any:
@@ -113,18 +120,27 @@ def torch_load_tensors_only(path: str | os.PathLike) -> Any:
         ) from err
 
 
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """`load_file`, with the file named when it is damaged (safetensors' own message does not name it)."""
+    try:
+        safetensors_header(path)
+        return load_file(path)
+    except (ValueError, SafetensorError, OSError) as err:
+        raise ConversionError(f"{path} cannot be read: {err}") from None
+
+
 def load_folder_tensors(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Every tensor of a model folder: `model.safetensors`, sharded safetensors (with their index), or the legacy
     `pytorch_model.bin` (loaded with `weights_only=True`)."""
     folder = Path(folder)
     index = folder / "model.safetensors.index.json"
     if (folder / "model.safetensors").is_file():
-        return load_file(folder / "model.safetensors")
+        return _load_safetensors(folder / "model.safetensors")
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
         tensors: dict[str, torch.Tensor] = {}
         for shard in shards:
-            tensors.update(load_file(folder / shard))
+            tensors.update(_load_safetensors(folder / shard))
         return tensors
     if (folder / "pytorch_model.bin").is_file():
         state_dict = torch_load_tensors_only(folder / "pytorch_model.bin")
@@ -372,6 +388,7 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
         yield tmp
+        _io.default_mode(tmp)
         if dst.is_dir() and any(dst.iterdir()):
             if not overwrite:
                 raise ConversionError(f"DST ({dst}) was filled while converting; not overwriting it.")

@@ -46,9 +46,16 @@ def check_text_file(path: Path) -> None:
         raise FileNotFoundError(f"Training file not found: {path}. Check the path (and the current directory).")
     if path.is_dir():
         raise DataError(
-            f"{path} is a directory, not a text file. Pass the files inside it, e.g. --files {path}/*.txt, "
-            f"or load it with --dataset {path}."
+            f"{path} is a directory, not a text file. Pass the text files inside it instead (e.g. {path}/*.txt)."
         )
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    compressed = {b"\x1f\x8b": ("gzip", "gunzip -k"), b"BZh": ("bzip2", "bunzip2 -k"), b"\xfd7zX": ("xz", "unxz -k"),
+                  b"PK\x03\x04": ("zip", "unzip")}  # fmt: skip
+    for signature, (kind, tool) in compressed.items():
+        if magic.startswith(signature):
+            raise DataError(f"{path} is {kind}-compressed, not text. Decompress it first (`{tool} {path}`) and pass "
+                            "the decompressed file.")  # fmt: skip
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
     position = 0  # bytes read so far
     has_text = False
@@ -106,6 +113,14 @@ def load_raw_text(
     if (train_files is None) == (dataset_name is None):
         raise DataError("Give either --train_file (text files) or --dataset_name (a `datasets` dataset), not both.")
     if train_files is not None:
+        for path in [*train_files, *(validation_files or [])]:
+            suffix = Path(path).suffix.lower()
+            if suffix in (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow"):
+                # read line by line, its JSON or CSV syntax would become the training text without a word
+                raise DataError(
+                    f"{path} is a {suffix[1:]} file, and --train_file / --validation_file read plain text line by "
+                    f"line. Load it as a dataset instead: --dataset_name {path} --text_column COLUMN."
+                )
         files = {"train": [str(p) for p in validate_text_files(train_files)]}
         if validation_files:
             files["validation"] = [str(p) for p in validate_text_files(validation_files)]

@@ -13,6 +13,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from .. import _io
+
 # Never pushed, with why: resumable Trainer state (pushed by Trainer's hub_strategy="checkpoint" instead), pickles
 # (weights are published as safetensors only; training_args.bin is a pickle), pretrain's second copy of the
 # tokenizer, Python caches, hidden and underscore files (Trainer ignores "_*" too) and temporary files.
@@ -82,6 +84,11 @@ def read_config(folder: str | os.PathLike) -> dict:
     missing = [p.name for p in weights if not p.is_file()]
     if missing:
         raise InvalidFolderError(f"{folder}: model.safetensors.index.json lists missing shards: {', '.join(missing)}.")
+    for path in weights:  # a truncated file would publish, then fail for everyone who downloads it
+        try:
+            _io.safetensors_header(path)
+        except ValueError as err:
+            raise InvalidFolderError(str(err)) from None
     return config
 
 
@@ -90,14 +97,24 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def folder_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """{path in repo: local path} of the files of FOLDER that are pushed (see EXCLUDED_DIRS / EXCLUDED_FILES)."""
+    """{path in repo: local path} of the files of FOLDER that are pushed (see EXCLUDED_DIRS / EXCLUDED_FILES).
+    Raises `InvalidFolderError` for a symbolic link that leads out of FOLDER: following it would publish a file
+    the folder does not hold (a key, a home directory)."""
     folder = Path(folder)
+    inside = folder.resolve()
     files = {}
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not _matches(d, EXCLUDED_DIRS))
-        for name in sorted(names):
+        for name in sorted([*names, *(d for d in dirs if (Path(root) / d).is_symlink())]):
             path = Path(root) / name
-            if not _matches(name, EXCLUDED_FILES) and path.is_file():
+            if _matches(name, EXCLUDED_FILES):
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                raise InvalidFolderError(
+                    f"{path} is a symbolic link to {path.resolve()}, outside {folder}: not pushed. Copy the file into "
+                    "the folder, or remove the link."
+                )
+            if path.is_file():
                 files[path.relative_to(folder).as_posix()] = path
     return files
 
@@ -151,6 +168,59 @@ def _model_class_for(config: dict) -> tuple[type, type]:
     )
 
 
+# Files that hold a tokenizer's vocabulary: a tokenizer_config.json without one of these is half a tokenizer.
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+                         "tokenizer.model")  # fmt: skip
+
+
+def check_tokenizer_files(folder: str | os.PathLike) -> None:
+    """`InvalidFolderError` when FOLDER has a tokenizer config but no vocabulary: it would publish a tokenizer that
+    fails to load for everyone (and transformers would blame a missing sentencepiece install)."""
+    folder = Path(folder)
+    if (folder / "tokenizer_config.json").is_file() and not any((folder / n).is_file() for n in TOKENIZER_VOCAB_FILES):
+        raise InvalidFolderError(
+            f"{folder} has tokenizer_config.json but no tokenizer.json (nor another vocabulary file): the tokenizer "
+            "is incomplete. Save it again with tokenizer.save_pretrained(FOLDER), or remove tokenizer_config.json."
+        )
+
+
+def check_weights_match_config(folder: str | os.PathLike, config: dict) -> None:
+    """`InvalidFolderError` when the safetensors weights are not those of the model config.json describes (a
+    config edited or copied from another run): the model is built on the meta device, nothing is loaded, and the
+    tensor names and shapes are compared with the safetensors headers. Models hf_bigmodel does not define are not
+    checked."""
+    import hf_bigmodel  # noqa: F401  (registers every architecture)
+    from hf_bigmodel.models import ARCHITECTURES
+
+    if config.get("model_type") not in {arch.model_type for arch in ARCHITECTURES.values()}:
+        return
+    import torch
+
+    folder = Path(folder)
+    config_class, model_class = _model_class_for(config)
+    try:
+        loaded = config_class.from_pretrained(folder)
+        with torch.device("meta"):
+            expected = {name: list(t.shape) for name, t in model_class(loaded).state_dict().items()}
+    except Exception as err:  # a config that builds no model is as unpublishable as a mismatched one
+        raise InvalidFolderError(f"{folder / 'config.json'} does not build a {model_class.__name__}: {err}") from None
+    found: dict[str, tuple[list[int], str]] = {}
+    for path in weight_files(folder):
+        header = _io.safetensors_header(path)
+        found.update({name: (entry["shape"], path.name) for name, entry in header.items() if name != "__metadata__"})
+    for name, (shape, file) in sorted(found.items()):
+        if name not in expected:
+            raise InvalidFolderError(
+                f"config.json does not match the weights: {file} holds {name}, which a {model_class.__name__} of "
+                "this config does not have. Save config and weights together with model.save_pretrained(FOLDER)."
+            )
+        if list(shape) != expected[name]:
+            raise InvalidFolderError(
+                f"config.json does not match the weights: {name} is {list(shape)} in {file} but {expected[name]} for "
+                "this config. Save config and weights together with model.save_pretrained(FOLDER)."
+            )
+
+
 def resave_code(folder: str | os.PathLike, config: dict) -> tuple[dict[str, bytes], dict]:
     """({file name: source} of the modeling code, auto_map), written by the installed hf_bigmodel for this model.
 
@@ -177,6 +247,8 @@ __all__ = [
     "WEIGHT_FILES",
     "InvalidFolderError",
     "PushError",
+    "check_tokenizer_files",
+    "check_weights_match_config",
     "code_files_needed",
     "folder_files",
     "read_config",

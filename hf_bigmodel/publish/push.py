@@ -27,6 +27,8 @@ The token comes from --token, else HF_TOKEN, else `hf auth login`; the Hub from 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import sys
@@ -36,10 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import _io
+from .._cli import command
 from . import card as model_card
 from .folder import (
     InvalidFolderError,
     PushError,
+    check_tokenizer_files,
+    check_weights_match_config,
     code_files_needed,
     folder_files,
     read_config,
@@ -116,6 +121,8 @@ def plan_push(
     """Check FOLDER and work out the files to push, generating the card and any missing code (nothing written)."""
     folder = Path(folder)
     config = read_config(folder)
+    check_tokenizer_files(folder)
+    check_weights_match_config(folder, config)
     plan = PushPlan(folder, config, folder_files(folder))
 
     pipeline_files = code_files_needed({"custom_pipelines": config.get("custom_pipelines")})
@@ -202,7 +209,49 @@ def _status(err: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
+# huggingface_hub's client waits forever by default: a server that accepts the connection and never answers would
+# hang the push. Seconds to wait for each answer (and each chunk of an upload to be taken), and for a connection.
+PUSH_TIMEOUT_ENV = "HF_BIGMODEL_PUSH_TIMEOUT"
+CONNECT_TIMEOUT = 10.0
+
+
+def _read_timeout() -> float:
+    value = os.environ.get(PUSH_TIMEOUT_ENV, "60")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise PushError(f"{PUSH_TIMEOUT_ENV}={value!r} is not a positive number of seconds.")
+    return seconds
+
+
+@contextlib.contextmanager
+def _hub_timeouts():
+    """Run huggingface_hub's calls with connect and read timeouts, then give back the client it had."""
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http as hub_http
+
+    read = _read_timeout()
+    previous = hub_http._GLOBAL_CLIENT_FACTORY
+
+    def factory():
+        return _httpx.Client(event_hooks={"request": [hub_http.hf_request_event_hook]}, follow_redirects=True,
+                             timeout=_httpx.Timeout(read, connect=min(CONNECT_TIMEOUT, read)))  # fmt: skip
+
+    set_client_factory(factory)
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
 def _connection_error(endpoint: str, err: Exception) -> HubConnectionError:
+    if isinstance(err, _httpx.TimeoutException) and not isinstance(err, _httpx.ConnectTimeout):
+        return HubConnectionError(
+            f"The Hub at {endpoint} did not answer within {_read_timeout():g} s ({type(err).__name__}). Check that "
+            f"the server is up and retry; for a slow connection raise {PUSH_TIMEOUT_ENV} (seconds)."
+        )
     if isinstance(err, (_httpx.ConnectError, _httpx.ConnectTimeout)):
         return HubUnreachableError(
             f"Cannot reach the Hub at {endpoint}: {err}. Check the address (--endpoint / HF_ENDPOINT), that the "
@@ -240,7 +289,7 @@ def _translate_errors(endpoint: str, what: str):
         raise _http_error(endpoint, what, err) from err
 
 
-def push_folder(
+def _push_folder(
     folder: str | os.PathLike,
     repo_id: str,
     *,
@@ -253,10 +302,14 @@ def push_folder(
     card: bool = True,
     overwrite_card: bool = False,
     license: str = model_card.DEFAULT_LICENSE,
+    delete_missing: bool = False,
 ) -> PushResult:
     """Push a saved model folder to `repo_id` in one commit (see the module docstring); raises a `PushError`
-    subclass naming the problem. `private` sets the visibility (of a new repo, or of an existing one when given)."""
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    subclass naming the problem. `private` sets the visibility (of a new repo, or of an existing one when given).
+    `delete_missing` removes, in the same commit, the repo's files that the folder no longer has (otherwise a note
+    lists them). A failure leaves no trace: a repo this push created is deleted again, and the visibility of an
+    existing repo changes only after the commit landed."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -285,6 +338,7 @@ def push_folder(
     # Everything local (card, code) is prepared before the repo is touched.
     plan = plan_push(folder, repo_id=repo_id, card=card, overwrite_card=overwrite_card, license=license)
 
+    created, new_visibility = False, None
     with _translate_errors(endpoint, f"create {repo_id}"):
         if api.repo_exists(repo_id):
             if not exist_ok:
@@ -292,8 +346,7 @@ def push_folder(
                     f"{repo_id} already exists on {endpoint}. Pass --exist-ok (exist_ok=True) to add a commit to it, "
                     f"or choose another REPO_ID."
                 )
-            if private is not None:
-                api.update_repo_settings(repo_id, private=private)
+            new_visibility = private  # set once the commit has landed: a failed push changes nothing
         else:
             try:
                 api.create_repo(repo_id, private=bool(private), exist_ok=False)
@@ -304,18 +357,62 @@ def push_folder(
                         f"Pass --exist-ok to add a commit to it, or choose another REPO_ID."
                     ) from None
                 raise
+            created = True
+    try:
+        info, head = _commit(api, plan, repo_id, revision or "main", folder, endpoint, commit_message, delete_missing,
+                             CommitOperationAdd, CommitOperationDelete)  # fmt: skip
+    except BaseException:
+        if created:  # leave no empty repo behind: the same command can then run again as it was
+            with contextlib.suppress(Exception):
+                api.delete_repo(repo_id)
+        raise
     branch = revision or "main"
+    if new_visibility is not None:
+        with _translate_errors(endpoint, f"set the visibility of {repo_id}"):
+            api.update_repo_settings(repo_id, private=new_visibility)
+
+    _write_back(folder, plan)
+    url = f"{endpoint.rstrip('/')}/{repo_id}" + (f"/tree/{branch}" if branch != "main" else "")
+    return PushResult(repo_id, url, branch, info.oid, info.oid != head, plan.paths(), plan.notes)
+
+
+def _commit(
+    api,
+    plan: PushPlan,
+    repo_id: str,
+    branch: str,
+    folder: Path,
+    endpoint: str,
+    commit_message: str | None,
+    delete_missing: bool,
+    CommitOperationAdd,
+    CommitOperationDelete,
+) -> tuple[Any, str]:
+    """The one commit of a push: (commit info, the head it was made on)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    import hf_bigmodel
+
     with _translate_errors(endpoint, f"create branch {branch} of {repo_id}"):
         if branch != "main":
             api.create_branch(repo_id, branch=branch, exist_ok=True)
         head = api.repo_info(repo_id, revision=branch).sha
-
+        remote = set(api.list_repo_files(repo_id, revision=branch))
+    stale = sorted(remote - set(plan.paths()) - {".gitattributes"})
     operations = [
         CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(f))
         for p, f in plan.files.items()
         if p not in plan.generated
     ]
     operations += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in plan.generated.items()]
+    if delete_missing:
+        operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+    elif stale:
+        shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        plan.notes.append(
+            f"{repo_id}@{branch} keeps {len(stale)} file(s) that {folder} does not have ({shown}); pass "
+            "--delete-missing (delete_missing=True) to remove them in the push."
+        )
     message = (
         commit_message or f"Upload {plan.config.get('model_type')} model with hf_bigmodel {hf_bigmodel.__version__}"
     )
@@ -333,9 +430,13 @@ def push_folder(
     except ValueError as err:  # invalid README metadata, reported by the Hub's validator
         raise PushError(f"The Hub refused the model card: {err}") from err
 
-    _write_back(folder, plan)
-    url = f"{endpoint.rstrip('/')}/{repo_id}" + (f"/tree/{branch}" if branch != "main" else "")
-    return PushResult(repo_id, url, branch, info.oid, info.oid != head, plan.paths(), plan.notes)
+    return info, head
+
+
+@functools.wraps(_push_folder)
+def push_folder(*args, **kwargs) -> PushResult:
+    with _hub_timeouts():  # every Hub call of the push, with connect and read timeouts
+        return _push_folder(*args, **kwargs)
 
 
 def _interrupted(api, repo_id: str, branch: str, head: str, folder: Path, endpoint: str, err: Exception) -> PushError:
@@ -384,42 +485,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-card", action="store_true", help="do not generate README.md")
     parser.add_argument("--overwrite-card", action="store_true", help="replace a hand-written README.md")
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be pushed, then stop")
+    parser.add_argument(
+        "--delete-missing", action="store_true", help="remove the repo's files that FOLDER no longer has (same commit)"
+    )
     return parser
 
 
+@command("hf-bigmodel push")
 def main(argv: list[str] | None = None) -> int:
+    """`hf-bigmodel push`: 0 on success; errors reach the user through `hf_bigmodel._cli` (2: the folder, repo id
+    or token is wrong; 1: the Hub failed or cannot be reached)."""
     args = build_parser().parse_args(argv)
     card = not args.no_card
-    try:
-        if args.dry_run:
-            plan = plan_push(
-                args.folder, repo_id=args.repo_id, card=card, overwrite_card=args.overwrite_card, license=args.license
-            )
-            print(f"Would push {len(plan.paths())} files from {args.folder} to {args.repo_id}:")
-            for path in plan.paths():
-                print(f"  {path}" + ("  (generated)" if path in plan.generated else ""))
-            for note in plan.notes:
-                print(f"note: {note}")
-            return 0
-        result = push_folder(
-            args.folder,
-            args.repo_id,
-            token=args.token,
-            endpoint=args.endpoint,
-            revision=args.revision,
-            private=args.private,
-            exist_ok=args.exist_ok,
-            commit_message=args.commit_message,
-            card=card,
-            overwrite_card=args.overwrite_card,
-            license=args.license,
+    if args.dry_run:
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:  # an owner-less name gets the token's user prepended when pushing; check what can be checked here
+            validate_repo_id(args.repo_id if "/" in args.repo_id else f"user/{args.repo_id}")
+        except HFValidationError as err:
+            raise InvalidRepoIdError(f"Invalid REPO_ID {args.repo_id!r}: {err}") from None
+        plan = plan_push(
+            args.folder, repo_id=args.repo_id, card=card, overwrite_card=args.overwrite_card, license=args.license
         )
-    except (InvalidFolderError, InvalidRepoIdError, model_card.ModelCardError) as err:
-        print(f"hf-bigmodel push: error: {err}", file=sys.stderr)
-        return 2
-    except PushError as err:
-        print(f"hf-bigmodel push: error: {err}", file=sys.stderr)
-        return 1
+        print(f"Would push {len(plan.paths())} files from {args.folder} to {args.repo_id}:")
+        for path in plan.paths():
+            print(f"  {path}" + ("  (generated)" if path in plan.generated else ""))
+        for note in plan.notes:
+            print(f"note: {note}")
+        return 0
+    result = push_folder(
+        args.folder,
+        args.repo_id,
+        token=args.token,
+        endpoint=args.endpoint,
+        revision=args.revision,
+        private=args.private,
+        exist_ok=args.exist_ok,
+        commit_message=args.commit_message,
+        card=card,
+        overwrite_card=args.overwrite_card,
+        license=args.license,
+        delete_missing=args.delete_missing,
+    )
     for note in result.notes:
         print(f"note: {note}")
     what = (

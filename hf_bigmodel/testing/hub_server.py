@@ -265,6 +265,10 @@ class HubServer:
         self._thread: threading.Thread | None = None
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(exist_ok=True)
+        # Uploads in progress when a server on this root was killed: nothing will ever finish them.
+        for leftover in (self.root / "tmp").iterdir():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
         (self.root / "repos").mkdir(exist_ok=True)
         self._load()
 
@@ -1114,18 +1118,26 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         self._send(200, b"", "text/plain", [("ETag", f'"{oid}"')])
 
     def _lfs_verify(self, repo_key: tuple[str, str], oid: str) -> None:
+        # Only the repo's writers may ask, and only about the repo's own objects: an anonymous caller learning that
+        # a hash exists (in a private repo, or anywhere on the server) would learn what a private file holds.
+        repo, _ = self._writable(*repo_key)
         body = self._json_body()
-        if not self.hub._has_blob(oid, body.get("size")):
+        if not isinstance(body, dict) or oid not in repo.lfs_objects or not self.hub._has_blob(oid, body.get("size")):
             raise _HTTPError(404, f"LFS object {oid} was not uploaded")
         self._send_json({"message": "Object verified"})
 
     def _commit(self, key: tuple[str, str], revision: str) -> None:
         repo, user = self._writable(*key)
         self._fault(key, "commit")
-        lines = [json.loads(line) for line in self._read_body().splitlines() if line.strip()]
+        try:
+            lines = [json.loads(line) for line in self._read_body().splitlines() if line.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise _HTTPError(400, f"A commit body is JSON lines: {err}") from None
+        if not all(isinstance(line, dict) and isinstance(line.get("value", {}), dict) for line in lines):
+            raise _HTTPError(400, 'Every commit line is a JSON object {"key": ..., "value": {...}}')
         if not lines or lines[0].get("key") != "header":
             raise _HTTPError(400, "A commit starts with a header line")
-        header = lines[0]["value"]
+        header = lines[0].get("value") or {}
         create_pr = self.query.get("create_pr", ["0"])[0] in ("1", "true", "True")
         revision = unquote(revision)
         hub = self.hub
@@ -1166,7 +1178,9 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
 
     def _apply(self, repo: _Repo, tree: dict, kind: str | None, value: dict) -> None:
         path = str(value.get("path", "")).strip("/")
-        if not path or ".." in path.split("/") or path.startswith(".git/") or path == ".git":
+        # A backslash is a separator to Windows clients and tools: "..\\..\\x" must not slip past the ".." check.
+        parts = path.replace("\\", "/").split("/")
+        if not path or "\\" in path or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
             raise _HTTPError(400, f"Invalid path in repository: {value.get('path')!r}")
         hub = self.hub
         if kind == "file":

@@ -9,9 +9,12 @@ their objective needs; data lives in `hf_bigmodel.data` and metrics in `hf_bigmo
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +26,8 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, T
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
+from .._cli import command, is_disk_full, require_folder_or_repo
+from .._io import safetensors_header
 from ..data import DataError
 from ..models import ARCHITECTURES
 from ..publish.card import ModelCardError, write_model_card  # publishing is imported here only, for all of training
@@ -34,6 +39,7 @@ logger = logging.getLogger("hf_bigmodel.training")
 __all__ = [
     "CommonModelArguments",
     "TokenizerModelArguments",
+    "check_arguments",
     "error_message",
     "finish_run",
     "load_or_train_tokenizer",
@@ -42,6 +48,10 @@ __all__ = [
     "parse_args",
     "parse_overrides",
     "preset_config",
+    "checkpoint_problem",
+    "evaluation_only",
+    "finished_run",
+    "last_complete_checkpoint",
     "resolve_checkpoint",
     "run_cli",
     "train_and_save",
@@ -90,9 +100,83 @@ def parse_args(argv: Sequence[str], dataclass_types: Sequence[type]) -> tuple:
     """The argument dataclasses from the command line, or from one .json/.yaml file given as the only argument."""
     parser = HfArgumentParser(tuple(dataclass_types))
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return tuple(loader(os.path.abspath(argv[0])))
+        path = Path(argv[0])
+        if not path.is_file():
+            raise DataError(f"{path}: no such arguments file.")
+        text = path.read_text(encoding="utf-8")
+        import yaml  # what HfArgumentParser.parse_yaml_file reads with
+
+        try:
+            values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            kind = "JSON" if path.suffix == ".json" else "YAML"
+            raise DataError(f"{path} is not valid {kind}: {str(err).splitlines()[0]}") from err
+        if not isinstance(values, dict):
+            raise DataError(
+                f"{path} holds a {type(values).__name__}, not a mapping of argument names to values "
+                '(e.g. {"output_dir": "runs/x", "max_steps": 100}).'
+            )
+        return tuple(parser.parse_dict(values))
     return tuple(parser.parse_args_into_dataclasses(args=list(argv)))
+
+
+# Argument fields that must be positive when given (0 or a negative number would crash later, or be read as "use the
+# default" without a word), and fractions or percentages with their range.
+POSITIVE_FIELDS = (
+    "block_size", "max_seq_length", "max_source_length", "max_target_length", "tokenizer_vocab_size", "doc_stride",
+    "max_answer_length", "n_best_size", "dupe_factor", "image_size", "num_channels", "max_tokens_per_batch",
+    "max_train_samples", "max_eval_samples", "max_predict_samples",
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+)  # fmt: skip
+RANGES = {
+    "validation_split_percentage": (0, 100),
+    "mlm_probability": (0, 1),
+    "short_seq_prob": (0, 1),
+    "mask_ratio": (0, 1),
+    "noise_density": (0, 1),
+    "label_smoothing": (0, 1),
+    "label_smoothing_factor": (0, 1),
+    "warmup_ratio": (0, 1),
+}
+
+
+def check_arguments(arguments: Sequence[Any]) -> None:
+    """Refuse argument values that would crash deep inside a run or train something other than asked: sizes that
+    are not positive, fractions out of range, a learning rate that is not a finite number, nothing to train for."""
+    for args in arguments:
+        for name in POSITIVE_FIELDS:
+            value = getattr(args, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                raise DataError(f"--{name} must be a positive number, got {value}.")
+        for name, (low, high) in RANGES.items():
+            value = getattr(args, name, None)
+            if isinstance(value, (int, float)) and not (low <= value <= high):
+                raise DataError(f"--{name} must be between {low} and {high}, got {value}.")
+    training_args = arguments[-1]
+    if isinstance(training_args, TrainingArguments):
+        lr = training_args.learning_rate
+        if not math.isfinite(lr) or lr < 0:
+            raise DataError(f"--learning_rate must be a finite number >= 0, got {lr} (typical: 1e-4 to 1e-3).")
+        if training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+            raise DataError(
+                f"--num_train_epochs {training_args.num_train_epochs:g} trains nothing; give a positive number of "
+                "epochs or --max_steps."
+            )
+
+
+def _implied_flags(argv: list[str]) -> list[str]:
+    """`--bf16` on a machine without an accelerator means bf16 on the CPU: add the `--use_cpu true` that
+    TrainingArguments would otherwise demand in an error."""
+    if any(arg in ("--bf16", "--bf16=true", "--bf16=True") for arg in argv) and not any(
+        arg.startswith("--use_cpu") for arg in argv
+    ):
+        import torch
+
+        accelerators = (torch.cuda, getattr(torch, "xpu", None), getattr(torch.backends, "mps", None))
+        if not any(device is not None and device.is_available() for device in accelerators):
+            logger.info("--bf16 without an accelerator: training on the CPU (--use_cpu true).")
+            return [*argv, "--use_cpu", "true"]
+    return argv
 
 
 def error_message(err: BaseException) -> str:
@@ -111,20 +195,32 @@ def run_cli(
     argv: Sequence[str] | None = None,
 ) -> int:
     """A training command's `main`: `--help`, logging, verbosity from the TrainingArguments (the last dataclass),
-    then `run(*arguments)`. Bad input (`DataError`, `FileNotFoundError`) is one message on stderr and exit code 2."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("-h", "--help"):
-        HfArgumentParser(tuple(dataclass_types)).print_help()
+    then `run(*arguments)`. Errors reach the user through `hf_bigmodel._cli.command`: bad input (including
+    TrainingArguments' own checks) is one message on stderr and exit code 2; `--debug` shows the traceback."""
+
+    @command(prog)
+    def main(argv: list[str]) -> int:
+        if argv and argv[0] in ("-h", "--help"):
+            HfArgumentParser(tuple(dataclass_types)).print_help()
+            return 0
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+        arguments = parse_args(_implied_flags(argv), dataclass_types)
+        check_arguments(arguments)
+        transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
+        args = arguments[-1]
+        done = None if evaluation_only(args) else finished_run(args)
+        if done is not None:  # a rerun of a finished command: say so rather than train one step past the end
+            print(f"{prog}: {done}", file=sys.stderr)
+            return 0
+        try:
+            run(*arguments)
+        except Exception as err:
+            if is_disk_full(err):  # name the folder: the writers' own messages do not
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), args.output_dir) from err
+            raise
         return 0
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    arguments = parse_args(argv, dataclass_types)
-    transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
-    try:
-        run(*arguments)
-    except (DataError, FileNotFoundError) as err:
-        print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
-        return 2
-    return 0
+
+    return main(argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -149,6 +245,8 @@ def load_or_train_tokenizer(model_args: TokenizerModelArguments, training_args: 
     """The tokenizer of --tokenizer_name_or_path or --model_name_or_path; else the one an earlier run of this
     output_dir trained (`output_dir/tokenizer`); else a new one, `train_tokenizer(vocab_size=--tokenizer_vocab_size,
     **train_options)`. The main process trains and saves it, the others load it."""
+    if model_args.model_name_or_path is not None:  # before a tokenizer library reads a broken folder
+        require_folder_or_repo(model_args.model_name_or_path, "--model_name_or_path")
     source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if source is not None:
         return AutoTokenizer.from_pretrained(source)
@@ -174,6 +272,7 @@ def load_saved_model(
 ):
     """The model of --model_name_or_path, after checking its config against the tokenizer (and `check(config)`)
     before any weight is read."""
+    require_folder_or_repo(model_args.model_name_or_path, "--model_name_or_path")
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     if tokenizer is not None:
         check_tokenizer_matches_config(tokenizer, config)
@@ -198,19 +297,106 @@ def preset_config(arch: str, model_args: CommonModelArguments, defaults: dict | 
 # Training and the end of a run
 
 
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why `folder` (a Trainer `checkpoint-N`) cannot be resumed from, or None when it is complete. Trainer writes
+    `trainer_state.json` last, after the weights, optimizer, scheduler and RNG states, so a checkpoint whose state
+    file is whole and names its own step was written to the end; the weights are checked as well, since a full disk
+    can cut a file short without killing the process."""
+    folder = Path(folder)
+    state_file = folder / "trainer_state.json"
+    if not state_file.is_file():
+        return "it has no trainer_state.json (Trainer writes it last: the save was interrupted)"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its trainer_state.json is cut short (the save was interrupted)"
+    step = folder.name.rpartition("-")[2]
+    if not isinstance(state, dict) or str(state.get("global_step")) != step:
+        return f"its trainer_state.json is for step {state.get('global_step') if isinstance(state, dict) else '?'}"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not any(folder.glob("*.bin")) and not (folder / "adapter_model.safetensors").is_file():
+        return "it holds no weights"
+    for path in weights:
+        try:
+            safetensors_header(path)
+        except ValueError as err:
+            return str(err).replace(str(path), path.name).split(" Save the model")[0]
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest complete `checkpoint-N` of `output_dir`, or None. Newer incomplete ones (a kill or a full disk
+    during a save) are removed, with a warning that says why: they can never be resumed from, and the rerun writes
+    the same step again."""
+    while (checkpoint := get_last_checkpoint(str(output_dir))) is not None:
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint
+        logger.warning("Skipping %s: %s. Removing it and resuming from the checkpoint before.", checkpoint, problem)
+        shutil.rmtree(checkpoint)
+    return None
+
+
+def evaluation_only(training_args: TrainingArguments) -> bool:
+    """Whether the flags ask to evaluate or predict without training (`pretrain transformer --do_eval` or
+    `--do_predict` without `--do_train`). `--eval_strategy` turns `do_eval` on by itself, which says nothing about
+    training, so only a `--do_eval` without an eval strategy counts."""
+    explicit_eval = training_args.do_eval and str(training_args.eval_strategy).rpartition(".")[2].lower() == "no"
+    return not training_args.do_train and (training_args.do_predict or explicit_eval)
+
+
+def finished_run(training_args: TrainingArguments) -> str | None:
+    """A message when `output_dir` holds a run that already reached `--max_steps` (or `--num_train_epochs`): the
+    end of a run saves `trainer_state.json` at the top of `output_dir`, next to the model."""
+    state_file = Path(training_args.output_dir) / "trainer_state.json"
+    if training_args.resume_from_checkpoint is not None or not state_file.is_file():
+        return None
+    if getattr(training_args, "overwrite_output_dir", False):
+        return None
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        step, epoch = int(state["global_step"]), float(state.get("epoch") or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if training_args.max_steps > 0:
+        done = step >= training_args.max_steps
+        target = f"--max_steps {training_args.max_steps}"
+    else:
+        done = epoch >= training_args.num_train_epochs - 1e-6
+        target = f"--num_train_epochs {training_args.num_train_epochs:g}"
+    if not done:
+        return None
+    return (
+        f"{training_args.output_dir} already holds a finished run (step {step}, epoch {epoch:.3g}; {target}): "
+        f"nothing to do.\nRaise {target.split()[0]} to train further, or choose another --output_dir."
+    )
+
+
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, the last checkpoint-* of `output_dir` for
-    `--resume_from_checkpoint last` (or True), and also without the flag when `output_dir` holds one, so that an
-    interrupted run continues where it stopped when it is started again with the same command."""
+    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, the last complete checkpoint-* of
+    `output_dir` for `--resume_from_checkpoint last` (or True), and also without the flag when `output_dir` holds
+    one, so that an interrupted run continues where it stopped when it is started again with the same command. An
+    incomplete checkpoint (killed during its save) is skipped and removed, with a warning."""
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint is not None:
             logger.info("Resuming from the last checkpoint in the output directory: %s", checkpoint)
     elif checkpoint in ("True", "true", "last"):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint is None:
-            raise DataError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}.")
+            raise DataError(
+                f"--resume_from_checkpoint: no complete checkpoint-* folder in {training_args.output_dir}."
+            )
+    elif checkpoint is not None:
+        if not os.path.isdir(checkpoint):
+            raise DataError(f"--resume_from_checkpoint {checkpoint}: no such folder.")
+        problem = checkpoint_problem(checkpoint)
+        if problem is not None:
+            raise DataError(
+                f"--resume_from_checkpoint {checkpoint} is incomplete: {problem}. Give an earlier checkpoint, or "
+                "'last' for the newest complete one."
+            )
     return checkpoint
 
 
@@ -220,6 +406,13 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments, evaluate:
     turns it off for training; generation wants it on)."""
     checkpoint = resolve_checkpoint(training_args)
     metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    broken = [name for name, p in trainer.model.named_parameters() if not bool(p.detach().isfinite().all())]
+    if broken:  # never save (nor card, nor push) a model that diverged: it would load and answer garbage
+        raise DataError(
+            f"Training diverged: after step {trainer.state.global_step}, {len(broken)} weight tensors hold NaN or "
+            f"inf (first: {broken[0]}); nothing was saved. Lower --learning_rate (it is "
+            f"{training_args.learning_rate:g}) or add --max_grad_norm 1.0."
+        )
     if use_cache:
         trainer.model.config.use_cache = True
     trainer.save_model()
@@ -244,8 +437,9 @@ def finish_run(
     `add_files(output_dir)` add what else the folder publishes (e.g. pipeline code) and, with `--push_to_hub`, push
     the whole folder: it replaces the card Trainer pushed with ours and adds the code. `published` names what the
     folder holds besides model, code and card ("tokenizer", "image processor")."""
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
+    if metrics:  # log_metrics fails on an empty dict
+        trainer.log_metrics("all", metrics)
+        trainer.save_metrics("all", metrics)
     if not (publish and trainer.is_world_process_zero()):
         return
     try:

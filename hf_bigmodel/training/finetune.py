@@ -50,6 +50,7 @@ from transformers import (
     set_seed,
 )
 
+from .._cli import require_folder_or_repo
 from ..data import DataError, load_dataset_any, validate_text_files
 from ..data.common import builder_options
 from ..data.qa import check_answers, squad_file_rows
@@ -160,12 +161,59 @@ def _required_columns(args: FinetuneArguments) -> list[str]:
     return list(filter(None, (args.text_column, args.text_pair_column, args.label_column)))
 
 
-def _label_list(raw, column: str, per_token: bool) -> list:
-    values = set()
-    for ds in raw.values():
-        for value in ds[column]:
-            values.update(value if per_token else [value])
-    return sorted(values, key=lambda v: (str(type(v)), v))
+def _label_list(raw, column: str, per_token: bool, text_column: str | None = None) -> list:
+    """The sorted label set of the training split, after checking every split's labels: no empty cell, a scalar per
+    row (a list of tags per row, as many as words, for token classification), and no label that the training split
+    lacks (the model could never learn it, and it would silently become an extra class)."""
+    seen: dict[str, set] = {}
+    for split, ds in raw.items():
+        values: set = set()
+        words = ds[text_column] if per_token and text_column in ds.column_names else None
+        for row, value in enumerate(ds[column]):
+            where = f"row {row + 1} of the {split} data"
+            if per_token:
+                if not isinstance(value, (list, tuple)):
+                    raise DataError(f"--label_column {column!r} must hold a list of tags per row; {where} holds "
+                                    f"{value!r}.")  # fmt: skip
+                if words is not None and len(value) != len(words[row]):
+                    raise DataError(f"{where} has {len(words[row])} words but {len(value)} tags in {column!r}: give "
+                                    "one tag per word.")  # fmt: skip
+                items = value
+            else:
+                if isinstance(value, (list, tuple, dict)):
+                    raise DataError(f"--label_column {column!r} holds a {type(value).__name__} in {where}; sequence "
+                                    "classification takes one label per row (per-word tags: --task "
+                                    "token-classification).")  # fmt: skip
+                items = [value]
+            for item in items:
+                if item is None or (isinstance(item, str) and not item.strip()):
+                    raise DataError(f"{where} has an empty label in {column!r}: fill it in or remove the row.")
+            values.update(items)
+        seen[split] = values
+    train = seen.get("train", set().union(*seen.values()))
+    for split, values in seen.items():
+        unknown = sorted(map(str, values - train))
+        if unknown:
+            raise DataError(f"The {split} data has labels the training data never shows: {', '.join(unknown[:10])}. "
+                            "A model cannot learn them; fix the labels or add training examples.")  # fmt: skip
+    return sorted(train, key=lambda v: (str(type(v)), v))
+
+
+def _check_against_the_model_labels(model_name_or_path: str, labels: list) -> None:
+    """A model already fine-tuned on named classes keeps them: labels of the data outside those classes are a
+    mistake (another task's data, or a typo), not new classes."""
+    from transformers import AutoConfig
+
+    try:
+        label2id = dict(AutoConfig.from_pretrained(model_name_or_path).label2id or {})
+    except (OSError, ValueError):
+        return  # the model's own loading reports a bad MODEL
+    if not label2id or all(name.startswith("LABEL_") for name in label2id):
+        return  # a base model: its labels are transformers' placeholders
+    outside = sorted(str(label) for label in labels if str(label) not in label2id)
+    if outside:
+        raise DataError(f"Labels {', '.join(outside[:10])} are not among the classes of {model_name_or_path} "
+                        f"({', '.join(label2id)}). Fine-tune a base model for new classes, or fix the labels.")  # fmt: skip
 
 
 def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
@@ -173,14 +221,18 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
     if args.task not in TASKS:
         raise DataError(f"--task must be one of {', '.join(TASKS)}, got {args.task!r}.")
     set_seed(training_args.seed)
+    require_folder_or_repo(args.model_name_or_path, "--model_name_or_path", tokenizer=not args.tokenizer_name_or_path)
+    if args.tokenizer_name_or_path:
+        require_folder_or_repo(args.tokenizer_name_or_path, "--tokenizer_name_or_path", needs="", tokenizer=True)
     per_token = args.task == "token-classification"
     raw = _load_dataset(args)
     if args.task == "question-answering":
         return _run_question_answering(args, training_args, raw)
     if args.task == "multiple-choice":
         return _run_multiple_choice(args, training_args, raw)
-    labels = _label_list(raw, args.label_column, per_token)
+    labels = _label_list(raw, args.label_column, per_token, args.text_column)
     label_to_id = {label: i for i, label in enumerate(labels)}
+    _check_against_the_model_labels(args.model_name_or_path, labels)
 
     tokenizer, config = _load_tokenizer_and_config(
         args,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .._cli import command
 from ..models import ARCHITECTURES
 
 
@@ -16,8 +17,8 @@ def pretrainers() -> dict[str, str]:
     return {arch: row.pretrainer for arch, row in ARCHITECTURES.items() if row.pretrainer}
 
 
+@command("hf-bigmodel pretrain")
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     modules = pretrainers()
     if not argv or argv[0] in ("-h", "--help"):
         print(

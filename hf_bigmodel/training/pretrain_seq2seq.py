@@ -76,6 +76,7 @@ from ..tokenization import sync_config_with_tokenizer
 from . import common
 from .common import (
     TokenizerModelArguments,
+    evaluation_only,
     finish_run,
     load_or_train_tokenizer,
     load_saved_model,
@@ -315,6 +316,14 @@ def run_seq2seq(
         splits = load_translation_splits(files, data_args.source_lang, data_args.target_lang, data_args.dataset_name,
                                          data_args.dataset_config_name, data_args.translation_column,
                                          data_args.skip_empty_pairs)  # fmt: skip
+    if "train" in splits and not training_args.do_train and not evaluation_only(training_args):
+        # Training data and no --do_eval/--do_predict of its own: `pretrain` trains, as the other pretrainers do.
+        logger.info("Training data given without --do_train: training (add --do_eval or --do_predict alone to "
+                    "only evaluate).")  # fmt: skip
+        training_args.do_train = True
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise DataError("Nothing to do: give training data (--train_file ...), or --do_eval / --do_predict with "
+                        "--model_name_or_path.")  # fmt: skip
     if training_args.do_train and "train" not in splits:
         raise DataError("--do_train needs training data: --train_file, --train_source_file or --dataset_name.")
     if "train" not in splits and model_args.tokenizer_name_or_path is None and model_args.model_name_or_path is None:

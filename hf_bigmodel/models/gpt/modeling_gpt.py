@@ -52,6 +52,31 @@ from .cpu_kernels_gpt import (
 )
 
 
+# Copied from hf_bigmodel.models.bert.modeling_bert._is_tracing
+def _is_tracing() -> bool:
+    """Inside torch.compile / torch.export / jit tracing the data-dependent input checks are skipped."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+# Copied from hf_bigmodel.models.bert.modeling_bert.check_ids_in_range
+def check_ids_in_range(ids: torch.Tensor, limit: int, name: str, field: str, fix: str) -> None:
+    """Raise a ValueError naming `name` if any id is negative or >= `limit` (an out-of-range embedding index
+    otherwise fails deep inside torch with "index out of range in self", or a CUDA device-side assert)."""
+    if _is_tracing() or ids.numel() == 0:
+        return
+    low, high = torch.aminmax(ids)
+    low, high = int(low), int(high)
+    if low < 0 or high >= limit:
+        bad = low if low < 0 else high
+        raise ValueError(f"`{name}` contains {bad}, outside [0, {field}={limit}). {fix}")
+
+
+TOKENIZER_MISMATCH = (
+    "The tokenizer does not match the model: use the tokenizer saved with it, or resize the embeddings with "
+    "model.resize_token_embeddings(len(tokenizer))."
+)
+
+
 def make_norm(config: BigModelGPTConfig) -> nn.Module:
     if config.norm_type == "rmsnorm":
         return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -374,6 +399,7 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         if inputs_embeds is None:
+            check_ids_in_range(input_ids, self.config.vocab_size, "input_ids", "vocab_size", TOKENIZER_MISMATCH)
             inputs_embeds = self.embed_tokens(input_ids)  # (batch, seq, hidden)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)

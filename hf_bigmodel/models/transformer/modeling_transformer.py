@@ -54,6 +54,31 @@ from .cpu_kernels_transformer import (
 )
 
 
+# Copied from hf_bigmodel.models.bert.modeling_bert._is_tracing
+def _is_tracing() -> bool:
+    """Inside torch.compile / torch.export / jit tracing the data-dependent input checks are skipped."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+# Copied from hf_bigmodel.models.bert.modeling_bert.check_ids_in_range
+def check_ids_in_range(ids: torch.Tensor, limit: int, name: str, field: str, fix: str) -> None:
+    """Raise a ValueError naming `name` if any id is negative or >= `limit` (an out-of-range embedding index
+    otherwise fails deep inside torch with "index out of range in self", or a CUDA device-side assert)."""
+    if _is_tracing() or ids.numel() == 0:
+        return
+    low, high = torch.aminmax(ids)
+    low, high = int(low), int(high)
+    if low < 0 or high >= limit:
+        bad = low if low < 0 else high
+        raise ValueError(f"`{name}` contains {bad}, outside [0, {field}={limit}). {fix}")
+
+
+TOKENIZER_MISMATCH = (
+    "The tokenizer does not match the model: use the tokenizer saved with it, or resize the embeddings with "
+    "model.resize_token_embeddings(len(tokenizer))."
+)
+
+
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int) -> torch.Tensor:
     """Decoder inputs for teacher forcing: `labels` shifted one position right, starting with
     `decoder_start_token_id`; `-100` (ignored label positions) becomes `pad_token_id`."""
@@ -504,6 +529,7 @@ class BigModelTransformerEncoder(BigModelTransformerPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` to the encoder.")
         if inputs_embeds is None:
+            check_ids_in_range(input_ids, self.config.vocab_size, "input_ids", "vocab_size", TOKENIZER_MISMATCH)
             inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale  # (batch, src_len, hidden)
         seq_len = inputs_embeds.shape[1]
         _check_length(seq_len, self.config, "source")
@@ -565,6 +591,9 @@ class BigModelTransformerDecoder(BigModelTransformerPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `decoder_input_ids` or `decoder_inputs_embeds`.")
         if inputs_embeds is None:
+            check_ids_in_range(
+                input_ids, self.config.vocab_size, "decoder_input_ids", "vocab_size", TOKENIZER_MISMATCH
+            )
             inputs_embeds = self.embed_tokens(input_ids)
         inputs_embeds = inputs_embeds * self.embed_scale  # (batch, tgt_len, hidden)
         if use_cache and cache is None:
