@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._cli import command
 from .data import DataError
 
 logger = logging.getLogger("hf_bigmodel.evaluation")
@@ -752,6 +753,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     return entry
 
 
+@command("hf-bigmodel evaluate")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)

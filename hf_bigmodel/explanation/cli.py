@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._cli import command
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-bigmodel explain", description=__doc__)
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("hf-bigmodel explain")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = "hf-bigmodel explain"
