@@ -266,3 +266,22 @@ def test_token_classification_shapes_and_loss(gpt_variant, make_gpt_config):
     assert out.logits.shape == (3, 6, 5)
     expected = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 5), labels.reshape(-1), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
+
+
+def test_token_classification_accepts_use_cache_as_gpt2_does():
+    """Every GPT head takes `use_cache=` as its stock GPT-2 twin does; token classification returns no cache."""
+    from transformers import GPT2Config, GPT2ForTokenClassification
+
+    stock = GPT2ForTokenClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32, num_labels=3)).eval()
+    ours = (
+        ARCHITECTURES["gpt"]
+        .heads["token-classification"](BigModelGPTConfig.from_preset("gpt-tiny", vocab_size=32, num_labels=3))
+        .eval()
+    )
+    ids = torch.randint(0, 32, (2, 5))
+    with torch.no_grad():
+        for use_cache in (True, False, None):
+            assert stock(ids, use_cache=use_cache).logits.shape == (2, 5, 3)
+            out = ours(ids, use_cache=use_cache)
+            assert out.logits.shape == (2, 5, 3) and not hasattr(out, "past_key_values")
+            torch.testing.assert_close(out.logits, ours(ids).logits)

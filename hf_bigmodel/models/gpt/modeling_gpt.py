@@ -621,6 +621,7 @@ class BigModelGPTForTokenClassification(BigModelGPTPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,  # accepted as GPT2ForTokenClassification does; the output holds no cache
         **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
         outputs: BaseModelOutputWithPast = self.model(
