@@ -256,7 +256,7 @@ def test_logits_to_keep(make_lm):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# decoding on several threads (BigModelGPTLinear) and compilation
+# decoding on several threads (fast_linear) and compilation
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -294,50 +294,64 @@ def test_linear_splits_only_few_row_float32_inference(threads, monkeypatch):
     monkeypatch.setattr(
         cpu_kernels_gpt, "few_rows_linear", lambda x, blocks: calls.append(x.shape) or split(x, blocks)
     )
-    layer = cpu_kernels_gpt.BigModelGPTLinear(24, 48)
+    layer = torch.nn.Linear(24, 48)
+
+    def run(x):  # the model's layers are plain nn.Linear, called through fast_linear
+        return cpu_kernels_gpt.fast_linear(layer, x)
+
     few, many = torch.randn(2, 3, 24), torch.randn(4, cpu_kernels_gpt.FEW_ROWS, 24)
     threads(2)
     with torch.no_grad():
-        torch.testing.assert_close(layer(few), torch.nn.functional.linear(few, layer.weight, layer.bias))
-        layer(many)
+        torch.testing.assert_close(run(few), torch.nn.functional.linear(few, layer.weight, layer.bias))
+        run(many)
     assert calls == [few.shape]  # a training-sized input stays with linear()
-    layer(few).sum().backward()  # with gradients: linear(), whose backward autograd knows
+    run(few).sum().backward()  # with gradients: linear(), whose backward autograd knows
     torch.testing.assert_close(layer.weight.grad, torch.ones(48, 3 * 2) @ few.reshape(-1, 24))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        layer(few)  # bfloat16 products already use every thread in oneDNN
+        run(few)  # bfloat16 products already use every thread in oneDNN
     with torch.no_grad():
-        layer.to(torch.bfloat16)(few.to(torch.bfloat16))
+        layer.to(torch.bfloat16)
+        run(few.to(torch.bfloat16))
         layer.float()
     assert calls == [few.shape]
     with torch.no_grad(), pytest.raises(RuntimeError, match="cannot be multiplied"):
-        layer(torch.randn(2, 12))  # as many numbers as one row of 24, but the wrong width: linear()'s error
+        run(torch.randn(2, 12))  # as many numbers as one row of 24, but the wrong width: linear()'s error
     threads(1)
     with torch.no_grad():
-        torch.testing.assert_close(layer(few), torch.nn.functional.linear(few, layer.weight, layer.bias))
+        torch.testing.assert_close(run(few), torch.nn.functional.linear(few, layer.weight, layer.bias))
     assert calls == [few.shape, few.shape]  # one thread still takes the batched product, in 2 blocks
-    assert layer._thread_blocks().weight.shape[0] == 2
+    assert cpu_kernels_gpt.thread_blocks(layer).weight.shape[0] == 2
 
 
-def test_thread_blocks_follow_weight_changes(threads):
+def test_thread_blocks_follow_weight_changes(threads, make_lm):
     """The cached views follow in-place updates and are rebuilt for new tensors, dtypes or thread counts."""
-    layer = cpu_kernels_gpt.BigModelGPTLinear(24, 48)
+    layer = torch.nn.Linear(24, 48)
+
+    def run(x):
+        return cpu_kernels_gpt.fast_linear(layer, x)
+
     x = torch.randn(1, 24)
     threads(2)
     with torch.no_grad():
-        layer(x)
+        run(x)
         layer.weight.mul_(2.0)  # an optimizer step: same storage
-        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        torch.testing.assert_close(run(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
         layer.weight.data = torch.randn(48, 24)  # new storage
-        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        torch.testing.assert_close(run(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
         layer.load_state_dict({"weight": torch.randn(48, 24), "bias": torch.randn(48)})
-        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        torch.testing.assert_close(run(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
         layer.double()
-        assert "_thread_blocks_cache" not in layer.__dict__  # `.to()` drops views of the old tensors
-        torch.testing.assert_close(layer(x.double()), torch.nn.functional.linear(x.double(), layer.weight, layer.bias))
+        torch.testing.assert_close(run(x.double()), torch.nn.functional.linear(x.double(), layer.weight, layer.bias))
         layer.float()
         threads(3)  # 48 rows in 3 blocks now
-        assert layer._thread_blocks().weight.shape[0] == 3
-        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        assert cpu_kernels_gpt.thread_blocks(layer).weight.shape[0] == 3
+        torch.testing.assert_close(run(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        # The model's `.to()` drops every layer's views of the old tensors.
+        model = make_lm("gpt2").eval()
+        model(torch.tensor([[1, 2, 3]]))
+        assert any("_thread_blocks_cache" in m.__dict__ for m in model.modules())
+        model.double()
+        assert not any("_thread_blocks_cache" in m.__dict__ for m in model.modules())
 
 
 @pytest.mark.parametrize("thread_count", [1, 2, 3])  # 3: blocks with rows left over

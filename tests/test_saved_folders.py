@@ -13,8 +13,8 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
-import hf_bigmodel
-from hf_bigmodel.models import ARCHITECTURES, TASKS
+import hf_bigmodel  # noqa: F401  (registers the architectures)
+from hf_bigmodel.models import ARCHITECTURES
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saved_d00b1a2"
 
@@ -29,7 +29,6 @@ def _auto_class(config: dict):
 
 def test_every_architecture_has_a_saved_folder():
     assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(ARCHITECTURES)
-    assert hf_bigmodel.TASKS is TASKS
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

@@ -47,7 +47,7 @@ class BigModelGPTDropout(nn.Dropout):
         return dropout_training(x, self.p) if self.training else x
 
 
-# Most input rows for which `BigModelGPTLinear` uses `few_rows_linear`: decoding steps (one row per sequence or beam).
+# Most input rows for which `fast_linear` uses `few_rows_linear`: decoding steps (one row per sequence or beam).
 # Larger inputs are matrix products that the BLAS library already runs well on every thread.
 FEW_ROWS = 16
 
@@ -157,26 +157,6 @@ def drop_thread_blocks(model: nn.Module) -> None:
     """Let the cached weight views of `thread_blocks` go (before `model.to(...)`: they hold the old tensors)."""
     for module in model.modules():
         module.__dict__.pop("_thread_blocks_cache", None)
-
-
-class BigModelGPTLinear(nn.Linear):
-    """`nn.Linear` whose float32 inference on a few CPU rows goes through `few_rows_linear`, as `fast_linear` does
-    for a plain `nn.Linear`. The GPT itself uses plain `nn.Linear` layers and `fast_linear`; this class is the same
-    fast path as one module, for code that wants it without the model."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if few_rows_applies(self, x):
-            blocks = self._thread_blocks()
-            if blocks is not None:
-                return few_rows_linear(x, blocks)
-        return nn.functional.linear(x, self.weight, self.bias)
-
-    def _thread_blocks(self) -> ThreadBlocks | None:
-        return thread_blocks(self)
-
-    def _apply(self, fn, recurse: bool = True):
-        self.__dict__.pop("_thread_blocks_cache", None)  # holds views of the old tensors: let them go
-        return super()._apply(fn, recurse)
 
 
 # Query rows per block of `blockwise_causal_attention`: big enough for efficient matmuls, small enough to skip most
