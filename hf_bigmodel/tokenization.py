@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from ._cli import command
-from .data import DataError, check_text_file, load_dataset_any, select_split
+from .data import DataError, check_text_file, load_dataset_any, open_text, select_split
 
 if TYPE_CHECKING:
     import datasets
@@ -324,8 +324,8 @@ def _batched(texts: Iterable[str], size: int = _TEXT_BATCH_SIZE) -> Iterator[lis
 
 def _file_texts(paths: Sequence[Path]) -> Iterator[str]:
     for path in paths:
-        # newline="" keeps "\r\n" as written; utf-8-sig drops a byte-order mark instead of learning it as text.
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        # newline="" keeps "\r\n" as written; open_text drops a byte-order mark instead of learning it as text.
+        with open_text(path, newline="") as f:
             yield from iter(lambda f=f: f.readline(_MAX_LINE_CHARS), "")
 
 

@@ -24,8 +24,8 @@ def ws(tmp_path_factory) -> Path:
     (root / "texts").mkdir()
     (root / "empty.txt").write_bytes(b"")
     (root / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    with gzip.open(root / "train.txt.gz", "wt", encoding="utf-8") as f:
-        f.write("hello world\n")
+    (root / "cut.txt.gz").write_bytes(gzip.compress(builtin_corpus_text()[:8_000].encode())[:-40])
+    (root / "texts.zip").write_bytes(b"PK\x03\x04" + bytes(60))
     (root / "noconfig").mkdir()
     (root / "listconfig").mkdir()
     (root / "listconfig" / "config.json").write_text("[]")
@@ -83,7 +83,9 @@ CASES = [
     ("pretrain-unknown-arch", lambda w: ["pretrain", "lstm"], ["lstm", "choose from"]),
     ("pretrain-missing-train-file", lambda w: gpt(w, "--train_file", str(w / "nope.txt")), ["nope.txt", "not found"]),
     ("pretrain-directory-as-train-file", lambda w: gpt(w, "--train_file", str(w / "texts")), ["texts", "directory"]),
-    ("pretrain-gzip-train-file", lambda w: gpt(w, "--train_file", str(w / "train.txt.gz")), ["train.txt.gz", "gunzip"]),
+    ("pretrain-truncated-gzip", lambda w: gpt(w, "--train_file", str(w / "cut.txt.gz")),
+     ["cut.txt.gz", "corrupt or truncated gzip"]),
+    ("pretrain-zip-train-file", lambda w: gpt(w, "--train_file", str(w / "texts.zip")), ["texts.zip", "unzip"]),
     ("pretrain-empty-train-file", lambda w: gpt(w, "--train_file", str(w / "empty.txt")), ["empty.txt", "empty"]),
     ("pretrain-not-utf8", lambda w: gpt(w, "--train_file", str(w / "latin.txt")), ["latin.txt", "UTF-8"]),
     ("pretrain-jsonl-as-train-file", lambda w: gpt(w, "--train_file", str(w / "list_label.jsonl"), "--text_column",
@@ -127,8 +129,8 @@ CASES = [
      str(w / "tk")], ["nope.txt", "not found"]),
     ("tokenizer-directory", lambda w: ["train-tokenizer", "--files", str(w / "texts"), "--output_dir", str(w / "tk")],
      ["texts", "directory"]),
-    ("tokenizer-gzip", lambda w: ["train-tokenizer", "--files", str(w / "train.txt.gz"), "--output_dir", str(w / "tk")],
-     ["train.txt.gz", "gunzip"]),
+    ("tokenizer-truncated-gzip", lambda w: ["train-tokenizer", "--files", str(w / "cut.txt.gz"), "--output_dir",
+     str(w / "tk")], ["cut.txt.gz", "corrupt or truncated gzip"]),
     ("tokenizer-empty-file", lambda w: ["train-tokenizer", "--files", str(w / "empty.txt"), "--output_dir",
      str(w / "tk")], ["empty.txt", "empty"]),
     # convert

@@ -16,8 +16,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.corpus import builtin_corpus_text, write_builtin_corpus
-from hf_bigmodel.data import DataError, PackedBlocks, pack_token_stream, validate_text_files
+from hf_bigmodel.data import DataError, PackedBlocks, load_raw_text, open_text, pack_token_stream, validate_text_files
+from hf_bigmodel.data.mlm import read_documents
 from hf_bigmodel.testing import logged_losses
+from hf_bigmodel.tokenization import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +60,44 @@ def test_validate_text_files_errors(tmp_path):
         validate_text_files([latin])
     with pytest.raises(FileNotFoundError, match="Training file not found"):
         validate_text_files([tmp_path / "missing.txt"])
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma"])
+def test_compressed_text_reads_as_the_plain_file(tmp_path, compress):
+    """gzip, bzip2 and xz text is read directly, told apart by its first bytes as `datasets` does."""
+    import importlib
+
+    text = "Der Hund läuft.\r\nA second line\n\nAnother document\n"
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(text.encode())
+    packed = tmp_path / "packed.data"  # no telling extension: the magic bytes decide
+    packed.write_bytes(importlib.import_module(compress).compress(text.encode()))
+    assert validate_text_files([packed]) == [packed]
+    with open_text(packed, newline="") as f:
+        assert f.read() == text
+    assert read_documents([packed]) == read_documents([plain])
+    raw = load_raw_text([str(packed)])
+    assert "".join(raw["train"]["text"]) == text.replace("\r\n", "\n")  # the text builder normalises line ends
+    a = train_tokenizer(files=[str(plain)], kind="char", vocab_size=64, show_progress=False)
+    b = train_tokenizer(files=[str(packed)], kind="char", vocab_size=64, show_progress=False)
+    assert a.get_vocab() == b.get_vocab()
+
+
+def test_compressed_text_errors_name_the_file(tmp_path):
+    import gzip
+
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(gzip.compress(("line\n" * 2000).encode())[:-30])
+    with pytest.raises(DataError, match=r"cut.txt.gz is a corrupt or truncated gzip file"):
+        validate_text_files([cut])
+    latin = tmp_path / "latin.txt.gz"
+    latin.write_bytes(gzip.compress("ok\ncaf\xe9\n".encode("latin-1")))
+    with pytest.raises(DataError, match=r"latin.txt.gz \(gzip-compressed\) is not valid UTF-8 .*offset 6 .*line 2"):
+        validate_text_files([latin])
+    archive = tmp_path / "texts.zip"
+    archive.write_bytes(b"PK\x03\x04" + bytes(40))
+    with pytest.raises(DataError, match=r"texts.zip is a zip archive.*unzip"):
+        validate_text_files([archive])
 
 
 def test_pretrain_cli_reports_bad_training_file(tmp_path, capsys):

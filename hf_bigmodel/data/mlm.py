@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from .common import DataError, load_dataset_any, require_split
-from .text import validate_text_files
+from .text import open_text, validate_text_files
 
 __all__ = [
     "BertMasker",
@@ -78,7 +78,7 @@ def read_documents(paths: Sequence[str | os.PathLike]) -> list[str]:
     documents: list[str] = []
     for path in validate_text_files(paths):
         current: list[str] = []
-        with open(path, encoding="utf-8-sig") as f:
+        with open_text(path) as f:
             for line in f:
                 if line.strip():
                     current.append(line.rstrip("\n"))

@@ -7,10 +7,16 @@ exactly nanoGPT's split, and a block is a slice rather than a Python list.
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import gzip
+import io
+import lzma
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -19,10 +25,15 @@ from .common import DataError, load_dataset_any, require_split
 
 _READ_CHUNK_BYTES = 1 << 20  # validate files in 1 MiB pieces, never holding a whole corpus in memory
 
+# Compressed text is read as it is, as `datasets` does: the format comes from the first bytes, not the file name.
+_COMPRESSED_OPENERS = {b"\x1f\x8b": ("gzip", gzip.open), b"BZh": ("bzip2", bz2.open), b"\xfd7zXZ": ("xz", lzma.open)}
+_DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
 __all__ = [
     "PackedBlocks",
     "check_text_file",
     "load_raw_text",
+    "open_text",
     "pack_token_stream",
     "tokenize_to_stream",
     "validate_text_files",
@@ -48,26 +59,29 @@ def check_text_file(path: Path) -> None:
         raise DataError(
             f"{path} is a directory, not a text file. Pass the text files inside it instead (e.g. {path}/*.txt)."
         )
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    compressed = {b"\x1f\x8b": ("gzip", "gunzip -k"), b"BZh": ("bzip2", "bunzip2 -k"), b"\xfd7zX": ("xz", "unxz -k"),
-                  b"PK\x03\x04": ("zip", "unzip")}  # fmt: skip
-    for signature, (kind, tool) in compressed.items():
-        if magic.startswith(signature):
-            raise DataError(f"{path} is {kind}-compressed, not text. Decompress it first (`{tool} {path}`) and pass "
-                            "the decompressed file.")  # fmt: skip
+    magic = _magic(path)
+    if magic.startswith(b"PK\x03\x04"):
+        raise DataError(f"{path} is a zip archive, not text. Unpack it first (`unzip {path}`) and pass the text "
+                        "files inside it.")  # fmt: skip
+    kind = _compression_of(magic)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    position = 0  # bytes read so far
+    position = 0  # (decompressed) bytes read so far
     has_text = False
-    with open(path, "rb") as f:
+    with _open_bytes(path, magic) as f:
         while True:
-            chunk = f.read(_READ_CHUNK_BYTES)
+            try:
+                chunk = f.read(_READ_CHUNK_BYTES)
+            except _DECOMPRESSION_ERRORS as err:
+                raise DataError(
+                    f"{path} is a corrupt or truncated {kind} file ({type(err).__name__}: {err}). Copy or download "
+                    f"it again."
+                ) from None
             pending = decoder.getstate()[0]  # bytes of a character split across chunks
             try:
                 text = decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as e:
                 offset = position - len(pending) + e.start
-                raise DataError(_not_utf8_message(path, offset, e)) from None
+                raise DataError(_not_utf8_message(path, offset, e, kind)) from None
             has_text = has_text or bool(text.strip())
             position += len(chunk)
             if not chunk:
@@ -83,7 +97,43 @@ def check_text_file(path: Path) -> None:
         )
 
 
-def _not_utf8_message(path: Path, offset: int, error: UnicodeDecodeError) -> str:
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(6)
+
+
+def _compression_of(magic: bytes) -> str | None:
+    for signature, (kind, _) in _COMPRESSED_OPENERS.items():
+        if magic.startswith(signature):
+            return kind
+    return None
+
+
+def _open_bytes(path: Path, magic: bytes) -> IO[bytes]:
+    for signature, (_, opener) in _COMPRESSED_OPENERS.items():
+        if magic.startswith(signature):
+            return opener(path, "rb")
+    return open(path, "rb")
+
+
+def open_text(path: str | os.PathLike, **kwargs) -> IO[str]:
+    """Open a UTF-8 text file for reading, decompressing gzip, bzip2 and xz files (told apart by their first bytes).
+
+    `kwargs` go to `io.TextIOWrapper` (e.g. `newline=""`); the encoding is "utf-8-sig", so a byte-order mark is
+    dropped instead of being read as text."""
+    path = Path(path)
+    return io.TextIOWrapper(_open_bytes(path, _magic(path)), encoding="utf-8-sig", **kwargs)
+
+
+def _not_utf8_message(path: Path, offset: int, error: UnicodeDecodeError, kind: str | None = None) -> str:
+    if kind is not None:  # the offset is in the decompressed text; show the line there
+        with _open_bytes(path, _magic(path)) as f:
+            head = f.read(offset + 4)
+        line, bad = head[:offset].count(b"\n") + 1, head[offset : offset + max(1, error.end - error.start)]
+        return (
+            f"Training file {path} ({kind}-compressed) is not valid UTF-8 once decompressed: byte {bad!r} at offset "
+            f"{offset} of the decompressed text (line {line}) ({error.reason}). Convert the text to UTF-8 first."
+        )
     with open(path, "rb") as f:
         line = f.read(offset).count(b"\n") + 1
         bad = f.read(min(4, error.end - error.start) or 1)
