@@ -128,6 +128,9 @@ METRICS = {
     "eval_bleu": ("bleu", "BLEU (sacreBLEU, detokenized, 13a)"),
     "eval_bleu_lc_tok": ("bleu", "BLEU (lower-cased, Moses-tokenized)"),
     "eval_chrf": ("chrf", "chrF (sacreBLEU)"),
+    "eval_rouge1": ("rouge1", "ROUGE-1 (F, %)"),
+    "eval_rouge2": ("rouge2", "ROUGE-2 (F, %)"),
+    "eval_rougeL": ("rougeL", "ROUGE-L (F, %)"),
 }
 # TrainingArguments shown in the hyperparameter table (when set), in this order.
 HYPERPARAMETERS = (
