@@ -16,7 +16,7 @@ import torch
 from hf_bigmodel import create_model
 from hf_bigmodel.conversion.convert_gpt import convert_bigmodel_to_gpt2
 from hf_bigmodel.evaluation import HARNESS_TASKS, harness_task_dir, harness_tasks_for, main
-from hf_bigmodel.testing import run_python
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 from hf_bigmodel.tokenization import sync_config_with_tokenizer, train_tokenizer
 
 pytest.importorskip("lm_eval")
@@ -65,8 +65,9 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def harness(folder: Path, data: Path, *tasks: str, output: Path) -> dict[str, dict]:
+def harness(folder: Path, data: Path, *tasks: str, output: Path, card: bool = False) -> dict[str, dict]:
     argv = [str(folder), "--harness", "--data", str(data), "--output_dir", str(output), "--harness_tasks", *tasks]
+    argv += ["--update_card"] if card else []
     assert main(argv) == 0
     return json.loads((output / "eval_results.json").read_text())
 
@@ -96,7 +97,7 @@ def test_our_perplexity_and_lm_evals_agree(setup, tmp_path):
 
 def test_gpt2_export_gets_the_same_lm_eval_numbers(setup, tmp_path):
     tasks = ("wikitext2", "sst2")
-    ours = harness(setup["gpt"], setup["data"], *tasks, output=tmp_path / "gpt")
+    ours = harness(setup["gpt"], setup["data"], *tasks, output=tmp_path / "gpt", card=True)
     stock = harness(setup["gpt2"], setup["data"], *tasks, output=tmp_path / "gpt2")
     for task in tasks:
         key = f"harness/{task}"
@@ -107,6 +108,14 @@ def test_gpt2_export_gets_the_same_lm_eval_numbers(setup, tmp_path):
     assert wikitext["harness"]["samples"] == 3 and wikitext["split"] == "test"  # 3 articles, sections inside them
     assert set(wikitext["metrics"]) == {"word_perplexity", "byte_perplexity", "bits_per_byte"}
     assert set(ours["harness/sst2"]["metrics"]) == {"acc", "f1"}
+    # --update_card: each task is a model-index result of its own, with lm-eval's metric names.
+    import yaml
+
+    [index] = yaml.safe_load((setup["gpt"] / "README.md").read_text().split("---")[1])["model-index"]
+    recorded = {(r["dataset"]["name"], m["type"]): m["value"] for r in index["results"] for m in r["metrics"]}
+    wikitext_name = "wikitext2 (bigmodel_wikitext2, lm-evaluation-harness)"
+    assert recorded[(wikitext_name, "bits_per_byte")] == pytest.approx(wikitext["metrics"]["bits_per_byte"], rel=1e-5)
+    assert ("sst2 (bigmodel_sst2, lm-evaluation-harness)", "acc") in recorded
 
 
 def test_lm_eval_picks_the_backend_without_hf_bigmodel(setup, tmp_path):
@@ -127,7 +136,7 @@ out["warnings"] = [r.getMessage() for r in records if r.levelno >= logging.WARNI
 out["hf_bigmodel"] = "hf_bigmodel" in sys.modules
 print("RESULTS" + json.dumps(out))
 """
-    result = run_python(code, str(setup["gpt"]), str(setup["transformer"]), cwd=tmp_path)
+    result = run_python(WITHOUT_HF_BIGMODEL + code, str(setup["gpt"]), str(setup["transformer"]), cwd=tmp_path)
     assert result[str(setup["gpt"])] == ["causal", "BigModelGPTForCausalLM"]
     assert result[str(setup["transformer"])] == ["seq2seq", "BigModelTransformerForConditionalGeneration"]
     assert not result["hf_bigmodel"]
@@ -162,3 +171,16 @@ def test_task_and_harness_exclude_each_other(setup, capsys):
         main([str(setup["gpt"])])
     assert exit_info.value.code == 2
     assert "give either --task TASK --data DATA, or --harness" in capsys.readouterr().err
+
+
+def test_without_lm_eval_the_error_gives_the_pip_line(setup, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # `import lm_eval` raises ImportError, as when not installed
+    assert main([str(setup["gpt"]), "--harness", "--data", str(setup["data"])]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (
+        "--harness (lm-evaluation-harness) needs the lm-eval package, which is not installed: pip install lm-eval"
+        in err
+    )
