@@ -2,6 +2,7 @@
 
     hf-bigmodel evaluate runs/demo --task perplexity --data ../shared/data/wikitext2/valid.txt --stride 64
     hf-bigmodel evaluate runs/sst2 --task classification --data ../shared/data/sst2/dev.tsv --text_column sentence
+    hf-bigmodel evaluate runs/demo --harness --max_samples 50
 
 FOLDER is a saved zoo model or a stock transformers model of the same kind (`GPT2LMHeadModel`,
 `BertForSequenceClassification`, ...), with its tokenizer. The command prints a table of the metrics, writes (or
@@ -40,6 +41,10 @@ Tasks:
   `--no_repeat_ngram_size`, `--min_new_tokens` and `--max_new_tokens`; reported: sacreBLEU BLEU and chrF
   (`metrics.translation_scores`, as training reports them) and ROUGE-1/2/L (`metrics.rouge_scores`,
   the `rouge-score` package).
+
+``--harness`` (instead of a task) runs the package's offline lm-evaluation-harness tasks (`harness_tasks/`: WikiText-2
+document perplexity, tiny-shakespeare bits per byte, SST-2 multiple choice) through lm-eval's `hf` model, with
+`--data` the folder holding their data (default ../shared/data); one eval_results.json entry per task.
 
 Bad input (a task that does not fit the model, missing columns, unknown labels, an empty evaluation set, a metric
 whose package is missing) is one line on stderr and exit code 2.
@@ -83,6 +88,16 @@ TASKS: dict[str, Task] = {
     "translation": Task("AutoModelForSeq2SeqLM", "translation", "a sequence-to-sequence model"),
     "summarization": Task("AutoModelForSeq2SeqLM", "summarization", "a sequence-to-sequence model"),
 }
+# The offline lm-evaluation-harness tasks shipped in hf_bigmodel/harness_tasks (short name -> lm-eval task name, the
+# task type and data folder recorded for each) and the data folder their YAMLs point at, relative to the working
+# directory (the shared data of this project's checkout).
+HARNESS_TASKS = {
+    "wikitext2": ("bigmodel_wikitext2", "text-generation", "wikitext2"),
+    "tinyshakespeare": ("bigmodel_tinyshakespeare", "text-generation", "tiny_shakespeare"),
+    "sst2": ("bigmodel_sst2", "text-classification", "sst2"),
+}
+HARNESS_DATA = sorted({folder + "/" for _, _, folder in HARNESS_TASKS.values()})
+HARNESS_DEFAULT_DATA = "../shared/data"
 # Generation options of translation and summarization, passed to `generate` when given (else the folder's
 # generation_config decides).
 GENERATE_OPTIONS = ("num_beams", "length_penalty", "no_repeat_ngram_size", "min_new_tokens", "max_new_tokens")
@@ -95,9 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="saved model folder, with its tokenizer")
-    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="what to evaluate")
-    parser.add_argument("--data", required=True, help="a data file (.txt/.csv/.tsv/.json/.jsonl/.parquet), a "
-                        "save_to_disk folder or a cached dataset name")  # fmt: skip
+    parser.add_argument("--task", choices=sorted(TASKS), help="what to evaluate (or --harness)")
+    parser.add_argument("--data", help="a data file (.txt/.csv/.tsv/.json/.jsonl/.parquet), a save_to_disk folder "
+                        f"or a cached dataset name; with --harness, the folder holding {', '.join(HARNESS_DATA)} "
+                        f"(default: {HARNESS_DEFAULT_DATA})")  # fmt: skip
+    parser.add_argument("--harness", action="store_true", help="run the package's offline lm-evaluation-harness "
+                        "tasks through `lm_eval --model hf` instead of a --task")  # fmt: skip
+    parser.add_argument("--harness_tasks", nargs="+", choices=sorted(HARNESS_TASKS), default=sorted(HARNESS_TASKS),
+                        help="--harness: which tasks (default: all)")  # fmt: skip
     parser.add_argument("--split", default=None, help="split of --data (default: validation, else test, else the "
                         "only split; a data file is one split)")  # fmt: skip
     parser.add_argument("--text_column", default="text", help="the text column (not used for a .txt file)")
@@ -630,6 +650,109 @@ def generation_metrics(outputs: list[str], references: list[str]) -> dict[str, f
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# lm-evaluation-harness
+
+
+def harness_task_dir() -> Path:
+    """The package's offline lm-evaluation-harness task folder (`lm_eval --include_path` takes it)."""
+    return Path(__file__).resolve().parent / "harness_tasks"
+
+
+def harness_tasks_for(data_dir: str | Path, destination: Path) -> Path:
+    """Copy the task folder to `destination` with every data path re-rooted at `data_dir` (absolute, so lm-eval
+    finds the files from any working directory); the missing data files raise `DataError`."""
+    import yaml
+
+    data_dir = Path(data_dir).expanduser().resolve()
+    destination.mkdir(parents=True, exist_ok=True)
+    missing = []
+    for source in harness_task_dir().iterdir():
+        if source.suffix not in (".yaml", ".py"):
+            continue
+        text = source.read_text(encoding="utf-8")
+        if source.suffix == ".yaml":
+            text = text.replace(HARNESS_DEFAULT_DATA + "/", data_dir.as_posix() + "/")
+            # The YAMLs hold lm-eval's `!function` tags, which yaml.safe_load does not know: read the paths only.
+            loader = type("PathsOnly", (yaml.SafeLoader,), {})
+            loader.add_constructor("!function", lambda loader, node: None)
+            files = (yaml.load(text, Loader=loader).get("dataset_kwargs") or {}).get("data_files") or {}
+            missing += [f for f in files.values() if not Path(f).is_file()]
+        (destination / source.name).write_text(text, encoding="utf-8")
+    if missing:
+        raise DataError(
+            f"The harness tasks' data is not under {data_dir}: no {', '.join(missing)}. Give --data, the folder "
+            f"holding {', '.join(HARNESS_DATA)}."
+        )
+    return destination
+
+
+def harness_model_args(folder: str | Path, trust_remote_code: bool) -> dict:
+    return {"pretrained": str(folder), "trust_remote_code": trust_remote_code, "dtype": "float32"}
+
+
+def run_harness(args: argparse.Namespace) -> dict[str, dict]:
+    """Run the offline lm-evaluation-harness tasks (`--harness_tasks`) on the folder with lm-eval's `hf` model,
+    as `lm_eval --model hf --model_args pretrained=FOLDER --include_path hf_bigmodel/harness_tasks` does; returns
+    one eval_results.json entry per task ("harness/<task>"), with lm-eval's metric names."""
+    import tempfile
+
+    from .metrics import require_package
+
+    require_package("lm_eval", "lm-eval", "--harness (lm-evaluation-harness)")
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    import hf_bigmodel  # noqa: F401  (registers the zoo's model types, so lm-eval tells causal from seq2seq)
+
+    if not (Path(args.model) / "config.json").is_file():
+        raise FileNotFoundError(f"No model folder at {args.model} (no config.json). Give a saved model folder.")
+    data_dir = args.data or HARNESS_DEFAULT_DATA
+    entries = {}
+    with tempfile.TemporaryDirectory(prefix="hf_bigmodel_harness_") as tmp:
+        tasks_dir = harness_tasks_for(data_dir, Path(tmp))
+        names = [HARNESS_TASKS[name][0] for name in args.harness_tasks]
+        output = simple_evaluate(
+            model="hf",
+            model_args=harness_model_args(args.model, args.trust_remote_code),
+            tasks=names,
+            task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+            batch_size=args.batch_size,
+            device="cpu",
+            limit=args.max_samples,
+            bootstrap_iters=0,  # no standard errors: lm-eval's bootstrap over 100k resamples takes minutes
+            log_samples=False,
+        )
+    for name in args.harness_tasks:
+        task, task_type, folder = HARNESS_TASKS[name]
+        raw = output["results"][task]
+        metrics = {
+            key.split(",")[0]: float(value)
+            for key, value in raw.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and "_stderr" not in key
+            and key != "sample_len"  # the number of documents, kept as "samples" below
+        }  # fmt: skip
+        entries[f"harness/{name}"] = {
+            "model": str(args.model),
+            "data": str(Path(data_dir) / folder),
+            "split": output["configs"][task].get("test_split") or output["configs"][task].get("validation_split"),
+            "dataset_name": f"{folder} ({task}, lm-evaluation-harness)",
+            "task_type": task_type,
+            "metrics": metrics,
+            "harness": {"task": task, "lm_eval": _version("lm_eval"), "samples": raw.get("sample_len")},
+        }
+    return entries
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Results
 
 
@@ -745,24 +868,49 @@ def evaluate(args: argparse.Namespace) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, data in extra_files.items():
         atomic_write_bytes(output_dir / name, data)
-    write_results(output_dir, args.task, entry)
-    if args.update_card:
-        from .publish.card import update_model_index
-
-        update_model_index(Path(args.model), entry)
+    record_results(args, args.task, entry)
     return entry
+
+
+def record_results(args: argparse.Namespace, key: str, entry: dict) -> None:
+    """Write `entry` under `key` in `--output_dir`'s eval_results.json and, with `--update_card`, into the card's
+    model-index. A card entry is flagged in the model folder's eval_results.json too (written there as well when
+    --output_dir is elsewhere), so a card regenerated later (by training or `hf-bigmodel push`) keeps it."""
+    output_dir, folder = Path(args.output_dir or args.model), Path(args.model)
+    if args.update_card:
+        from .publish.card import IN_MODEL_INDEX, update_model_index
+
+        entry[IN_MODEL_INDEX] = True
+    write_results(output_dir, key, entry)
+    if args.update_card:
+        if output_dir.resolve() != folder.resolve():
+            write_results(folder, key, entry)
+        update_model_index(folder, entry)
 
 
 @command("hf-bigmodel evaluate")
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.harness == (args.task is not None):
+        parser.error("give either --task TASK --data DATA, or --harness")
+    if args.task is not None and args.data is None:
+        parser.error(f"--task {args.task} needs --data")
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
-        entry = evaluate(args)
+        if args.harness:
+            entries = run_harness(args)
+            for key, entry in entries.items():
+                record_results(args, key, entry)
+        else:
+            entries = {args.task: evaluate(args)}
     except (DataError, FileNotFoundError) as err:
         print(f"hf-bigmodel evaluate: error: {err}", file=sys.stderr)
         return 2
-    print(format_table(entry["metrics"]))
+    for key, entry in entries.items():
+        if len(entries) > 1:
+            print(f"\n{key} ({entry['data']}, split {entry['split']})")
+        print(format_table(entry["metrics"]))
     print(f"Wrote {Path(args.output_dir or args.model) / EVAL_RESULTS}")
     return 0
 

@@ -248,6 +248,36 @@ def test_update_card_adds_and_replaces_model_index_results(folders, tmp_path):
     assert ours["perplexity"] == pytest.approx(saved["perplexity"], rel=1e-5)
 
 
+def test_model_index_survives_a_regenerated_card(folders, tmp_path):
+    """A card written again (by training's `write_model_card` or by `hf-bigmodel push`) keeps what --update_card
+    recorded, also when eval_results.json went to another --output_dir."""
+    from hf_bigmodel.publish.card import build_model_card, write_model_card
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for path in folders["gpt"].iterdir():
+        if path.is_file() and path.name not in ("README.md", "eval_results.json"):
+            (folder / path.name).write_bytes(path.read_bytes())
+    assert main([str(folder), "--task", "perplexity", "--data", str(folders["long"]), "--update_card",
+                 "--dataset_name", "long-text", "--output_dir", str(tmp_path / "elsewhere")]) == 0  # fmt: skip
+    recorded = json.loads((folder / "eval_results.json").read_text())["perplexity"]
+    assert recorded["in_model_index"] is True
+
+    def model_index(metadata: dict) -> dict[str, float]:
+        [entry] = metadata["model-index"]
+        return {(r["dataset"]["name"], m["type"]): m["value"] for r in entry["results"] for m in r["metrics"]}
+
+    for metadata in (
+        build_model_card(folder, repo_id="me/model").metadata,  # what push uploads
+        yaml.safe_load(write_model_card(folder, overwrite=True).read_text().split("---")[1]),
+    ):
+        index = model_index(metadata)
+        assert index[("long-text", "perplexity")] == pytest.approx(recorded["metrics"]["perplexity"], rel=1e-5)
+        assert {name for dataset, name in index if dataset == "long-text"} == {
+            "loss", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"
+        }  # fmt: skip
+
+
 def error_of(capsys, *argv: str) -> str:
     assert main(list(argv)) == 2
     err = capsys.readouterr().err

@@ -350,7 +350,7 @@ print("RESULTS" + json.dumps({"package": hf_bigmodel.__file__, "templates": str(
 
 @pytest.mark.slow
 def test_installed_wheel_writes_full_cards(tmp_path):
-    """`pip wheel .` ships the card templates as package data, and no top-level package but hf_bigmodel: a copy
+    """`pip wheel .` ships the card templates (and the lm-eval task files) as package data, and no top-level package but hf_bigmodel: a copy
     installed from the wheel, in a fresh interpreter that cannot see the source tree, writes a full card."""
     import zipfile
 
@@ -371,6 +371,9 @@ def test_installed_wheel_writes_full_cards(tmp_path):
         "hf_bigmodel/model_cards/base.md",
         *(f"hf_bigmodel/models/{a}/card_{a}.md" for a in ARCHITECTURES),
     }
+    harness_tasks = root / "hf_bigmodel" / "harness_tasks"  # the offline lm-eval tasks of `evaluate --harness`
+    shipped = {f"hf_bigmodel/harness_tasks/{p.name}" for p in harness_tasks.iterdir() if p.suffix in (".yaml", ".py")}
+    assert shipped and {n for n in names if n.startswith("hf_bigmodel/harness_tasks/")} == shipped
 
     target = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],

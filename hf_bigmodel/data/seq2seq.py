@@ -41,6 +41,7 @@ __all__ = [
     "infilling_noise",
     "load_dataset_splits",
     "load_denoising_splits",
+    "load_summarization_splits",
     "load_translation_splits",
     "permute_sentences",
     "read_lines",
@@ -48,6 +49,7 @@ __all__ = [
     "resolve_prefix",
     "t5_span_corruption",
     "tokenize_split",
+    "wikitext_heading_pairs",
 ]
 
 
@@ -248,6 +250,90 @@ def load_dataset_splits(
             origins.append(f"row {index} of split {name!r}")
         splits[split] = Split(sources, targets, origins)
     return splits
+
+
+def _pairs_of(ds, name: str, text_column: str, summary_column: str, skip_empty_pairs: bool) -> Split:
+    for column, flag in ((text_column, "--text_column"), (summary_column, "--summary_column")):
+        if column not in ds.column_names:
+            raise DataError(
+                f"The {name} data has no column {column!r} (set it with {flag}); its columns: "
+                f"{', '.join(ds.column_names)}."
+            )
+    sources, targets, origins = [], [], []
+    for index, (text, summary) in enumerate(zip(ds[text_column], ds[summary_column])):
+        if not isinstance(text, str) or not isinstance(summary, str) or not text.strip() or not summary.strip():
+            if skip_empty_pairs:
+                continue
+            raise DataError(
+                f"Row {index} of the {name} data has an empty or missing {text_column!r} or {summary_column!r}. "
+                f"Remove it or pass --skip_empty_pairs."
+            )
+        sources.append(text)
+        targets.append(summary)
+        origins.append(f"row {index} of {name}")
+    if not sources:
+        raise DataError(f"The {name} data holds no document/summary pair.")
+    return Split(sources, targets, origins)
+
+
+def load_summarization_splits(
+    files: Mapping[str, Sequence[str] | None],
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    text_column: str = "document",
+    summary_column: str = "summary",
+    skip_empty_pairs: bool = False,
+) -> dict[str, Split]:
+    """Document/summary pairs: a data file per split (`files`: split -> [file]; csv/tsv/json/jsonl/parquet, one
+    pair a row) or a `datasets` dataset (save_to_disk folder or name) with its train/validation/test splits; the
+    columns are `text_column` (the document) and `summary_column`."""
+    given = {split: names for split, names in files.items() if names}
+    if dataset_name is not None and given:
+        raise DataError("Give either data files or --dataset_name, not both.")
+    if dataset_name is not None:
+        raw = load_dataset_any(dataset_name, dataset_config_name)
+        return {
+            split: _pairs_of(
+                raw[split], f"{dataset_name} split {split!r}", text_column, summary_column, skip_empty_pairs
+            )  # fmt: skip
+            for split in ("train", "validation", "test")
+            if split in raw
+        }
+    splits = {}
+    for split, names in given.items():
+        if len(names) != 1:
+            raise DataError(f"--{split}_file takes one data file of document/summary pairs, got {len(names)}.")
+        splits[split] = _pairs_of(load_dataset_any(names[0])["train"], names[0], text_column, summary_column,
+                                  skip_empty_pairs)  # fmt: skip
+    return splits
+
+
+# A WikiText section heading: " = = Heading = = " (level 2) or " = = = Heading = = = " (level 3); " = Title = " is
+# an article's title.
+_WIKITEXT_HEADING = re.compile(r"^ (=(?: =)+) (.+?) \1 $")
+
+
+def wikitext_heading_pairs(path: str | Path, max_words: int | None = 100) -> list[dict[str, str]]:
+    """The offline summarization task: each section of a WikiText file (tokenized v1: `<unk>`, ` @-@ `) as
+    {"document": the section's text up to the next heading, its first `max_words` words, "summary": its heading}.
+    Sections without text, and headings that are only `<unk>`, are left out."""
+    pairs: list[dict[str, str]] = []
+    heading, lines = None, []
+
+    def flush() -> None:
+        words = " ".join(lines).split()
+        if heading and heading != "<unk>" and words:
+            pairs.append({"document": " ".join(words[:max_words] if max_words else words), "summary": heading})
+
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        match = _WIKITEXT_HEADING.match(line)
+        if match or re.match(r"^ = [^=].* = $", line):  # a heading or an article title ends the section
+            flush()
+            heading, lines = (match.group(2).strip() if match else None), []
+        elif line.strip():
+            lines.append(line.strip())
+    flush()
+    return pairs
 
 
 def load_denoising_splits(

@@ -1,6 +1,7 @@
 """Pipelines that transformers 5 removed, for the zoo's heads. Importing this package (done by `import hf_bigmodel`)
 registers `translation` and `text2text-generation` for every `AutoModelForSeq2SeqLM` model (see `translation.py`),
-and `question-answering` for every `AutoModelForQuestionAnswering` model:
+`summarization` and `generative-question-answering` for every `AutoModelForSeq2SeqLM` and `AutoModelForCausalLM`
+model (see `summarization.py`), and `question-answering` for every `AutoModelForQuestionAnswering` model:
 
     import hf_bigmodel
     from transformers import pipeline
@@ -28,9 +29,16 @@ from transformers.dynamic_module_utils import custom_object_save
 
 from .._io import atomic_write_text
 from .question_answering import QuestionAnsweringPipeline, best_span, prepare_qa_features
+from .summarization import (
+    GENERATIVE_QUESTION_ANSWERING,
+    GenerativeQuestionAnsweringPipeline,
+    SummarizationPipeline,
+    register_generation_pipelines,
+)
 from .translation import Text2TextGenerationPipeline, TranslationPipeline, register_pipelines
 
 register_pipelines()
+register_generation_pipelines()
 
 QUESTION_ANSWERING = "question-answering"
 
@@ -66,9 +74,12 @@ def add_question_answering_pipeline(folder: str | Path) -> Path:
 
 
 __all__ = [
+    "GENERATIVE_QUESTION_ANSWERING",
+    "GenerativeQuestionAnsweringPipeline",
     "HUB_QUESTION_ANSWERING",
     "QUESTION_ANSWERING",
     "QuestionAnsweringPipeline",
+    "SummarizationPipeline",
     "Text2TextGenerationPipeline",
     "TranslationPipeline",
     "add_question_answering_pipeline",

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import logging
 import math
 import os
 import platform
@@ -37,6 +38,8 @@ from typing import Any
 from .. import models
 from .._io import atomic_write_bytes, atomic_write_text
 from .folder import InvalidFolderError, read_json, weight_files
+
+logger = logging.getLogger(__name__)
 
 README = "README.md"
 LOSS_CURVE = "loss_curve.png"
@@ -125,6 +128,9 @@ METRICS = {
     "eval_bleu": ("bleu", "BLEU (sacreBLEU, detokenized, 13a)"),
     "eval_bleu_lc_tok": ("bleu", "BLEU (lower-cased, Moses-tokenized)"),
     "eval_chrf": ("chrf", "chrF (sacreBLEU)"),
+    "eval_rouge1": ("rouge1", "ROUGE-1 (F, %)"),
+    "eval_rouge2": ("rouge2", "ROUGE-2 (F, %)"),
+    "eval_rougeL": ("rougeL", "ROUGE-L (F, %)"),
 }
 # TrainingArguments shown in the hyperparameter table (when set), in this order.
 HYPERPARAMETERS = (
@@ -547,6 +553,7 @@ def card_context(
         )
         for _, metric_type, metric_name, value in metrics
     ]
+    eval_results = _merge_results(eval_results, _card_evaluations(facts.folder))
     base_model, hub_dataset = _hub_names(arguments)
     card_data = ModelCardData(
         language=language,
@@ -725,13 +732,62 @@ def write_model_card(
 
 # Metrics of `hf-bigmodel evaluate` that are counts, not scores: kept in eval_results.json, left out of model-index.
 _COUNT_METRICS = {"tokens", "words", "bytes"}
+# eval_results.json (written by `hf-bigmodel evaluate`) and the flag that `--update_card` sets on an entry: the
+# entries so flagged are part of the card, and a regenerated card (by training or by push) keeps them.
+EVAL_RESULTS_FILE = "eval_results.json"
+IN_MODEL_INDEX = "in_model_index"
+
+
+def evaluation_results(entry: dict) -> list:
+    """The model-index results (`huggingface_hub.EvalResult`, one per score) of an `hf-bigmodel evaluate` entry."""
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(
+            task_type=entry["task_type"],
+            task_name=TASK_NAMES.get(entry["task_type"], entry["task_type"]),
+            dataset_type=entry["dataset_name"],
+            dataset_name=entry["dataset_name"],
+            dataset_split=entry.get("split") or "test",
+            metric_type=name,
+            metric_name=name,
+            metric_value=round(float(value), 6),
+        )
+        for name, value in entry["metrics"].items()
+        if name not in _COUNT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+
+
+def _merge_results(kept: list, new: list) -> list:
+    """`kept` without the results that `new` replaces (same task, dataset, split and metric), then `new`."""
+    replaced = {(r.task_type, r.dataset_name, r.dataset_split, r.metric_type) for r in new}
+    return [r for r in kept if (r.task_type, r.dataset_name, r.dataset_split, r.metric_type) not in replaced] + new
+
+
+def _card_evaluations(folder: Path) -> list:
+    """The model-index results of the folder's eval_results.json entries that `evaluate --update_card` put on the
+    card, so that regenerating the card keeps them."""
+    results = _read_json(folder / EVAL_RESULTS_FILE)
+    if not isinstance(results, dict):
+        return []
+    out: list = []
+    for entry in results.values():
+        if isinstance(entry, dict) and entry.get(IN_MODEL_INDEX) and isinstance(entry.get("metrics"), dict):
+            try:
+                out = _merge_results(out, evaluation_results(entry))
+            except (KeyError, TypeError, ValueError) as err:  # a hand-edited entry must not stop the card
+                logger.warning("Skipping an entry of %s that is not an evaluate result: %s", EVAL_RESULTS_FILE, err)
+    return out
 
 
 def update_model_index(folder: str | os.PathLike, entry: dict) -> Path:
     """Record an `hf-bigmodel evaluate` result (`entry` of eval_results.json) in the `model-index` of
     `folder/README.md`: one result per score, replacing an earlier result of the same task, dataset, split and
-    metric, keeping every other one. A folder without a card gets a minimal one. Written atomically."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    metric, keeping every other one. A folder without a card gets a minimal one. Written atomically.
+
+    The entry should also be in `folder/eval_results.json` with `in_model_index` set (as `hf-bigmodel evaluate
+    --update_card` writes it): a card regenerated later (`write_model_card`, `hf-bigmodel push`) reads it there."""
+    from huggingface_hub import ModelCard, ModelCardData
 
     folder = Path(folder)
     readme = folder / README
@@ -740,28 +796,7 @@ def update_model_index(folder: str | os.PathLike, entry: dict) -> Path:
     else:
         data = ModelCardData(library_name="transformers", model_name=folder.resolve().name)
         card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n# {folder.resolve().name}\n")
-    split = entry.get("split") or "test"
-    new = [
-        EvalResult(
-            task_type=entry["task_type"],
-            task_name=TASK_NAMES.get(entry["task_type"], entry["task_type"]),
-            dataset_type=entry["dataset_name"],
-            dataset_name=entry["dataset_name"],
-            dataset_split=split,
-            metric_type=name,
-            metric_name=name,
-            metric_value=round(float(value), 6),
-        )
-        for name, value in entry["metrics"].items()
-        if name not in _COUNT_METRICS and isinstance(value, (int, float))
-    ]
-    replaced = {(r.task_type, r.dataset_name, r.dataset_split, r.metric_type) for r in new}
-    kept = [
-        r
-        for r in card.data.eval_results or []
-        if (r.task_type, r.dataset_name, r.dataset_split, r.metric_type) not in replaced
-    ]
-    card.data.eval_results = kept + new
+    card.data.eval_results = _merge_results(card.data.eval_results or [], evaluation_results(entry))
     if not card.data.model_name:
         card.data.model_name = folder.resolve().name
     return atomic_write_text(readme, str(card))

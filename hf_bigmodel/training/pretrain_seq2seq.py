@@ -1,5 +1,5 @@
 """`hf-bigmodel pretrain transformer`: train an encoder-decoder model with `Seq2SeqTrainer`, for translation
-(parallel text) or as a denoising autoencoder (monolingual text).
+(parallel text), summarization (document/summary pairs) or as a denoising autoencoder (monolingual text).
 
 Every `Seq2SeqTrainingArguments` flag works (`--predict_with_generate`, `--generation_num_beams`,
 `--generation_max_length`, ...). A Multi30k German->English run:
@@ -31,6 +31,14 @@ BLEU conventions (the metric names say which):
   `MosesTokenizer(lang).tokenize(escape=True)`), exactly the pipeline that made Multi30k's
   ``tok/*.lc.norm.tok.*`` files (it reproduces test2016's tokenized references byte for byte), then scored with
   `corpus_bleu(..., tokenize="none")`. This is the "lower-cased tokenized BLEU" of most Multi30k papers.
+
+Summarization (`--objective summarization`): `--train_file`, `--validation_file`, `--test_file` are data files
+(csv/tsv/json/jsonl/parquet) of document/summary pairs, one a row, in `--text_column` (default "document") and
+`--summary_column` (default "summary"); or `--dataset_name` (a `save_to_disk` folder or a cached name) with those
+columns in its splits. With `--predict_with_generate` the evaluation reports ROUGE-1/2/L (`metrics.rouge_scores`,
+the `rouge-score` package) of the generated summaries, and `--generation_num_beams`, `--length_penalty`,
+`--no_repeat_ngram_size` and `--generation_max_length` shape them. `benchmarks/summarization_headings.py` trains
+one on the offline WikiText-2 section-heading task (`data.seq2seq.wikitext_heading_pairs`).
 
 Denoising (`--objective denoising`, monolingual `--train_file` text, one document per line): BART text infilling
 (`--noise infilling`, default: spans with Poisson(`--poisson_lambda` 3) lengths covering `--mask_ratio` 30% of the
@@ -68,10 +76,11 @@ from ..data.seq2seq import (
     add_denoising_tokens,
     as_dataset,
     load_denoising_splits,
+    load_summarization_splits,
     load_translation_splits,
     tokenize_split,
 )
-from ..metrics import decode_generations, translation_scores
+from ..metrics import decode_generations, require_package, rouge_scores, translation_scores
 from ..tokenization import sync_config_with_tokenizer
 from . import common
 from .common import (
@@ -115,8 +124,8 @@ class Seq2SeqDataArguments:
     objective: str = field(
         default="translation",
         metadata={
-            "help": "translation (parallel text) or denoising (plain text).",
-            "choices": ["translation", "denoising"],
+            "help": "translation (parallel text), summarization (document/summary pairs) or denoising (plain text).",
+            "choices": ["translation", "summarization", "denoising"],
         },
     )
     source_lang: str | None = field(default=None, metadata={"help": "Source language code, e.g. de."})
@@ -141,6 +150,11 @@ class Seq2SeqDataArguments:
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
     translation_column: str = field(default="translation", metadata={"help": "Column of {lang: text} rows."})
+    text_column: str = field(default="document", metadata={"help": "summarization: the document column."})
+    summary_column: str = field(default="summary", metadata={"help": "summarization: the summary column."})
+    no_repeat_ngram_size: int | None = field(
+        default=None, metadata={"help": "Generation at eval and predict never repeats an n-gram of this size."}
+    )
     max_source_length: int = field(default=256, metadata={"help": "Longest source in tokens (with </s>)."})
     max_target_length: int = field(default=256, metadata={"help": "Longest target in tokens (with </s>)."})
     truncate_long_sequences: bool = field(
@@ -287,8 +301,11 @@ class TranslationTrainer(Seq2SeqTrainer):
         if references is None or len(references) != len(hypotheses):
             references = decode_generations(self.processing_class, prediction.label_ids)
         data_args = self._data_args
-        scores = translation_scores(hypotheses, references, data_args.bleu_tokenize, data_args.lowercase_bleu,
-                                    data_args.target_lang or "en")  # fmt: skip
+        if data_args.objective == "summarization":
+            scores = rouge_scores(hypotheses, references)
+        else:
+            scores = translation_scores(hypotheses, references, data_args.bleu_tokenize, data_args.lowercase_bleu,
+                                        data_args.target_lang or "en")  # fmt: skip
         pad = self.processing_class.pad_token_id
         lengths = [int(np.count_nonzero((row != pad) & (row >= 0))) for row in np.asarray(prediction.predictions)]
         scores["gen_len"] = float(np.mean(lengths)) if lengths else 0.0
@@ -307,6 +324,13 @@ def run_seq2seq(
     denoising = data_args.objective == "denoising"
     if denoising:
         splits = load_denoising_splits(data_args.train_file, data_args.validation_file)
+    elif data_args.objective == "summarization":
+        if training_args.predict_with_generate:
+            require_package("rouge_score.rouge_scorer", "rouge-score", "ROUGE")  # before any training
+        files = {split: getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}
+        splits = load_summarization_splits(files, data_args.dataset_name, data_args.dataset_config_name,
+                                           data_args.text_column, data_args.summary_column,
+                                           data_args.skip_empty_pairs)  # fmt: skip
     else:
         files = {
             split: ParallelFiles(getattr(data_args, f"{split}_file"), getattr(data_args, f"{split}_source_file"),
@@ -350,6 +374,8 @@ def run_seq2seq(
     generation = model.generation_config
     generation.num_beams = training_args.generation_num_beams or generation.num_beams or 1
     generation.length_penalty = data_args.length_penalty
+    if data_args.no_repeat_ngram_size:
+        generation.no_repeat_ngram_size = data_args.no_repeat_ngram_size
     generation.max_length = training_args.generation_max_length or data_args.max_target_length
     generation.decoder_start_token_id = model.config.decoder_start_token_id
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
@@ -418,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(*arguments) -> None:
         metrics = run_seq2seq(*arguments)
-        wanted = ("_bleu", "_chrf", "_bleu_lc", "_bleu_lc_tok", "_loss")
+        wanted = ("_bleu", "_chrf", "_bleu_lc", "_bleu_lc_tok", "_rouge1", "_rouge2", "_rougeL", "_loss")
         shown = {k: v for k, v in metrics.items() if k.endswith(wanted)}
         if shown:
             print(" ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())))

@@ -269,4 +269,22 @@ def _divisor_near(n: int, target: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 
+# Tools outside transformers tell a decoder-only model from an encoder-decoder by transformers' tables of built-in
+# model types (lm-evaluation-harness's `--model hf` picks its causal or seq2seq backend so). Listing this model type
+# there when the configuration is imported (by hf_bigmodel, or from a folder with trust_remote_code=True) makes them
+# treat it as its built-in counterpart; the Auto classes themselves resolve it through their registry, not here.
+def _list_with_builtin_model_types(model_type: str, auto_map: dict[str, str]) -> None:
+    from transformers.models.auto import modeling_auto
+
+    tables = {
+        "AutoModelForCausalLM": modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        "AutoModelForSeq2SeqLM": modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    }
+    for auto_name, table in tables.items():
+        if auto_name in auto_map:
+            table.setdefault(model_type, auto_map[auto_name].rsplit(".", 1)[1])
+
+
+_list_with_builtin_model_types(BigModelGPTConfig.model_type, AUTO_MAP)
+
 __all__ = ["BigModelGPTConfig", "PRESETS"]

@@ -242,4 +242,20 @@ def _divisor_near(n: int, target: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 
+# lm-evaluation-harness picks its seq2seq backend from this table (see the GPT configuration's note).
+# Copied from hf_bigmodel.models.gpt.configuration_gpt._list_with_builtin_model_types
+def _list_with_builtin_model_types(model_type: str, auto_map: dict[str, str]) -> None:
+    from transformers.models.auto import modeling_auto
+
+    tables = {
+        "AutoModelForCausalLM": modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        "AutoModelForSeq2SeqLM": modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    }
+    for auto_name, table in tables.items():
+        if auto_name in auto_map:
+            table.setdefault(model_type, auto_map[auto_name].rsplit(".", 1)[1])
+
+
+_list_with_builtin_model_types(BigModelTransformerConfig.model_type, AUTO_MAP)
+
 __all__ = ["BigModelTransformerConfig", "PRESETS"]

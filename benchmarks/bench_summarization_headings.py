@@ -1,0 +1,147 @@
+"""Offline summarization: predict a WikiText-2 section's heading from the section text that follows it, with the
+encoder-decoder trained by `hf-bigmodel pretrain transformer --objective summarization` (the CLI's code path), and
+score it with ROUGE against the lead-sentence copy baseline.
+
+    python benchmarks/bench_summarization_headings.py            # the full recipe (target: within 30 min on 2 cores)
+    python benchmarks/bench_summarization_headings.py --quick    # a smoke test: 1 epoch, 60 test pairs, a minute
+    python benchmarks/bench_summarization_headings.py --baseline_only   # the task's sizes and the baseline, seconds
+
+No summarization corpus is available offline, so the task is built from the shared WikiText-2 (tokenized v1: `<unk>`,
+` @-@ `; `hf_bigmodel.data.seq2seq.wikitext_heading_pairs`): every level-2 or level-3 section (" = = Heading = = ")
+gives a pair {document: the first 100 words of its text, summary: its heading}; headings that are only `<unk>` and
+empty sections are left out. WikiText-2's train file is not in the shared data, so `test.txt` (511 pairs) trains
+and `valid.txt` (447 pairs) is scored. The headings are short ("History", "Early life", "Route description"), so
+this measures whether the model learns what a section is about and how headings are worded; it promises nothing
+about news summarization (CNN/DailyMail).
+
+The baseline copies the document's lead sentence (up to the first " . "), the usual extractive baseline; both are
+scored with `metrics.rouge_scores` (Google's rouge-score, F-measure in %). The target: the model's ROUGE-L at
+least TARGET_MARGIN points above the baseline's, within 30 minutes of wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "wikitext2"
+sys.path.insert(0, str(REPO))  # this checkout's hf_bigmodel
+TARGET_MARGIN = 5.0  # ROUGE-L points above the lead-sentence baseline
+TIME_LIMIT_MIN = 30.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with test.txt and valid.txt")
+    parser.add_argument("--output_dir", type=Path, default=None, help="run folder (default: a temporary one)")
+    parser.add_argument("--config_overrides", default="hidden_size=128,intermediate_size=512,encoder_layers=2,"
+                        "decoder_layers=2,max_position_embeddings=160,dropout=0.1")  # fmt: skip
+    parser.add_argument("--vocab_size", type=int, default=4000, help="joint unigram tokenizer size")
+    parser.add_argument("--max_words", type=int, default=100, help="words of section text per document")
+    parser.add_argument("--epochs", type=float, default=40.0)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup_steps", type=int, default=100)
+    parser.add_argument("--beams", type=int, default=4)
+    parser.add_argument("--max_test_samples", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="1 epoch, 60 test pairs: a smoke test")
+    parser.add_argument("--baseline_only", action="store_true", help="build the task, score the baseline, stop")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.max_test_samples, args.beams, args.warmup_steps = 1.0, 60, 2, 5
+    return args
+
+
+def lead_sentence(document: str) -> str:
+    return re.split(r"(?<= \.) ", document, maxsplit=1)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not (args.data / "test.txt").is_file() or not (args.data / "valid.txt").is_file():
+        print(f"WikiText-2 not found in {args.data} (expected test.txt and valid.txt). Pass --data.", file=sys.stderr)
+        return 2
+    import torch
+
+    from hf_bigmodel.data.seq2seq import wikitext_heading_pairs
+    from hf_bigmodel.metrics import rouge_scores
+    from hf_bigmodel.training.pretrain_seq2seq import PREDICTIONS_FILE
+    from hf_bigmodel.training.pretrain_seq2seq import main as pretrain_transformer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="bench_headings_"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split, source in (("train", "test.txt"), ("test", "valid.txt")):
+        pairs = wikitext_heading_pairs(args.data / source, max_words=args.max_words)
+        if split == "test" and args.max_test_samples:
+            pairs = pairs[: args.max_test_samples]
+        files[split] = output_dir / f"headings_{split}.jsonl"
+        files[split].write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
+    test = [json.loads(line) for line in files["test"].read_text(encoding="utf-8").splitlines()]
+    references = [p["summary"] for p in test]
+    baseline = rouge_scores([lead_sentence(p["document"]) for p in test], references)
+    if args.baseline_only:
+        print(f"WikiText-2 section headings: {len(files['train'].read_text().splitlines())} training pairs "
+              f"(test.txt), {len(test)} test pairs (valid.txt)")  # fmt: skip
+        print("  lead-sentence baseline: " + ", ".join(f"{k} {v:.2f}" for k, v in baseline.items()))
+        return 0
+
+    run_dir = output_dir / "model"
+    cli = [
+        "--objective", "summarization", "--preset", "transformer-multi30k",
+        "--config_overrides", args.config_overrides,
+        "--train_file", str(files["train"]), "--test_file", str(files["test"]), "--output_dir", str(run_dir),
+        "--do_train", "--do_predict", "--predict_with_generate",
+        "--tokenizer_kind", "unigram", "--tokenizer_vocab_size", str(args.vocab_size),
+        "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", str(args.batch),
+        "--per_device_eval_batch_size", "64", "--learning_rate", str(args.lr),
+        "--warmup_steps", str(args.warmup_steps), "--adam_beta2", "0.98", "--weight_decay", "0.01",
+        "--label_smoothing_factor", "0.1", "--generation_num_beams", str(args.beams),
+        "--no_repeat_ngram_size", "2", "--generation_max_length", "16", "--max_source_length", "160",
+        "--max_target_length", "24", "--truncate_long_sequences", "--save_strategy", "no",
+        "--logging_steps", "50", "--report_to", "none", "--use_cpu", "true", "--seed", str(args.seed),
+        "--dataloader_num_workers", "0", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    print("hf-bigmodel pretrain transformer " + " ".join(cli), flush=True)
+    start = time.perf_counter()
+    code = pretrain_transformer(cli)
+    wall = time.perf_counter() - start
+    if code != 0:
+        return code
+    hypotheses = (run_dir / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()
+    model = rouge_scores(hypotheses, references[: len(hypotheses)])
+    results = json.loads((run_dir / "all_results.json").read_text())
+    margin = model["rougeL"] - baseline["rougeL"]
+    print()
+    print(f"WikiText-2 section headings: {len(files['train'].read_text().splitlines())} training pairs (test.txt), "
+          f"{len(hypotheses)} scored (valid.txt); beam {args.beams}")  # fmt: skip
+    print(f"  {'':24} ROUGE-1  ROUGE-2  ROUGE-L")
+    for name, scores in (("lead-sentence baseline", baseline), ("transformer", model)):
+        print(f"  {name:24} {scores['rouge1']:7.2f}  {scores['rouge2']:7.2f}  {scores['rougeL']:7.2f}")
+    print(f"  ROUGE-L margin over the baseline: {margin:+.2f} points (target >= +{TARGET_MARGIN})")
+    print(f"  train: {results.get('train_runtime', float('nan')) / 60:.1f} min, final train loss "
+          f"{results.get('train_loss', float('nan')):.3f}; whole run: {wall / 60:.1f} min "
+          f"(limit {TIME_LIMIT_MIN:.0f})")  # fmt: skip
+    print(f"  threads: {torch.get_num_threads()}, cpus: {os.cpu_count()}, load average: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; run folder: {output_dir}")  # fmt: skip
+    for hypothesis, reference in list(zip(hypotheses, references))[:8]:
+        print(f"    {reference!r:32} -> {hypothesis!r}")
+    if not args.quick:
+        passed = margin >= TARGET_MARGIN and wall <= TIME_LIMIT_MIN * 60
+        print(f"  {'PASS' if passed else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
