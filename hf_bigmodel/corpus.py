@@ -18,7 +18,11 @@ def builtin_corpus_text() -> str:
 
 def write_builtin_corpus(directory: str | Path, validation_fraction: float = 0.05) -> tuple[Path, Path]:
     """Write train.txt and validation.txt (the last `validation_fraction` of the text, cut at a line break)."""
-    text = builtin_corpus_text()
+    return write_text_corpus(builtin_corpus_text(), directory, validation_fraction)
+
+
+def write_text_corpus(text: str, directory: str | Path, validation_fraction: float = 0.05) -> tuple[Path, Path]:
+    """Write `text` as train.txt and validation.txt (its last `validation_fraction`, cut at a line break)."""
     cut = text.rfind("\n", 0, int(len(text) * (1 - validation_fraction))) + 1
     directory = Path(directory)
     train, validation = directory / "train.txt", directory / "validation.txt"

@@ -26,6 +26,12 @@ The recipe follows Google's `create_pretraining_data.py` (BERT):
   and 10% stay unchanged; ``labels`` hold the original ids at the chosen positions and -100 elsewhere. Special
   tokens ([CLS], [SEP], [PAD], ...) are never chosen. With ``whole_word_mask`` the units are words: a token and its
   ``##`` continuations are masked together (each token of the word still gets its own 80/10/10 draw, as BERT).
+  Chinese has no ``##`` pieces: BERT's tokenizer makes every CJK character a token of its own. With a
+  ``chinese_word_segmenter`` (`hf_bigmodel.data.zh.ChineseWordSegmenter`: jieba's shipped dictionary, offline)
+  the runs of Chinese characters are cut into words and the characters of a word are masked together, the
+  whole-word masking of Chinese BERT-wwm (Cui et al., 2019; transformers' `run_chinese_ref.py` marks the same
+  positions as ``##`` ahead of time). Words are found at masking time from the tokens themselves, so the dataset
+  needs no extra column; a run is segmented as a whole, so words never cross a [SEP] or a non-Chinese token.
   * *Static* masking (`apply_static_masking`, BERT's way; ``dupe_factor`` copies with different masks) is used for
     ``mlm_nsp`` training data and for every evaluation set, so evaluation metrics are comparable between runs.
   * *Dynamic* masking (`DataCollatorForBertPretraining` with ``mask=True``, RoBERTa's way) draws new masks every
@@ -38,7 +44,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +53,7 @@ import torch
 
 from .common import DataError, load_dataset_any, require_split
 from .text import open_text, validate_text_files
+from .zh import is_cjk_character
 
 __all__ = [
     "BertMasker",
@@ -281,20 +288,35 @@ def _check_lengths(max_seq_length: int, minimum: int, what: str) -> None:
 class BertMasker:
     """BERT's masking of one sequence (see the module docstring); picklable, so it runs inside `datasets.map`."""
 
-    def __init__(self, tokenizer, mlm_probability: float = 0.15, whole_word_mask: bool = False):
+    def __init__(
+        self,
+        tokenizer,
+        mlm_probability: float = 0.15,
+        whole_word_mask: bool = False,
+        chinese_word_segmenter: Callable[[str], list[str]] | None = None,
+    ):
+        """`chinese_word_segmenter`: text -> its words (concatenating to the text), e.g.
+        `hf_bigmodel.data.zh.ChineseWordSegmenter()`; given, it turns whole-word masking on and joins the characters
+        of each Chinese word into one unit."""
         if not 0.0 < mlm_probability < 1.0:
             raise DataError(f"mlm_probability must be between 0 and 1 (exclusive), got {mlm_probability}.")
         if tokenizer.mask_token_id is None:
             raise DataError("The tokenizer has no mask token: train one with --tokenizer_kind wordpiece.")
         self.mlm_probability = mlm_probability
-        self.whole_word_mask = whole_word_mask
+        self.whole_word_mask = whole_word_mask or chinese_word_segmenter is not None
+        self.chinese_word_segmenter = chinese_word_segmenter
         self.mask_id = tokenizer.mask_token_id
         size = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
         self.special = np.zeros(size, dtype=bool)
         self.special[list(tokenizer.all_special_ids)] = True
         self.continuation = np.zeros(size, dtype=bool)
+        self.chinese_character = np.zeros(size, dtype=bool)  # tokens that are one CJK ideograph
+        self.token_text = [""] * size
         for token, index in tokenizer.get_vocab().items():
             self.continuation[index] = token.startswith("##")
+            if chinese_word_segmenter is not None and is_cjk_character(token):
+                self.chinese_character[index] = True
+                self.token_text[index] = token
         self.random_ids = np.flatnonzero(~self.special)  # random replacements are ordinary tokens only
 
     def mask(self, input_ids: Sequence[int], rng: np.random.Generator) -> tuple[list[int], list[int]]:
@@ -306,7 +328,10 @@ class BertMasker:
         if len(candidates) == 0:
             return ids.tolist(), labels.tolist()
         if self.whole_word_mask:
-            starts = ~self.continuation[ids[candidates]]
+            continuation = self.continuation[ids[candidates]]
+            if self.chinese_word_segmenter is not None:
+                continuation |= self._inside_chinese_words(ids, candidates)
+            starts = ~continuation
             starts[0] = True
             starts[1:] |= np.diff(candidates) != 1  # a continuation right after [SEP] starts a new unit
             units = np.split(candidates, np.flatnonzero(starts)[1:])
@@ -329,6 +354,24 @@ class BertMasker:
         random_positions = positions[draw >= 0.9]
         masked[random_positions] = self.random_ids[rng.integers(len(self.random_ids), size=len(random_positions))]
         return masked.tolist(), labels.tolist()
+
+    def _inside_chinese_words(self, ids: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """For each candidate position: whether it is a Chinese character that continues a word (not its first)."""
+        inside = np.zeros(len(candidates), dtype=bool)
+        chinese = self.chinese_character[ids[candidates]]
+        # Runs of adjacent candidate positions that are all Chinese characters.
+        breaks = np.flatnonzero(~chinese[1:] | ~chinese[:-1] | (np.diff(candidates) != 1)) + 1
+        for run in np.split(np.arange(len(candidates)), breaks):
+            if len(run) < 2 or not chinese[run[0]]:
+                continue
+            text = "".join(self.token_text[i] for i in ids[candidates[run]])
+            position = run[0]
+            for word in self.chinese_word_segmenter(text):
+                inside[position + 1 : position + len(word)] = True
+                position += len(word)
+            if position != run[-1] + 1:
+                raise ValueError(f"The Chinese word segmenter's words do not add up to the text {text!r}.")
+        return inside
 
 
 def apply_static_masking(dataset, masker: BertMasker, seed: int = 0, num_proc: int | None = None):

@@ -87,6 +87,13 @@ class BertDataArguments:
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of the tokens to predict."})
     whole_word_mask: bool = field(default=False, metadata={"help": "Mask whole words (a token and its ## pieces)."})
+    chinese_whole_word_mask: bool = field(
+        default=False,
+        metadata={
+            "help": "Mask Chinese words (found by jieba's shipped dictionary) as whole words, as Chinese BERT-wwm; "
+            'needs the zh extra: pip install "hf_bigmodel[zh]".'
+        },
+    )
     dupe_factor: int = field(
         default=1, metadata={"help": "mlm_nsp: copies of the training data, each with other pairs and masks."}
     )
@@ -228,7 +235,12 @@ def run_pretraining(
     if data_args.objective == "mlm_nsp" and getattr(config, "type_vocab_size", 2) < 2:
         raise DataError("Sentence pairs need two segment ids; the model has type_vocab_size < 2. Use --objective mlm.")
 
-    masker = BertMasker(tokenizer, data_args.mlm_probability, data_args.whole_word_mask)
+    segmenter = None
+    if data_args.chinese_whole_word_mask:
+        from ..data.zh import ChineseWordSegmenter
+
+        segmenter = ChineseWordSegmenter()
+    masker = BertMasker(tokenizer, data_args.mlm_probability, data_args.whole_word_mask, segmenter)
     dynamic = data_args.objective == "mlm"
     common = {
         "objective": data_args.objective,
