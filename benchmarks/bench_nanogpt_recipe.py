@@ -28,6 +28,7 @@ whichever is higher. The ratio is nanoGPT's wall time over ours in the same run.
     python benchmarks/bench_nanogpt_recipe.py --precision fp32     # our float32 path
     python benchmarks/bench_nanogpt_recipe.py --threads 1          # both sides on one thread (a busy machine)
     python benchmarks/bench_nanogpt_recipe.py --quick              # smoke test: 20 iterations, nothing judged
+    python benchmarks/bench_nanogpt_recipe.py --profile --threads 1  # where one of our training steps goes
 
 On a machine whose cores other jobs keep busy, torch's threads wait for each other at every operator and both sides
 slow down many times over, unevenly; `--threads 1` gives steadier ratios there. The summary prints the load average.
@@ -77,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch threads of both sides (OMP_NUM_THREADS; default: torch's, one per core)")  # fmt: skip
     parser.add_argument("--sides", nargs="+", choices=["nanogpt", "ours"], default=["nanogpt", "ours"])
     parser.add_argument("--keep", type=Path, default=None, help="keep both sides' files here (default: a temp dir)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: where one training step of our side goes (process time per part, fp32 and bf16)",
+    )
+    parser.add_argument("--profile_steps", type=int, default=100, help="steps per measurement of --profile")
     parser.add_argument("--quick", action="store_true", help="smoke test: 20 iterations, targets not judged")
     args = parser.parse_args(argv)
     if args.max_steps is None:
@@ -226,6 +233,92 @@ def run_ours(args: argparse.Namespace, workdir: Path, index: int) -> dict:
             "train": metrics["train_runtime"]}  # fmt: skip
 
 
+def profile_step(args: argparse.Namespace) -> None:
+    """Where a training step of our side goes: data collation, forward (with the loss), backward, gradient clipping
+    and the fused AdamW step, each summed over `--profile_steps` steps as process time (CPU seconds of this process,
+    so that other processes' load counts less than in wall time), then the same number of steps through `Trainer`
+    (the recipe's arguments): the difference is Trainer's own per-step work (scheduler, callbacks, logging checks)."""
+    import contextlib
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
+    from transformers.utils import logging
+
+    import hf_bigmodel
+    from hf_bigmodel.data import pack_token_stream
+
+    logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    text = args.data.read_text(encoding="utf-8")
+    vocabulary = {char: index for index, char in enumerate(sorted(set(text)))}
+    tokens = np.array([vocabulary[char] for char in text[: int(len(text) * 0.9)]], dtype=np.int32)
+    dataset = pack_token_stream(tokens, 64)
+    config = hf_bigmodel.create_config("nanogpt-cpu", vocab_size=128)  # the char tokenizer's 65 ids, padded to 64s
+    n = args.profile_steps
+    print(f"one training step of `pretrain gpt` on nanoGPT's recipe (batch 12 x 64), process time per step over "
+          f"{n} steps; {torch.get_num_threads()} torch threads, load average {load_average()}")  # fmt: skip
+    print(f"{'precision':<9} {'collate':>8} {'forward':>8} {'backward':>9} {'clip':>6} {'AdamW':>6} {'sum':>7} "
+          f"{'Trainer':>8} {'overhead':>9}")  # fmt: skip
+    top_ops = {}
+    for precision in ("fp32", "bf16"):
+        autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1, fused=True)
+        loader = iter(torch.utils.data.DataLoader(dataset, batch_size=12, shuffle=True,
+                                                  collate_fn=default_data_collator))  # fmt: skip
+        parts = [0.0] * 5
+        for step in range(n + 10):  # 10 untimed warm-up steps
+            times = [time.process_time()]
+            batch = next(loader)
+            times.append(time.process_time())
+            with autocast() if autocast else contextlib.nullcontext():
+                loss = model(**batch).loss
+            times.append(time.process_time())
+            loss.backward()
+            times.append(time.process_time())
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            times.append(time.process_time())
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            times.append(time.process_time())
+            if step >= 10:
+                parts = [total + after - before for total, after, before in zip(parts, times[1:], times)]
+        with tempfile.TemporaryDirectory() as output_dir:
+            training_args = TrainingArguments(
+                output_dir, max_steps=n, per_device_train_batch_size=12, learning_rate=1e-3, warmup_steps=100,
+                lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr": 1e-4}, weight_decay=0.1,
+                adam_beta2=0.99, max_grad_norm=1.0, bf16=precision == "bf16", eval_strategy="no", save_strategy="no",
+                logging_steps=100, report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+            )  # fmt: skip
+            trainer = Trainer(model=AutoModelForCausalLM.from_config(config), args=training_args,
+                              train_dataset=dataset, data_collator=default_data_collator)  # fmt: skip
+            start = time.process_time()
+            trainer.train()
+            trainer_step = (time.process_time() - start) / n
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            for _ in range(10):
+                with autocast() if autocast else contextlib.nullcontext():
+                    loss = model(**next(loader)).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        events = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+        total = sum(event.self_cpu_time_total for event in events)
+        top_ops[precision] = ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in events[:6])
+        ms = [part / n * 1e3 for part in parts]
+        print(f"{precision:<9} {ms[0]:>6.2f}ms {ms[1]:>6.1f}ms {ms[2]:>7.1f}ms {ms[3]:>4.1f}ms {ms[4]:>4.1f}ms "
+              f"{sum(ms):>5.1f}ms {trainer_step * 1e3:>6.1f}ms {trainer_step * 1e3 - sum(ms):>7.1f}ms")  # fmt: skip
+    print(
+        "(Trainer: a whole step through Trainer.train; overhead: Trainer minus the sum of the parts, which includes "
+        "its first-step set-up spread over the steps)"
+    )
+    for precision, ops in top_ops.items():
+        print(f"{precision} operators by self CPU time (torch.profiler, 10 steps): {ops}")
+
+
 def load_average() -> str:
     return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -235,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_file():
         print(f"tiny-shakespeare not found at {args.data}; pass --data PATH/input.txt", file=sys.stderr)
         return 2
+    if args.profile:
+        profile_step(args)
+        return 0
     if "nanogpt" in args.sides and not (args.nanogpt / "train.py").is_file():
         print(f"nanoGPT's train.py not found in {args.nanogpt}; pass --nanogpt DIR (a nanoGPT checkout) or "
               "--sides ours", file=sys.stderr)  # fmt: skip
