@@ -1,9 +1,12 @@
 """The benchmark scripts run end to end (`--quick`: tiny sizes, ratios printed but not judged), so the commands the
 README quotes keep working. The speed figures themselves are measured on demand, not asserted here."""
 
+import importlib.util
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,71 @@ def test_benchmark_quick_mode_runs(script):
     ratios = re.findall(r": ([0-9.]+)x +not judged", result.stdout)
     assert ratios and all(float(r) > 0 for r in ratios), result.stdout
     assert "not judged" in result.stdout
+
+
+def load_benchmark(name: str):
+    """A benchmark script as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nanogpt_recipe_commands_run_the_same_recipe(tmp_path):
+    bench = load_benchmark("bench_nanogpt_recipe")
+    args = bench.parse_args(["--nanogpt", str(tmp_path), "--precision", "fp32"])
+    assert (args.max_steps, args.runs) == (2000, 1)
+    nanogpt = bench.nanogpt_command(args)
+    assert nanogpt[1:3] == [str(tmp_path / "train.py"), str(tmp_path / "config/train_shakespeare_char.py")]
+    for flag in ("--device=cpu", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128",
+                 "--max_iters=2000", "--lr_decay_iters=2000", "--dropout=0.0", "--eval_interval=250"):  # fmt: skip
+        assert flag in nanogpt
+    ours = bench.ours_command(args, tmp_path / "out")
+    options = dict(zip(ours[5::2], ours[6::2]))
+    assert ours[3:5] == ["pretrain", "gpt"]
+    assert options["--max_steps"] == "2000" and options["--per_device_train_batch_size"] == "12"
+    assert options["--block_size"] == "64" and options["--validation_split_percentage"] == "10"
+    assert options["--bf16"] == "false"
+    default = bench.ours_command(bench.parse_args([]), tmp_path)
+    assert dict(zip(default[5::2], default[6::2]))["--bf16"] == "true"  # bf16 autocast unless --precision fp32
+    quick = bench.parse_args(["--quick"])
+    assert quick.max_steps == 20 and "--eval_interval=20" in bench.nanogpt_command(quick)
+
+
+def test_nanogpt_recipe_without_nanogpt_says_where_to_get_it(tmp_path, capsys):
+    bench = load_benchmark("bench_nanogpt_recipe")
+    assert bench.main(["--nanogpt", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"nanoGPT's train.py not found in {tmp_path}" in err and "--nanogpt DIR" in err
+
+
+def test_tree_rss_counts_child_processes():
+    bench = load_benchmark("bench_nanogpt_recipe")
+    own = bench.tree_rss_bytes(os.getpid())
+    # The child holds 64 MiB of its own; the tree's resident size must count it on top of this process's.
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(64 << 20); sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while bench.tree_rss_bytes(os.getpid()) < own + (64 << 20) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bench.tree_rss_bytes(os.getpid()) >= own + (64 << 20)
+    finally:
+        child.communicate(b"")
+    assert bench.tree_rss_bytes(child.pid) == 0  # a process that is gone holds nothing
+
+
+@pytest.mark.slow
+def test_nanogpt_recipe_quick_mode_runs_both_sides():
+    bench = load_benchmark("bench_nanogpt_recipe")
+    if not (bench.parse_args([]).nanogpt / "train.py").is_file():
+        pytest.skip("nanoGPT checkout (../shared/anchors/nanoGPT) not present")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "bench_nanogpt_recipe.py"), "--quick", "--threads", "1"],
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = re.findall(r"^1 +(nanoGPT|hf-bigmodel).*? ([0-9.]+) +([0-9.]+)s +([0-9.]+)s +([0-9]+) MiB", result.stdout,
+                      re.M)  # fmt: skip
+    assert [row[0] for row in rows] == ["nanoGPT", "hf-bigmodel"], result.stdout
+    assert all(float(loss) < 5.0 and float(wall) > 0 and int(rss) > 50 for _, loss, wall, _, rss in rows)
+    assert re.search(r"^1 +hf-bigmodel.* ([0-9.]+)x$", result.stdout, re.M), result.stdout

@@ -245,12 +245,40 @@ def test_gradient_accumulation_and_activation_checkpointing_give_the_same_loss(c
 
 
 def test_bf16_and_tensorboard(corpus, tmp_path):
-    out = tmp_path / "bf16"
+    """`--bf16 true` (TrainingArguments' flag: autocast on CPU) trains float32 weights whose losses follow the float32
+    run's to bf16 precision, and saves them in float32."""
+    out, reference = tmp_path / "bf16", tmp_path / "fp32"
     args = pretrain_args(corpus, out, "--max_steps", "2", "--bf16", "true", "--report_to", "tensorboard")
     assert cli_main(args) == 0
+    assert cli_main(pretrain_args(corpus, reference, "--max_steps", "2", "--sample_max_new_tokens", "0")) == 0
     assert all(math.isfinite(loss) for loss in logged_losses(out))
+    assert logged_losses(out) == pytest.approx(logged_losses(reference), rel=2e-2)
+    results = [json.loads((run / "all_results.json").read_text()) for run in (out, reference)]
+    assert results[0]["eval_loss"] == pytest.approx(results[1]["eval_loss"], rel=2e-2)
+    assert {tensor.dtype for tensor in load_file(out / "model.safetensors").values()} == {torch.float32}
     events = list((out / "runs").rglob("events.out.tfevents.*"))  # transformers 5: OUTPUT_DIR/runs/<date>
     assert events and events[0].stat().st_size > 0
+
+
+def test_evaluation_runs_without_kv_cache_and_the_saved_model_keeps_it(corpus, tmp_path, monkeypatch):
+    """The final evaluation needs no KV cache (at an evaluation batch it only costs memory); the saved config keeps
+    `use_cache` on for generation."""
+    from transformers import Trainer
+
+    seen = []
+    evaluate = Trainer.evaluate
+
+    def recording_evaluate(self, *args, **kwargs):
+        seen.append(self.model.config.use_cache)
+        metrics = evaluate(self, *args, **kwargs)
+        seen.append(self.model.config.use_cache)
+        return metrics
+
+    monkeypatch.setattr(Trainer, "evaluate", recording_evaluate)
+    out = tmp_path / "run"
+    assert cli_main(pretrain_args(corpus, out, "--max_steps", "1", "--sample_max_new_tokens", "0")) == 0
+    assert seen == [False, False]
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True
 
 
 @pytest.mark.slow
