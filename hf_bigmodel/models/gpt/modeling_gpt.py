@@ -332,6 +332,11 @@ class BigModelGPTPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": BigModelGPTBlock, "attentions": BigModelGPTAttention}
 
+    def init_parallel_plans(self) -> None:
+        super().init_parallel_plans()
+        if self.config.mlp_type != "swiglu":  # no gate_proj: its rule would be reported as matching nothing
+            self._tp_plan = {name: style for name, style in self._tp_plan.items() if not name.endswith("gate_proj")}
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, except that a damaged safetensors file gives an error that names the
