@@ -642,6 +642,22 @@ def test_parallel_plans_name_real_modules(arch, task, mlp_type):
         assert set(inputs) <= set(parameters), (name, set(inputs) - set(parameters))
 
 
+def test_gpt_with_learned_positions_refuses_pipeline_stages():
+    """transformers' pipeline parallelism swaps other stages' layers for identities and feeds each stage the previous
+    one's hidden states as `inputs_embeds`; a GPT with learned positions would add them again, so it refuses (a RoPE
+    GPT runs: see the slow two-process test)."""
+    from transformers.distributed.pipeline_parallel import PipelineIdentityLayer
+
+    model = _tiny("gpt", "causal-lm")
+    ids = torch.randint(3, 100, (1, 5))
+    model.model.norm = PipelineIdentityLayer()  # what a stage other than the last holds
+    with pytest.raises(ValueError, match=r"learned absolute positions would be added a second time.*rope"):
+        model(ids)
+    rope = _tiny("gpt", "causal-lm", position_embedding_type="rope")
+    rope.model.norm = PipelineIdentityLayer()
+    assert rope(ids).logits.shape == (1, 5, rope.config.vocab_size)
+
+
 @pytest.mark.slow  # one torchrun of two processes
 def test_tensor_parallel_on_two_cpu_processes_gives_the_same_logits(tmp_path):
     """`from_pretrained(distributed_config=DistributedConfig(tp_size=2, tp_plan="auto"))` on two gloo processes
@@ -688,3 +704,48 @@ for arch, task in {cases!r}.items():
     for arch, dtensors, diff in rows:
         assert int(dtensors) >= 8, (arch, dtensors)  # every layer's projections are sharded
         assert float(diff) < 1e-5, (arch, diff)
+
+
+@pytest.mark.slow  # two torchruns of two processes
+def test_pipeline_parallel_gpt_on_two_cpu_processes(tmp_path):
+    """`DistributedConfig(pp_size=2)` (transformers' pipeline stages, 1 layer each) gives the one-process logits for
+    a RoPE GPT; a GPT with learned positions, which the stages would feed its positions twice, is refused with a
+    message (on the first stage, which ends the run) instead of giving wrong logits."""
+    import os
+    import subprocess
+    import sys
+
+    for variant, overrides in (("rope", {"position_embedding_type": "rope"}), ("learned", {})):
+        torch.manual_seed(0)
+        _tiny("gpt", "causal-lm", **overrides).save_pretrained(tmp_path / variant)
+    script = tmp_path / "pp.py"
+    script.write_text(
+        """
+import sys, torch
+from transformers.distributed import DistributedConfig
+from hf_bigmodel.models import ARCHITECTURES
+
+cls = ARCHITECTURES["gpt"].heads["causal-lm"]
+ids = torch.arange(3, 17).reshape(2, 7)
+full = cls.from_pretrained(sys.argv[1]).eval()
+staged = cls.from_pretrained(sys.argv[1], distributed_config=DistributedConfig(pp_size=2)).eval()
+with torch.no_grad():
+    diff = (full(ids).logits - staged(ids).logits).abs().max().item()
+if torch.distributed.get_rank() == 0:
+    print("RESULT", diff, flush=True)
+""",
+        encoding="utf-8",
+    )
+
+    def run(variant: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29583",
+                   str(script), str(tmp_path / variant)]  # fmt: skip
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+    rope = run("rope")
+    assert rope.returncode == 0, rope.stderr[-3000:]
+    assert float(rope.stdout.split("RESULT")[1].split()[0]) < 1e-5, rope.stdout[-2000:]
+    learned = run("learned")
+    assert learned.returncode != 0
+    assert "learned absolute positions would be added a second time" in learned.stderr, learned.stderr[-3000:]

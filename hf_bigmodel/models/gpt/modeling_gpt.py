@@ -403,6 +403,16 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        if self.config.position_embedding_type == "learned" and (
+            isinstance(self.norm, nn.Identity) or any(isinstance(layer, nn.Identity) for layer in self.layers)
+        ):
+            # transformers' pipeline parallelism replaces the layers of other stages by identities and hands each
+            # stage the previous one's hidden states as `inputs_embeds`: learned positions would be added again.
+            raise ValueError(
+                "Pipeline parallelism (DistributedConfig(pp_size=...)) passes each stage's hidden states on as "
+                "inputs_embeds, to which this GPT's learned absolute positions would be added a second time. Use a "
+                'GPT with position_embedding_type="rope" for pipeline stages, or shard with tensor parallelism / FSDP.'
+            )
         if inputs_embeds is None:
             check_ids_in_range(input_ids, self.config.vocab_size, "input_ids", "vocab_size", TOKENIZER_MISMATCH)
             inputs_embeds = self.embed_tokens(input_ids)  # (batch, seq, hidden)
