@@ -574,6 +574,52 @@ def test_fsdp_on_two_cpu_processes_matches_one_and_resumes(arch, tmp_path):
     assert (tmp_path / "fsdp" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow  # two training runs, one with two processes
+@pytest.mark.parametrize("noise", ["infilling", "t5"])
+def test_denoising_on_two_fsdp_processes_matches_one(noise, tmp_path):
+    """The Transformer's denoising objective draws its noise per example (seed, epoch, index), so two FSDP processes
+    with 2 rows each noise the rows as one process with 4 does, and log its losses (one generator per process made
+    them differ)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hf_bigmodel.cli import main as cli_main
+    from hf_bigmodel.corpus import builtin_corpus_text
+
+    lines = [line for line in builtin_corpus_text()[:30_000].splitlines() if len(line.split()) > 4]
+    (tmp_path / "train.txt").write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
+
+    def args(name: str, batch: int) -> list[str]:
+        tokenizer = ["--tokenizer_name_or_path", str(tmp_path / "first")] if name != "first" else []
+        return [
+            "pretrain", "transformer", "--objective", "denoising", "--noise", noise, "--preset", "transformer-tiny",
+            "--train_file", str(tmp_path / "train.txt"), *tokenizer, "--tokenizer_kind", "bpe",
+            "--tokenizer_vocab_size", "400", "--do_train", "--output_dir", str(tmp_path / name),
+            "--per_device_train_batch_size", str(batch), "--learning_rate", "3e-3", "--logging_steps", "1",
+            "--report_to", "none", "--use_cpu", "true", "--seed", "3", "--dataloader_num_workers", "0",
+            "--train_sampling_strategy", "sequential", "--max_steps", "3", "--lr_scheduler_type", "constant",
+            "--eval_strategy", "no", "--save_strategy", "no",
+        ]  # fmt: skip
+
+    def losses(name: str) -> list[float]:
+        state = json.loads((tmp_path / name / "trainer_state.json").read_text())
+        return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+    assert cli_main(args("first", 4)) == 0
+    wrap = json.dumps(
+        {"transformer_layer_cls_to_wrap": ARCHITECTURES["transformer"].heads["seq2seq-lm"]._no_split_modules}
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29575",
+               "-m", "hf_bigmodel.cli", *args("fsdp", 2), "--fsdp", "full_shard auto_wrap", "--fsdp_config", wrap]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(losses("first")) == 3
+    assert losses("fsdp") == pytest.approx(losses("first"), rel=1e-4)
+
+
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_model_split_between_memory_and_disk_gives_the_same_outputs(arch, tmp_path):
     """With 70% of the weights' size as memory, `device_map="auto"` splits the model at its `_no_split_modules` between
