@@ -1,6 +1,6 @@
 """Training and embedding libraries on the zoo's models, next to the stock model they convert from (issue 14):
-TRL's `SFTTrainer` with `packing=True` (padding-free rows of several sequences, longer than the position table) on
-every architecture with a causal-LM head, and sentence-transformers on every architecture with a masked-LM (text
+TRL's `SFTTrainer` with `packing=True` (padding-free rows of several sequences, longer than the position table) and
+`DPOTrainer` (slow) on every architecture with a causal-LM head, and sentence-transformers on every architecture with a masked-LM (text
 encoder) head. Each runs the same step on the stock model and on its conversion, and fails where ours differs.
 """
 
@@ -91,6 +91,42 @@ def test_trl_sft_with_packing_trains_as_the_stock_model(arch, tmp_path):
     assert widths["ours"] == widths["stock"] > 32  # the packed row is longer than the position table
     assert len(losses["ours"]) == 3
     assert losses["ours"] == pytest.approx(losses["stock"], rel=1e-4)
+
+
+@pytest.mark.slow  # two DPO trainings (policy and reference forwards each step)
+@pytest.mark.parametrize("arch", list(CAUSAL_CASES))
+def test_trl_dpo_trains_as_the_stock_model(arch, tmp_path):
+    """`DPOTrainer` (reference model copied from the policy) on preference pairs: from the same weights, ours and
+    GPT-2 log the same DPO losses and reward margins step by step."""
+    trl = pytest.importorskip("trl")
+    import datasets
+
+    prompts = [f"the {animal} sat" for animal in ["cat", "dog", "bird", "fox"] * 2]
+    data = {"prompt": prompts, "chosen": [" on the mat."] * 8, "rejected": [" in the sun!"] * 8}
+    (tmp_path / "texts.txt").write_text("\n".join(p + c + r for p, c, r in zip(*data.values())), encoding="utf-8")
+    tokenizer = train_tokenizer("char", files=[tmp_path / "texts.txt"], show_progress=False)
+    CAUSAL_CASES[arch](tmp_path / "stock", vocab_size=len(tokenizer))
+    _convert(arch, tmp_path / "stock", tmp_path / "ours")
+    logs = {}
+    for name in ("stock", "ours"):
+        model = (GPT2LMHeadModel if name == "stock" else ARCHITECTURES[arch].heads["causal-lm"]).from_pretrained(
+            tmp_path / name
+        )
+        args = trl.DPOConfig(output_dir=str(tmp_path / f"run_{name}"), per_device_train_batch_size=4, max_steps=2,
+                             logging_steps=1, learning_rate=1e-3, lr_scheduler_type="constant", seed=0,
+                             report_to="none", use_cpu=True, save_strategy="no", dataloader_num_workers=0,
+                             disable_tqdm=True)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = trl.DPOTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_dict(data),
+                                     processing_class=tokenizer)  # fmt: skip
+            trainer.train()
+        logs[name] = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs["ours"]) == len(logs["stock"]) == 2
+    assert logs["ours"][1]["rewards/margins"] > 0.05  # the step moved the policy towards the chosen answers
+    for ours, stock in zip(logs["ours"], logs["stock"]):
+        assert ours["loss"] == pytest.approx(stock["loss"], rel=1e-4)
+        assert ours["rewards/margins"] == pytest.approx(stock["rewards/margins"], abs=1e-3)
 
 
 # --------------------------------------------------------------------------------------------------------------------
