@@ -221,6 +221,35 @@ def test_dynamic_collator_pads_and_draws_new_masks(tokenizer):
     assert static["labels"].tolist() == [[-100, 7, -100], [-100, -100, -100]]
 
 
+def test_per_example_masks_do_not_depend_on_how_batches_are_split(tokenizer):
+    """`PerExampleRandom` (what `pretrain bert --objective mlm` trains on) masks example i of epoch e the same
+    whether it is fetched alone, in a batch of 8 or by one of two processes, and by dataloader workers (persistent
+    ones included, which see `set_epoch` through shared memory); a new epoch draws new masks."""
+    from hf_bigmodel.data.common import PerExampleRandom
+
+    masker = BertMasker(tokenizer)
+    rows = [{"input_ids": r, "token_type_ids": [0] * len(r)} for r in _batch_of_sequences(tokenizer, n=8, length=40)]
+    data = PerExampleRandom(rows, masker.mask_example, seed=5)
+    collate = DataCollatorForBertPretraining(tokenizer)
+    whole = collate([data[i] for i in range(8)])
+    halves = [collate([data[i] for i in range(start, start + 4)]) for start in (0, 4)]  # two processes x 4
+    for index, row in enumerate(rows):
+        half, length = halves[index // 4], len(row["input_ids"])
+        for key in ("input_ids", "labels"):
+            assert torch.equal(half[key][index % 4, :length], whole[key][index, :length]), (index, key)
+    assert [data[i]["labels"] for i in range(8)] == [data[i]["labels"] for i in range(8)]  # a pure function
+    loader = torch.utils.data.DataLoader(data, batch_size=8, collate_fn=collate, num_workers=1,
+                                         persistent_workers=True)  # fmt: skip
+    assert torch.equal(next(iter(loader))["labels"], whole["labels"])
+    data.set_epoch(1)
+    second = next(iter(loader))
+    assert torch.equal(second["labels"], collate([data[i] for i in range(8)])["labels"])
+    assert not torch.equal(second["labels"], whole["labels"])  # new masks in a new epoch (dynamic masking)
+    unmasked = rows[0]["input_ids"]
+    masked, labels = data[0]["input_ids"], data[0]["labels"]
+    assert all(m == u for m, u, lab in zip(masked, unmasked, labels) if lab == -100)  # only labelled tokens change
+
+
 # --------------------------------------------------------------------------------------------- pretraining
 
 

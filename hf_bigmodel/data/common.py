@@ -3,14 +3,18 @@ dataset name" that every trainer and `train-tokenizer` use."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 __all__ = [
     "DATA_FILE_BUILDERS",
     "VALIDATION_ALIASES",
     "DataError",
+    "PerExampleRandom",
     "builder_options",
     "load_dataset_any",
     "require_split",
@@ -20,6 +24,34 @@ __all__ = [
 
 class DataError(ValueError):
     """A user's data cannot be used as given; the message says what is wrong and how to fix it."""
+
+
+class PerExampleRandom(torch.utils.data.Dataset):
+    """`dataset[index]` passed through `transform(example, rng)`, with `rng` seeded by (seed, epoch, index).
+
+    Random data work done at batching time (dynamic masking, say) with one generator per process or dataloader
+    worker draws differently when the same batch is split over two processes, or cut at another step on resume.
+    Seeding by the example instead makes every draw a function of (seed, epoch, example): one process with batch 8
+    and two with batch 4 see the same masks, and a new epoch draws new ones. The epoch lives in shared memory, so
+    dataloader workers (persistent ones too) see `set_epoch` from the main process; Trainer calls it through
+    `training.common.SetEpochCallback`.
+    """
+
+    def __init__(self, dataset, transform: Callable[[dict[str, Any], np.random.Generator], dict[str, Any]], seed: int):
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch[0] = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, int(self._epoch[0]), int(index)])
+        return self.transform(self.dataset[int(index)], rng)
 
 
 # Data file extension -> the `datasets` builder that reads it.

@@ -34,10 +34,14 @@ The recipe follows Google's `create_pretraining_data.py` (BERT):
   needs no extra column; a run is segmented as a whole, so words never cross a [SEP] or a non-Chinese token.
   * *Static* masking (`apply_static_masking`, BERT's way; ``dupe_factor`` copies with different masks) is used for
     ``mlm_nsp`` training data and for every evaluation set, so evaluation metrics are comparable between runs.
-  * *Dynamic* masking (`DataCollatorForBertPretraining` with ``mask=True``, RoBERTa's way) draws new masks every
-    time a sequence is batched; it is used for ``mlm`` training data. It is our own collator rather than
-    transformers' `DataCollatorForLanguageModeling`, whose whole-word masking is based on character offsets and
-    drops the 10% random / 10% unchanged replacement.
+  * *Dynamic* masking (RoBERTa's way) draws new masks every epoch; it is used for ``mlm`` training data.
+    `hf-bigmodel pretrain bert` wraps the data in `PerExampleRandom(dataset, masker.mask_example, seed)`, which
+    seeds each example's masks by (seed, epoch, index), so one process with batch 8 and two with batch 4 (DDP,
+    FSDP) mask the same tokens, and a resumed run masks as the uninterrupted one.
+    `DataCollatorForBertPretraining` with ``mask=True`` masks at batching time instead, from one generator per
+    process and worker (masks then depend on how batches are split). Both are our own rather than transformers'
+    `DataCollatorForLanguageModeling`, whose whole-word masking is based on character offsets and drops the 10%
+    random / 10% unchanged replacement.
 """
 
 from __future__ import annotations
@@ -372,6 +376,12 @@ class BertMasker:
             if position != run[-1] + 1:
                 raise ValueError(f"The Chinese word segmenter's words do not add up to the text {text!r}.")
         return inside
+
+    def mask_example(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """`example` with masked input_ids and their labels: the transform of `PerExampleRandom` (dynamic masking
+        drawn per example, whatever the processes and batch size)."""
+        masked, labels = self.mask(example["input_ids"], rng)
+        return {**example, "input_ids": masked, "labels": labels}
 
 
 def apply_static_masking(dataset, masker: BertMasker, seed: int = 0, num_proc: int | None = None):

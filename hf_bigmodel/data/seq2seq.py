@@ -504,7 +504,8 @@ def permute_sentences(ids: Sequence[int], sentence_end: np.ndarray, rng: np.rand
 
 
 class DenoisingCollator:
-    """Noises each example on the fly (new noise every epoch), then pads like `DataCollatorForSeq2Seq`.
+    """Noises each example on the fly (new noise every epoch), then pads like `DataCollatorForSeq2Seq`. Rows that
+    already hold labels (noised by `PerExampleRandom` with `noise_example`) are only padded.
 
     Examples hold the clean `input_ids` (ending with eos). Infilling: labels = the clean ids, input = infilled
     (optionally sentence-permuted first). t5: input and labels from `t5_span_corruption`.
@@ -537,21 +538,23 @@ class DenoisingCollator:
             for token, index in vocab.items():
                 self.sentence_end[index] = bool(_SENTENCE_END.search(tokenizer.convert_tokens_to_string([token])))
 
+    def noise_example(self, feature: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """One clean example -> its noised input_ids, attention_mask and labels, drawn from `rng`."""
+        clean = list(feature["input_ids"])
+        body = clean[:-1] if clean and clean[-1] == self.eos else clean
+        if self.noise == "t5":
+            inputs, labels = t5_span_corruption(body, self.sentinels, self.eos, rng, self.noise_density,
+                                                self.mean_noise_span_length)  # fmt: skip
+        else:
+            source = permute_sentences(body, self.sentence_end, rng) if self.permute else body
+            masked, _ = infilling_noise(source, self.mask_id, rng, self.mask_ratio, self.poisson_lambda)
+            inputs, labels = [*masked, self.eos], [*body, self.eos]
+        return {"input_ids": inputs, "attention_mask": [1] * len(inputs), "labels": labels}
+
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        noised = []
-        for feature in features:
-            clean = list(feature["input_ids"])
-            body = clean[:-1] if clean and clean[-1] == self.eos else clean
-            if self.noise == "t5":
-                inputs, labels = t5_span_corruption(body, self.sentinels, self.eos, self.rng,
-                                                    self.noise_density, self.mean_noise_span_length)  # fmt: skip
-            else:
-                source = permute_sentences(body, self.sentence_end, self.rng) if self.permute else body
-                masked, _ = infilling_noise(source, self.mask_id, self.rng, self.mask_ratio,
-                                            self.poisson_lambda)  # fmt: skip
-                inputs, labels = [*masked, self.eos], [*body, self.eos]
-            noised.append({"input_ids": inputs, "attention_mask": [1] * len(inputs), "labels": labels})
-        return self.pad(noised)
+        # Training rows come noised already, per example (`PerExampleRandom(dataset, collator.noise_example, seed)`,
+        # so that any number of processes noises as one); clean rows (evaluation) are noised here.
+        return self.pad([f if "labels" in f else self.noise_example(f, self.rng) for f in features])
 
 
 class WithoutNoneLabels:

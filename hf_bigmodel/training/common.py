@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import transformers
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import registry
@@ -38,6 +38,7 @@ logger = logging.getLogger("hf_bigmodel.training")
 
 __all__ = [
     "CommonModelArguments",
+    "SetEpochCallback",
     "TokenizerModelArguments",
     "check_arguments",
     "error_message",
@@ -335,6 +336,19 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
         logger.warning("Skipping %s: %s. Removing it and resuming from the checkpoint before.", checkpoint, problem)
         shutil.rmtree(checkpoint)
     return None
+
+
+class SetEpochCallback(TrainerCallback):
+    """Tells a dataset with `set_epoch` (`data.common.PerExampleRandom`) the epoch about to start. Trainer's own
+    `set_epoch` call reaches the dataset only for some samplers (accelerate skips it when the sampler has one of
+    its own, as under several processes), so the epoch is set here whatever the sampler. `state.epoch` is the
+    completed fraction of epochs, restored on resume: its integer part is the epoch that begins or resumes."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch or 0))
 
 
 def evaluation_only(training_args: TrainingArguments) -> bool:

@@ -10,8 +10,9 @@ Every `TrainingArguments` flag works (`HfArgumentParser`). The data recipe (docu
 * ``mlm_nsp`` (BERT): sentence pairs, statically masked (``--dupe_factor`` copies with different masks), model
   `AutoModelForPreTraining`; evaluation reports ``eval_mlm_accuracy``, ``eval_nsp_accuracy``, ``eval_mlm_loss``,
   ``eval_nsp_loss`` and ``eval_perplexity`` (exp of the MLM loss).
-* ``mlm`` (RoBERTa): packed sequences, masks drawn anew at every batch (dynamic), model `AutoModelForMaskedLM`;
-  reports ``eval_mlm_accuracy``, ``eval_mlm_loss`` and ``eval_perplexity``.
+* ``mlm`` (RoBERTa): packed sequences, masks drawn anew every epoch (dynamic), seeded per example so that any
+  number of processes masks the same tokens, model `AutoModelForMaskedLM`; reports ``eval_mlm_accuracy``,
+  ``eval_mlm_loss`` and ``eval_perplexity``.
 
 Evaluation data is always masked once with a fixed seed, so metrics are comparable across evaluations and runs.
 The loss is computed here from the logits (not by the model): the MLM part is summed over the masked tokens and
@@ -30,11 +31,13 @@ import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, Trainer, TrainingArguments, set_seed
 
 from ..data import DataError
+from ..data.common import PerExampleRandom
 from ..data.mlm import BertMasker, DataCollatorForBertPretraining, build_pretraining_dataset, load_documents
 from ..metrics import preprocess_logits_for_metrics, pretraining_metrics
 from ..tokenization import sync_config_with_tokenizer
 from . import common
 from .common import (
+    SetEpochCallback,
     TokenizerModelArguments,
     finish_run,
     load_or_train_tokenizer,
@@ -265,7 +268,12 @@ def run_pretraining(
     )  # fmt: skip
     if training_args.label_names is None:
         training_args.label_names = ["labels", "next_sentence_label"] if not dynamic else ["labels"]
-    collator = DataCollatorForBertPretraining(tokenizer, masker=masker, mask=dynamic)
+    callbacks = []
+    if dynamic:
+        # Masks drawn per example (seed, epoch, index), not per process: several processes mask as one does.
+        train_dataset = PerExampleRandom(train_dataset, masker.mask_example, training_args.seed)
+        callbacks.append(SetEpochCallback(train_dataset))
+    collator = DataCollatorForBertPretraining(tokenizer)
     trainer = BertPretrainingTrainer(
         model=model,
         args=training_args,
@@ -276,6 +284,7 @@ def run_pretraining(
         compute_metrics=pretraining_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         eval_data_collator=DataCollatorForBertPretraining(tokenizer),
+        callbacks=callbacks,
     )
 
     metrics = train_and_save(trainer, training_args, evaluate=True)

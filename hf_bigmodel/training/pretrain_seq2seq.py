@@ -67,6 +67,7 @@ from transformers import (
 
 from .._io import atomic_write_text
 from ..data import DataError
+from ..data.common import PerExampleRandom
 from ..data.seq2seq import (
     DenoisingCollator,
     ParallelFiles,
@@ -84,6 +85,7 @@ from ..metrics import decode_generations, require_package, rouge_scores, transla
 from ..tokenization import sync_config_with_tokenizer
 from . import common
 from .common import (
+    SetEpochCallback,
     TokenizerModelArguments,
     evaluation_only,
     finish_run,
@@ -272,12 +274,13 @@ class TranslationTrainer(Seq2SeqTrainer):
         from torch.utils.data import DataLoader
 
         data = self.train_dataset
-        sources = [len(ids) for ids in data["input_ids"]]
-        # Denoising makes its labels in the collator: the target is as long as the clean source.
-        targets = [len(ids) for ids in data["labels"]] if "labels" in data.column_names else sources
+        clean = data.dataset if isinstance(data, PerExampleRandom) else data  # denoising noises rows per example
+        sources = [len(ids) for ids in clean["input_ids"]]
+        # Denoising makes its labels from the clean source: the target is as long as it.
+        targets = [len(ids) for ids in clean["labels"]] if "labels" in clean.column_names else sources
         sampler = TokenBudgetBatchSampler(sources, targets, max_tokens, self.args.seed)
         loader = DataLoader(
-            self._remove_unused_columns(data, description="Training"),
+            data if data is not clean else self._remove_unused_columns(data, description="Training"),
             batch_sampler=sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,
@@ -403,11 +406,17 @@ def run_seq2seq(
         model.num_parameters() / 1e6,
     )
 
+    train_dataset, callbacks = datasets_.get("train"), []
+    if denoising and train_dataset is not None:
+        # Noise drawn per example (seed, epoch, index), not per process: several processes noise as one does.
+        train_dataset = PerExampleRandom(train_dataset, collator.noise_example, training_args.seed)
+        callbacks.append(SetEpochCallback(train_dataset))
     training_args.remove_unused_columns = True  # drops the "length" column before the model sees a batch
     trainer = TranslationTrainer(
         model=model,
         args=training_args,
-        train_dataset=datasets_.get("train"),
+        train_dataset=train_dataset,
+        callbacks=callbacks,
         eval_dataset=datasets_.get("validation"),
         data_collator=collator,
         processing_class=tokenizer,

@@ -105,6 +105,19 @@ class BigModelBertConfig(PreTrainedConfig):
 
     model_type = "bigmodel_bert"
     keys_to_ignore_at_inference = ["cache"]
+    # Tensor parallelism: the MLP split Megatron-style; the fused [q | k | v] projection sharded with its output
+    # gathered (a column split would not cut it into whole heads), o_proj splitting its replicated input.
+    base_model_tp_plan = {
+        "layers.*.attention.qkv_proj": "colwise_gather_output",
+        "layers.*.attention.o_proj": "rowwise_split_input",
+        "layers.*.mlp.up_proj": "colwise",
+        "layers.*.mlp.down_proj": "rowwise",
+    }
+    # Pipeline stages: module -> (its inputs, its outputs), as Llama declares them.
+    base_model_pp_plan = {
+        "embeddings": (["input_ids"], ["hidden_states"]),
+        "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+    }
 
     vocab_size: int = 30522
     hidden_size: int = 768

@@ -154,6 +154,17 @@ class BigModelGPTConfig(PreTrainedConfig):
 
     model_type = "bigmodel_gpt"
     keys_to_ignore_at_inference = ["cache"]
+    # Tensor parallelism (`from_pretrained(distributed_config=DistributedConfig(tp_plan="auto"))`): the MLP is split
+    # Megatron-style (up/gate by columns, down by rows). The attention's fused [q | k | v] rows cannot be cut into
+    # whole heads by a column split (a shard would hold all of q and part of k), so, as Phi-3 does with its fused
+    # projection, its weight is sharded but its output gathered, and o_proj splits its replicated input.
+    base_model_tp_plan = {
+        "layers.*.self_attn.qkv_proj": "colwise_gather_output",
+        "layers.*.self_attn.o_proj": "rowwise_split_input",
+        "layers.*.mlp.gate_proj": "colwise",  # mlp_type="swiglu" only
+        "layers.*.mlp.up_proj": "colwise",
+        "layers.*.mlp.down_proj": "rowwise",
+    }
     base_model_pp_plan = {
         "embed_tokens": (["input_ids"], ["inputs_embeds"]),
         "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),

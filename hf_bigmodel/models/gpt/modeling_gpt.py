@@ -332,6 +332,11 @@ class BigModelGPTPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": BigModelGPTBlock, "attentions": BigModelGPTAttention}
 
+    def init_parallel_plans(self) -> None:
+        super().init_parallel_plans()
+        if self.config.mlp_type != "swiglu":  # no gate_proj: its rule would be reported as matching nothing
+            self._tp_plan = {name: style for name, style in self._tp_plan.items() if not name.endswith("gate_proj")}
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, except that a damaged safetensors file gives an error that names the
@@ -398,6 +403,16 @@ class BigModelGPTModel(BigModelGPTPreTrainedModel):
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        if self.config.position_embedding_type == "learned" and (
+            isinstance(self.norm, nn.Identity) or any(isinstance(layer, nn.Identity) for layer in self.layers)
+        ):
+            # transformers' pipeline parallelism replaces the layers of other stages by identities and hands each
+            # stage the previous one's hidden states as `inputs_embeds`: learned positions would be added again.
+            raise ValueError(
+                "Pipeline parallelism (DistributedConfig(pp_size=...)) passes each stage's hidden states on as "
+                "inputs_embeds, to which this GPT's learned absolute positions would be added a second time. Use a "
+                'GPT with position_embedding_type="rope" for pipeline stages, or shard with tensor parallelism / FSDP.'
+            )
         if inputs_embeds is None:
             check_ids_in_range(input_ids, self.config.vocab_size, "input_ids", "vocab_size", TOKENIZER_MISMATCH)
             inputs_embeds = self.embed_tokens(input_ids)  # (batch, seq, hidden)

@@ -121,6 +121,34 @@ class BigModelTransformerConfig(PreTrainedConfig):
     model_type = "bigmodel_transformer"
     keys_to_ignore_at_inference = ["cache", "encoder_last_hidden_state"]
     attribute_map = {"num_hidden_layers": "decoder_layers"}
+    # Tensor parallelism: the feed-forward split Megatron-style (fc1 by columns, fc2 by rows). The fused [q | k | v]
+    # and [k | v] projections cannot be cut into whole heads by a column split, so their weights are sharded with
+    # their outputs gathered (as Phi-3 does), q_proj likewise so that its heads meet whole keys, and out_proj splits
+    # its replicated input.
+    base_model_tp_plan = {
+        "encoder.layers.*.self_attn.qkv_proj": "colwise_gather_output",
+        "encoder.layers.*.self_attn.out_proj": "rowwise_split_input",
+        "encoder.layers.*.fc1": "colwise",
+        "encoder.layers.*.fc2": "rowwise",
+        "decoder.layers.*.self_attn.qkv_proj": "colwise_gather_output",
+        "decoder.layers.*.self_attn.out_proj": "rowwise_split_input",
+        "decoder.layers.*.encoder_attn.q_proj": "colwise_gather_output",
+        "decoder.layers.*.encoder_attn.kv_proj": "colwise_gather_output",
+        "decoder.layers.*.encoder_attn.out_proj": "rowwise_split_input",
+        "decoder.layers.*.fc1": "colwise",
+        "decoder.layers.*.fc2": "rowwise",
+    }
+    # Pipeline stages: module -> (its inputs, its outputs), as Llama declares them; the decoder's layers also read
+    # the encoder's output.
+    base_model_pp_plan = {
+        "encoder.embed_tokens": (["input_ids"], ["inputs_embeds"]),
+        "encoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+        "decoder.embed_tokens": (["decoder_input_ids"], ["inputs_embeds"]),
+        "decoder.layers": (
+            ["hidden_states", "attention_mask", "encoder_hidden_states", "encoder_attention_mask"],
+            ["hidden_states"],
+        ),
+    }
 
     vocab_size: int = 37000
     hidden_size: int = 512

@@ -478,6 +478,14 @@ class BigModelTransformerPreTrainedModel(PreTrainedModel):
             return super().get_expanded_tied_weights_keys(all_submodels=True)
         return dict(self._tied_weights_keys or {})
 
+    def init_parallel_plans(self) -> None:
+        super().init_parallel_plans()
+        if hasattr(self, "layers"):
+            # An encoder or decoder stack: the config's plans name its modules from BigModelTransformerModel
+            # ("encoder.layers.*"), which applies them. Read here they would name nothing, and transformers' default
+            # sharding of a base model's `embed_tokens` would split a weight the stack shares with `model.shared`.
+            self._tp_plan, self._pp_plan = {}, {}
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, BigModelTransformerSinusoidalEmbedding):
