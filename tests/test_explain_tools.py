@@ -109,3 +109,40 @@ def test_bertviz_encoder_decoder_form(tokenizer):
         for name, (weights, queries, keys) in expected.items():
             np.testing.assert_allclose(np.array(parts[name]["attn"]), weights.numpy(), atol=1e-6)
             assert parts[name]["left_text"] == queries and parts[name]["right_text"] == keys
+
+
+def test_attention_images_reach_tensorboard_from_a_training_run(tokenizer, tmp_path):
+    pytest.importorskip("tensorboard")
+    from datasets import Dataset
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import Trainer, TrainingArguments
+
+    from hf_bigmodel.explanation.tensorboard import AttentionImagesCallback
+
+    torch.manual_seed(0)
+    model = hf_bigmodel.create_model("bert-tiny", task="sequence-classification", vocab_size=tokenizer.vocab_size,
+                                     num_labels=2, pad_token_id=0)  # fmt: skip
+    rows = [tokenizer(text) | {"labels": label} for text, label in sentences(8, seed=3)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, logging_steps=1,
+                             report_to=[], use_cpu=True, save_strategy="no")  # fmt: skip
+    callback = AttentionImagesCallback(tokenizer, "the movie was good")
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), callbacks=[callback])
+    trainer.train()
+    assert model.config._attn_implementation == "sdpa"  # the callback switched it back
+
+    events = EventAccumulator(str(tmp_path / "attention"), size_guidance={"images": 0}).Reload()
+    layers = model.config.num_hidden_layers
+    assert sorted(events.Tags()["images"]) == [f"attention/self/layer_{i}" for i in range(layers)]
+    images = events.Images("attention/self/layer_0")
+    assert sorted({image.step for image in images}) == [1, 2]  # each logging step, and the end of training
+    # The last image is the trained model's attention: decode it and compare with attention_maps (8-bit grey).
+    from io import BytesIO
+
+    from PIL import Image
+
+    last = Image.open(BytesIO(images[-1].encoded_image_string)).convert("L")
+    expected = attention_maps(model, "the movie was good", tokenizer).self_attentions[0, -1]  # the last head
+    seq = expected.shape[-1]
+    assert last.size[1] == seq  # heads side by side: height = queries
+    decoded = torch.tensor(np.array(last), dtype=torch.float32)[:, -seq:] / 255
+    torch.testing.assert_close(decoded, expected, atol=1 / 255 + 1e-6, rtol=0)
