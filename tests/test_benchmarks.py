@@ -29,3 +29,15 @@ def test_benchmark_quick_mode_runs(script):
     ratios = re.findall(r": ([0-9.]+)x +not judged", result.stdout)
     assert ratios and all(float(r) > 0 for r in ratios), result.stdout
     assert "not judged" in result.stdout
+
+
+@pytest.mark.slow
+def test_lime_benchmark_quick_mode_runs():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_explain_lime.py"), "--quick", "--unbatched"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    times = re.findall(r"^ +([0-9.]+) s +\d+ tokens", result.stdout, flags=re.MULTILINE)
+    assert len(times) == 2 and all(float(t) > 0 for t in times), result.stdout
+    assert re.search(r"median: [0-9.]+ s per sentence .*\nunbatched .*: [0-9.]+ s, [0-9.]+x", result.stdout)
