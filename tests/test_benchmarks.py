@@ -100,3 +100,15 @@ def test_nanogpt_recipe_quick_mode_runs_both_sides():
     assert [row[0] for row in rows] == ["nanoGPT", "hf-bigmodel"], result.stdout
     assert all(float(loss) < 5.0 and float(wall) > 0 and int(rss) > 50 for _, loss, wall, _, rss in rows)
     assert re.search(r"^1 +hf-bigmodel.* ([0-9.]+)x$", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.slow
+def test_lime_benchmark_quick_mode_runs():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_explain_lime.py"), "--quick", "--unbatched"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    times = re.findall(r"^ +([0-9.]+) s +\d+ tokens", result.stdout, flags=re.MULTILINE)
+    assert len(times) == 2 and all(float(t) > 0 for t in times), result.stdout
+    assert re.search(r"median: [0-9.]+ s per sentence .*\nunbatched .*: [0-9.]+ s, [0-9.]+x", result.stdout)

@@ -12,6 +12,8 @@ attribution algorithms (not written again here):
 - masked LM (BERT's head, `BertForMaskedLM`): the same, for the token filled in at the one mask of the text;
 - causal generation (GPT, `GPT2LMHeadModel`): a list, one explanation per greedily generated token, over the
   context before it;
+- translation (the Transformer's seq2seq head, `MarianMTModel`): a list, one explanation per target token (greedy,
+  or `target_text=`), over the source tokens;
 - image classification (ResNet, ours and `ResNetForImageClassification`): `grad_cam` (default; the target layer is
   found automatically: the last module whose output is a spatial feature map, i.e. the last residual block, which is
   pytorch-grad-cam's `model.layer4[-1]` convention) or `integrated_gradients` over the pixels.

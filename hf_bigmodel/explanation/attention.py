@@ -31,6 +31,24 @@ class AttentionMaps:
     decoder_attentions: torch.Tensor | None = None
     cross_attentions: torch.Tensor | None = None
 
+    def bertviz(self) -> dict:
+        """The keyword arguments of bertviz's `head_view` / `model_view`, which take one `(batch, heads, queries,
+        keys)` tensor per layer: `head_view(**maps.bertviz(), html_action="return")`. Encoder-decoders give the
+        encoder-decoder form (`encoder_attention`, `decoder_attention`, `cross_attention` and their tokens)."""
+
+        def layers(maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(maps.unsqueeze(1))  # (layers, heads, q, k) -> layers x (1, heads, q, k)
+
+        if self.cross_attentions is None:
+            return {"attention": layers(self.self_attentions), "tokens": list(self.tokens)}
+        return {
+            "encoder_attention": layers(self.self_attentions),
+            "decoder_attention": layers(self.decoder_attentions),
+            "cross_attention": layers(self.cross_attentions),
+            "encoder_tokens": list(self.tokens),
+            "decoder_tokens": list(self.target_tokens),
+        }
+
     def rollout(self, which: str = "self", residual: bool = True) -> torch.Tensor:
         """Attention rollout (Abnar & Zuidema, 2020): the heads' mean per layer, plus the identity for the residual
         connection (`residual=True`), rows renormalised, multiplied from the first layer up. Returns `(queries,

@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-bigmodel explain", description=__doc__)
     parser.add_argument("model", help="saved model folder (config, weights, tokenizer or image processor)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", help="text to explain (classification, masked LM) or prompt (causal LM)")
+    source.add_argument(
+        "--text", help="text to explain (classification, masked LM), prompt (causal LM) or source (translation)"
+    )
     source.add_argument("--image", help="image file to explain (image-classification models)")
     parser.add_argument(
         "--method",
@@ -39,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--output_dir", default=None, help="folder for the JSON, tensors, PNG and HTML (default: none)"
     )
     parser.add_argument(
-        "--max_new_tokens", type=int, default=8, help="causal LMs: tokens to generate and explain, one by one"
+        "--max_new_tokens", type=int, default=8, help="causal LMs, translation: tokens to generate and explain"
+    )
+    parser.add_argument(
+        "--target_text", default=None, help="translation: explain this target sentence instead of the greedy output"
     )
     parser.add_argument(
         "--attention", action="store_true", help="text models: also write attention.json / attention.png (per head)"
@@ -69,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             attention=args.attention,
             max_new_tokens=args.max_new_tokens,
+            target_text=args.target_text,
             trust_remote_code=args.trust_remote_code,
         )
-        # A causal LM gives one explanation per generated token, each saved in its own folder (token_00, ...).
+        # A causal LM or a translation model gives one explanation per generated token, each saved in its own folder (token_00, ...).
         explanations = result if isinstance(result, list) else [result]
         paths = {}
         if args.output_dir:
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     for explanation in explanations:
-        what = "generated" if explanation.kind == "causal-lm" else "class"
+        what = "generated" if explanation.kind in ("causal-lm", "translation") else "class"
         print(
             f"{explanation.method}: {what} {explanation.target} ({explanation.target_label}), "
             f"p={explanation.probability:.4f}"

@@ -17,11 +17,12 @@ METHODS: dict[str, tuple[str, ...]] = {
     "token-classification": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "masked-lm": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "causal-lm": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
+    "translation": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "image-classification": ("grad_cam", "integrated_gradients"),
 }
 
 OUTPUTS = ("logit", "probability")
-TEXT_KINDS = ("text-classification", "token-classification", "masked-lm", "causal-lm")
+TEXT_KINDS = ("text-classification", "token-classification", "masked-lm", "causal-lm", "translation")
 MAX_STEPS = 1024  # integrated gradients: the most steps the adaptive schedule takes
 
 # Head-class name suffix -> kind. Suffixes, not our classes, so stock transformers heads are explained the same way.
@@ -31,6 +32,8 @@ _KIND_OF_SUFFIX = {
     "ForMaskedLM": "masked-lm",
     "ForCausalLM": "causal-lm",
     "LMHeadModel": "causal-lm",  # GPT2LMHeadModel and kin
+    "ForConditionalGeneration": "translation",  # encoder-decoders: ours, BART, T5, ...
+    "MTModel": "translation",  # MarianMTModel
     "ForImageClassification": "image-classification",
 }
 
@@ -59,6 +62,7 @@ class Explanation:
     n_steps: int | None = None  # integrated gradients: the steps taken
     target_layer: str | None = None  # Grad-CAM: the module whose activations were used
     position: int | None = None  # token classification: the token whose label is explained
+    target_tokens: list[str] | None = None  # translation: the decoder's input (start token, target so far)
     attention: Any = field(default=None, repr=False)  # AttentionMaps, with explain(..., attention=True)
     image: Any = field(default=None, repr=False)  # (height, width, 3) uint8 array of the model's input, for overlays
 
@@ -83,6 +87,7 @@ class Explanation:
             "n_steps": self.n_steps,
             "target_layer": self.target_layer,
             "position": self.position,
+            "target_tokens": self.target_tokens,
         }
 
     def to_json(self) -> str:
@@ -150,6 +155,7 @@ def _load(folder: str | os.PathLike, trust_remote_code: bool) -> tuple[nn.Module
             "token-classification": "AutoModelForTokenClassification",
             "masked-lm": "AutoModelForMaskedLM",
             "causal-lm": "AutoModelForCausalLM",
+            "translation": "AutoModelForSeq2SeqLM",
         }[kind]
         model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code)
         processor = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
@@ -265,6 +271,7 @@ def explain(
     batch_size: int = 64,
     attention: bool = False,
     max_new_tokens: int = 8,
+    target_text: str | None = None,
     trust_remote_code: bool = False,
 ) -> Explanation | list[Explanation]:
     """Explain one prediction of a model of the zoo or a stock transformers model of the same kind.
@@ -279,7 +286,9 @@ def explain(
         target: the class to explain, as an index or a label name; None explains the predicted class.
         n_samples, batch_size: LIME and Kernel SHAP: perturbed inputs to fit on, and how many go through the model
             in one forward pass.
-        max_new_tokens: causal LMs: how many tokens to generate (greedily) and explain; the result is then a list
+        target_text: translation only: a target sentence to explain token by token instead of the model's greedy
+            output.
+        max_new_tokens: causal LMs and translation: how many tokens to generate (greedily) and explain; the result is then a list
             with one Explanation per generated token, attributing it to the context before it.
         attention: text models: also record the attention maps (`Explanation.attention`, see `attention_maps`).
         position: token classification only: the index of the token (in the tokenizer's output, special tokens
@@ -327,16 +336,18 @@ def explain(
     options = {"n_steps": n_steps, "tolerance": tolerance, "n_samples": n_samples, "batch_size": batch_size}
     was_training = model.training
     model.eval()  # dropout off: attributions must be those of the deterministic model
+    if target_text is not None and kind != "translation":
+        raise ExplainError("target_text= (--target_text) applies to translation models only; leave it out.")
     try:
-        if kind == "causal-lm":
+        if kind in ("causal-lm", "translation"):
             from .text import explain_generation
 
             if target is not None or attention:
                 raise ExplainError(
-                    "target= and attention= do not apply to causal generation: each generated token is the target "
+                    "target= and attention= do not apply to generation (causal LM, translation): each generated token is the target "
                     "of its explanation (use attention_maps for the attention)."
                 )
-            return explain_generation(model, processor, inputs, method, options, output, max_new_tokens)
+            return explain_generation(model, processor, inputs, method, options, output, max_new_tokens, target_text)
         if kind in TEXT_KINDS:
             from .text import explain_text_classification
 

@@ -75,8 +75,8 @@ def explain_text_classification(
 
     encoding = dict(encoded) if encoded is not None else encode(model, tokenizer, text)
     input_ids = encoding.pop("input_ids")
-    embeddings = model.get_input_embeddings()
     kind = kind_of(model)
+    embeddings = source_embeddings(model) if kind == "translation" else model.get_input_embeddings()
     length = input_ids.shape[1]
     if kind == "token-classification":
         if position is None or not -length <= position < length:
@@ -91,6 +91,8 @@ def explain_text_classification(
         raise ExplainError("position= applies to token-classification models only; leave it out.")
     elif kind == "causal-lm":
         position = length - 1  # the last position predicts the next token
+    elif kind == "translation":
+        position = encoding["decoder_input_ids"].shape[1] - 1  # the decoder's last position predicts the next token
     elif kind == "masked-lm":
         # The explained position is the masked one: which tokens made the model fill it as it did.
         masks = (input_ids[0] == tokenizer.mask_token_id).nonzero().flatten().tolist()
@@ -112,7 +114,9 @@ def explain_text_classification(
     with torch.no_grad():
         inputs_embeds = embeddings(input_ids)
         probs = select(model(inputs_embeds=inputs_embeds, **encoding).logits)[0].float().softmax(-1)
-    if kind in ("masked-lm", "causal-lm"):
+        if kind == "translation":
+            _check_same_forward(model, input_ids, encoding, probs, select)
+    if kind in ("masked-lm", "causal-lm", "translation"):
         index = _vocabulary_target(target, tokenizer, probs)
         target_label = tokenizer.convert_ids_to_tokens(index)
     else:
@@ -153,8 +157,40 @@ def explain_text_classification(
         tokens=tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
         convergence_delta=delta,
         n_steps=n_steps,
-        position=position,
+        # Translation: the position is the decoder's, not one of the source tokens listed in `tokens`.
+        position=None if kind == "translation" else position,
+        target_tokens=(
+            tokenizer.convert_ids_to_tokens(encoding["decoder_input_ids"][0].tolist())
+            if kind == "translation"
+            else None
+        ),
     )
+
+
+def source_embeddings(model: nn.Module):
+    """Encoder-decoders: the encoder's token embeddings as the encoder itself computes them. Marian's encoder, and
+    ours, multiply `embed_tokens(ids)` by `embed_scale` only when given ids; `inputs_embeds` are taken as they come,
+    so the attributed forward must be given the scaled embeddings to equal the real one."""
+    encoder = model.get_encoder()
+    table = encoder.get_input_embeddings() if hasattr(encoder, "get_input_embeddings") else encoder.embed_tokens
+    scale = float(getattr(encoder, "embed_scale", None) or 1.0)
+
+    def embed(ids: torch.Tensor) -> torch.Tensor:
+        return table(ids) * scale  # (batch, src_len, hidden)
+
+    return embed
+
+
+def _check_same_forward(model, input_ids, encoding: dict, probs: torch.Tensor, select) -> None:
+    """The attributed forward (through `inputs_embeds`) must be the model's own; an encoder that scales its
+    embeddings some other way would make the attributions those of another function."""
+    reference = select(model(input_ids=input_ids, **encoding).logits)[0].float().softmax(-1)
+    if not torch.allclose(reference, probs, atol=1e-4, rtol=1e-3):
+        raise ExplainError(
+            f"{type(model).__name__}: the forward through inputs_embeds differs from the forward through input_ids "
+            "(the encoder scales its token embeddings in a way explain does not know), so its attributions would "
+            "not be those of the model; explain supports encoders with `embed_scale` (Marian, BART, ours)."
+        )
 
 
 def _perturbation(
@@ -185,11 +221,22 @@ def _perturbation(
 
 
 def explain_generation(
-    model: nn.Module, tokenizer, text: str, method: str, options: dict, output: str, max_new_tokens: int
+    model: nn.Module,
+    tokenizer,
+    text: str,
+    method: str,
+    options: dict,
+    output: str,
+    max_new_tokens: int,
+    target_text: str | None = None,
 ) -> list[Explanation]:
-    """Greedy generation from `text`, then one explanation per generated token: which tokens of the context (the
-    prompt and the tokens generated before it) drove the model to generate it."""
+    """Greedy generation from `text`, then one explanation per generated token. A causal LM: which tokens of the
+    context (the prompt and the tokens generated before it) drove the model to generate it. An encoder-decoder
+    (translation): which source tokens did, the target prefix before it held fixed; `target_text` explains that
+    target instead of the greedy output."""
     encoding = encode(model, tokenizer, text)
+    if kind_of(model) == "translation":
+        return _explain_translation(model, tokenizer, encoding, method, options, output, max_new_tokens, target_text)
     start = encoding["input_ids"].shape[1]
     limit = max_input_length(model.config, tokenizer)
     budget = max_new_tokens if limit is None else min(max_new_tokens, limit - start)
@@ -206,5 +253,38 @@ def explain_generation(
         target = int(generated[0, step])
         explanations.append(
             explain_text_classification(model, tokenizer, None, method, target, options, output, encoded=context)
+        )
+    return explanations
+
+
+def _explain_translation(
+    model: nn.Module, tokenizer, encoding: dict, method: str, options: dict, output: str, max_new_tokens: int,
+    target_text: str | None,
+) -> list[Explanation]:  # fmt: skip
+    start_id = model.config.decoder_start_token_id
+    if start_id is None:
+        raise ExplainError(f"{type(model).__name__}'s config has no decoder_start_token_id; set it to translate.")
+    if target_text is not None:
+        target_ids = tokenizer(text_target=target_text, return_tensors="pt", verbose=False)["input_ids"]
+        target = torch.cat([torch.tensor([[start_id]]), target_ids], dim=1).to(encoding["input_ids"].device)
+        limit = max_input_length(model.config, tokenizer)
+        if limit is not None and target.shape[1] - 1 > limit:
+            raise ExplainError(
+                f"The target is {target.shape[1] - 1} tokens long but this model takes at most {limit}; shorten it."
+            )
+    else:
+        limit = max_input_length(model.config, tokenizer)
+        budget = max_new_tokens if limit is None else min(max_new_tokens, limit)
+        if budget < 1:
+            raise ExplainError(f"max_new_tokens must be positive; got {max_new_tokens}.")
+        with torch.no_grad():
+            # generate() starts with decoder_start_token_id: target[:, 0] is it, every later column a token.
+            target = model.generate(**encoding, max_new_tokens=budget, do_sample=False, num_beams=1)
+    explanations = []
+    for step in range(1, target.shape[1]):
+        context = {**encoding, "decoder_input_ids": target[:, :step]}
+        token = int(target[0, step])
+        explanations.append(
+            explain_text_classification(model, tokenizer, None, method, token, options, output, encoded=context)
         )
     return explanations
