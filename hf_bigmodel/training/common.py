@@ -96,9 +96,10 @@ class TokenizerModelArguments(CommonModelArguments):
 # Command line
 
 
-def parse_args(argv: Sequence[str], dataclass_types: Sequence[type]) -> tuple:
-    """The argument dataclasses from the command line, or from one .json/.yaml file given as the only argument."""
-    parser = HfArgumentParser(tuple(dataclass_types))
+def parse_args(argv: Sequence[str], dataclass_types: Sequence[type], prog: str | None = None) -> tuple:
+    """The argument dataclasses from the command line, or from one .json/.yaml file given as the only argument.
+    `prog`: the command's name in usage lines (argparse's default is the script's file name)."""
+    parser = HfArgumentParser(tuple(dataclass_types), prog=prog)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         path = Path(argv[0])
         if not path.is_file():
@@ -201,10 +202,10 @@ def run_cli(
     @command(prog)
     def main(argv: list[str]) -> int:
         if argv and argv[0] in ("-h", "--help"):
-            HfArgumentParser(tuple(dataclass_types)).print_help()
+            HfArgumentParser(tuple(dataclass_types), prog=prog).print_help()
             return 0
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-        arguments = parse_args(_implied_flags(argv), dataclass_types)
+        arguments = parse_args(_implied_flags(argv), dataclass_types, prog=prog)
         check_arguments(arguments)
         transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
         args = arguments[-1]
