@@ -16,7 +16,9 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ logger = logging.getLogger("hf_bigmodel.training")
 
 __all__ = [
     "CommonModelArguments",
+    "PhaseTimer",
     "TokenizerModelArguments",
     "check_arguments",
     "error_message",
@@ -224,6 +227,31 @@ def run_cli(
     return main(argv)
 
 
+class PhaseTimer:
+    """Wall time of the phases of a run (tokenizer, tokenizing, training, ...): each phase is logged when it starts
+    and ends, so a long run says what it is doing, and `summary()` gives the table at the end."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        logger.info("%s ...", name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            logger.info("%s: %.1f s", name, elapsed)
+
+    def summary(self) -> str:
+        """One line per phase, and the total."""
+        width = max(map(len, self.seconds), default=0)
+        lines = [f"  {name.ljust(width)}  {seconds:6.1f} s" for name, seconds in self.seconds.items()]
+        return "\n".join([*lines, f"  {'total'.ljust(width)}  {sum(self.seconds.values()):6.1f} s"])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Tokenizer and model
 
@@ -401,12 +429,20 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     return checkpoint
 
 
-def train_and_save(trainer: Trainer, training_args: TrainingArguments, evaluate: bool, use_cache: bool = False):
+def train_and_save(
+    trainer: Trainer,
+    training_args: TrainingArguments,
+    evaluate: bool,
+    use_cache: bool = False,
+    timer: PhaseTimer | None = None,
+):
     """Train (resuming as `resolve_checkpoint` says), save the model and the trainer state, then evaluate when
     `evaluate`; returns the train (and eval) metrics. `use_cache` turns the KV cache back on before saving (Trainer
-    turns it off for training; generation wants it on)."""
+    turns it off for training; generation wants it on). `timer` times the three phases."""
+    timer = timer if timer is not None else PhaseTimer()
     checkpoint = resolve_checkpoint(training_args)
-    metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    with timer("training"):  # evaluations during training (--eval_strategy) and checkpoints included
+        metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
     broken = [name for name, p in trainer.model.named_parameters() if not bool(p.detach().isfinite().all())]
     if broken:  # never save (nor card, nor push) a model that diverged: it would load and answer garbage
         raise DataError(
@@ -416,10 +452,12 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments, evaluate:
         )
     if use_cache:
         trainer.model.config.use_cache = True
-    trainer.save_model()
-    trainer.save_state()
+    with timer("saving"):
+        trainer.save_model()
+        trainer.save_state()
     if evaluate:
-        metrics.update(trainer.evaluate())
+        with timer("evaluation"):
+            metrics.update(trainer.evaluate())
     return metrics
 
 
