@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, then pretrain a small GPT on the built-in corpus and sample from it
-#   make test   set up, then run the test suite
+#   make test   set up, then run the test suite (tests marked slow left out; make test-all runs them too, as CI does)
 # torch is installed first and pinned: the CPU wheel of 2.13.0 is what this project is tested with, and an
 # unpinned torch pulls several GB of CUDA packages.
 
@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast test-all lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,16 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/hf-bigmodel demo
 
+# The suite a developer runs: every test except the end-to-end ones marked slow (multi-process training, Hub pushes
+# through Trainer, benchmark smoke runs, torch.compile); smaller tests check the same behaviour in one process.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-fast: test
+
+# Everything, slow tests included: what CI runs (.ci/run).
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

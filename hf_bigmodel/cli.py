@@ -2,7 +2,8 @@
 `hf-bigmodel COMMAND --help` lists the options of one.
 
 Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
-stays cheap and `hf-bigmodel --help` answers at once. Every command's `main` goes through `hf_bigmodel._cli.command`,
+stays cheap and `hf-bigmodel --help` answers at once. `COMMAND --help` of a command whose parser needs torch or
+transformers is answered from the stored help texts of `hf_bigmodel._help`, without importing the command. Every command's `main` goes through `hf_bigmodel._cli.command`,
 the one place that turns errors into messages and exit codes (2 for bad input; `--debug` shows the traceback).
 """
 
@@ -10,6 +11,7 @@ import importlib
 import sys
 
 from ._cli import command
+from ._help import cached_help
 
 COMMANDS = {
     "demo": ("hf_bigmodel.demo", "train a tokenizer and a small GPT on a built-in corpus, report perplexity, sample"),
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         print(f"hf-bigmodel: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    text = cached_help(argv)
+    if text is not None:
+        print(text, end="")
+        return 0
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return module.main(argv[1:]) or 0
 

@@ -391,6 +391,8 @@ def test_bench_multi30k_quick_runs(tmp_path):
     assert len((tmp_path / "run" / PREDICTIONS_FILE).read_text().splitlines()) == 200
 
 
+@pytest.mark.slow  # end to end, as the GPT, BERT and ResNet push tests: the card's BLEU is checked in process above,
+# Trainer's push in test_hub.py, loading the Transformer's remote code without hf_bigmodel in test_models_common.py
 def test_push_to_hub_publishes_model_tokenizer_code_and_card(data, tmp_path):
     """--push_to_hub against the local Hub-compatible server: the repo gets the weights, tokenizer, generation
     config, modeling code and the model card with BLEU; a clean process loads and translates from it."""

@@ -26,9 +26,28 @@ The result of `explain` is an `Explanation`: the raw numbers as a tensor and as 
 HTML page (`Explanation.save(folder)`). captum is an optional dependency (`pip install hf_bigmodel[explain]`).
 """
 
-from .attention import AttentionMaps, attention_maps, eager_attention
-from .core import METHODS, ExplainError, Explanation, explain, find_target_layer, kind_of
-from .tools import predict_proba
+import importlib
+
+# name -> submodule: imported on first use (PEP 562), so that `hf-bigmodel explain --help` (explanation/cli.py)
+# answers without importing torch
+_LAZY_NAMES = {
+    **dict.fromkeys(("AttentionMaps", "attention_maps", "eager_attention"), ".attention"),
+    **dict.fromkeys(("METHODS", "ExplainError", "Explanation", "explain", "find_target_layer", "kind_of"), ".core"),
+    "predict_proba": ".tools",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_NAMES})
+
 
 __all__ = [
     "AttentionMaps",

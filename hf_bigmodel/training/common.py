@@ -16,7 +16,9 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ logger = logging.getLogger("hf_bigmodel.training")
 
 __all__ = [
     "CommonModelArguments",
+    "PhaseTimer",
     "SetEpochCallback",
     "TokenizerModelArguments",
     "check_arguments",
@@ -97,9 +100,10 @@ class TokenizerModelArguments(CommonModelArguments):
 # Command line
 
 
-def parse_args(argv: Sequence[str], dataclass_types: Sequence[type]) -> tuple:
-    """The argument dataclasses from the command line, or from one .json/.yaml file given as the only argument."""
-    parser = HfArgumentParser(tuple(dataclass_types))
+def parse_args(argv: Sequence[str], dataclass_types: Sequence[type], prog: str | None = None) -> tuple:
+    """The argument dataclasses from the command line, or from one .json/.yaml file given as the only argument.
+    `prog`: the command's name in usage lines (argparse's default is the script's file name)."""
+    parser = HfArgumentParser(tuple(dataclass_types), prog=prog)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         path = Path(argv[0])
         if not path.is_file():
@@ -202,10 +206,10 @@ def run_cli(
     @command(prog)
     def main(argv: list[str]) -> int:
         if argv and argv[0] in ("-h", "--help"):
-            HfArgumentParser(tuple(dataclass_types)).print_help()
+            HfArgumentParser(tuple(dataclass_types), prog=prog).print_help()
             return 0
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-        arguments = parse_args(_implied_flags(argv), dataclass_types)
+        arguments = parse_args(_implied_flags(argv), dataclass_types, prog=prog)
         check_arguments(arguments)
         transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
         args = arguments[-1]
@@ -222,6 +226,31 @@ def run_cli(
         return 0
 
     return main(argv)
+
+
+class PhaseTimer:
+    """Wall time of the phases of a run (tokenizer, tokenizing, training, ...): each phase is logged when it starts
+    and ends, so a long run says what it is doing, and `summary()` gives the table at the end."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        logger.info("%s ...", name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            logger.info("%s: %.1f s", name, elapsed)
+
+    def summary(self) -> str:
+        """One line per phase, and the total."""
+        width = max(map(len, self.seconds), default=0)
+        lines = [f"  {name.ljust(width)}  {seconds:6.1f} s" for name, seconds in self.seconds.items()]
+        return "\n".join([*lines, f"  {'total'.ljust(width)}  {sum(self.seconds.values()):6.1f} s"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -414,12 +443,20 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     return checkpoint
 
 
-def train_and_save(trainer: Trainer, training_args: TrainingArguments, evaluate: bool, use_cache: bool = False):
+def train_and_save(
+    trainer: Trainer,
+    training_args: TrainingArguments,
+    evaluate: bool,
+    use_cache: bool = False,
+    timer: PhaseTimer | None = None,
+):
     """Train (resuming as `resolve_checkpoint` says), save the model and the trainer state, then evaluate when
     `evaluate`; returns the train (and eval) metrics. `use_cache` turns the KV cache back on before saving (Trainer
-    turns it off for training; generation wants it on)."""
+    turns it off for training; generation wants it on). `timer` times the three phases."""
+    timer = timer if timer is not None else PhaseTimer()
     checkpoint = resolve_checkpoint(training_args)
-    metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    with timer("training"):  # evaluations during training (--eval_strategy) and checkpoints included
+        metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
     broken = [name for name, p in trainer.model.named_parameters() if not bool(p.detach().isfinite().all())]
     if broken:  # never save (nor card, nor push) a model that diverged: it would load and answer garbage
         raise DataError(
@@ -429,8 +466,9 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments, evaluate:
         )
     if use_cache:
         trainer.model.config.use_cache = True
-    trainer.save_model()
-    trainer.save_state()
+    with timer("saving"):
+        trainer.save_model()
+        trainer.save_state()
     if evaluate:
         # Evaluation wants no cache: at an evaluation batch every layer's keys and values would be kept for nothing
         # (the nanoGPT recipe's GPT at evaluation batch 256: 100 MiB more peak memory).
@@ -438,7 +476,8 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments, evaluate:
         cached = getattr(config, "use_cache", None)
         if cached:
             config.use_cache = False
-        metrics.update(trainer.evaluate())
+        with timer("evaluation"):
+            metrics.update(trainer.evaluate())
         if cached:
             config.use_cache = cached
     return metrics

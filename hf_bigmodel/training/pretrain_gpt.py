@@ -24,6 +24,7 @@ from ..data import DataError, load_raw_text, pack_token_stream, tokenize_to_stre
 from ..tokenization import sync_config_with_tokenizer
 from . import common
 from .common import (
+    PhaseTimer,
     TokenizerModelArguments,
     finish_run,
     load_or_train_tokenizer,
@@ -107,11 +108,17 @@ class PerplexityTrainer(Trainer):
 
 
 def run_pretraining(
-    arch: str, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+    arch: str,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    timer: PhaseTimer | None = None,
 ) -> dict:
-    """Pretrain and save; returns the final evaluation metrics (eval_loss, eval_perplexity)."""
+    """Pretrain and save; returns the final evaluation metrics (eval_loss, eval_perplexity). `timer` records the
+    wall time of each phase (a fresh one when not given; either way each phase is logged as it ends)."""
     if arch not in PRETRAINING_HEADS:
         raise DataError(f"`pretrain {arch}` is not available; choose from {', '.join(PRETRAINING_HEADS)}.")
+    timer = timer if timer is not None else PhaseTimer()
     set_seed(training_args.seed)
 
     raw = load_raw_text(
@@ -121,7 +128,8 @@ def run_pretraining(
         data_args.dataset_config_name,
         data_args.text_column,
     )
-    tokenizer = build_tokenizer(model_args, raw["train"], training_args)
+    with timer("tokenizer"):
+        tokenizer = build_tokenizer(model_args, raw["train"], training_args)
     model = build_model(arch, model_args, tokenizer)
     config = model.config
     block_size = data_args.block_size or config.max_position_embeddings
@@ -132,7 +140,7 @@ def run_pretraining(
             f"--config_overrides max_position_embeddings={block_size}."
         )
 
-    with training_args.main_process_first(desc="tokenizing"):
+    with timer("tokenizing"), training_args.main_process_first(desc="tokenizing"):
         # Text-file lines are pieces of one running text; dataset rows are separate documents.
         documents = data_args.dataset_name is not None
         num_proc = data_args.preprocessing_num_workers
@@ -163,12 +171,14 @@ def run_pretraining(
         processing_class=tokenizer,
     )
 
-    metrics = train_and_save(trainer, training_args, evaluate=eval_dataset is not None, use_cache=True)
-    finish_run(trainer, training_args, metrics, (model_args, data_args), "tokenizer",
-               extra={"train_tokens": int(len(train_tokens))})  # fmt: skip
+    metrics = train_and_save(trainer, training_args, evaluate=eval_dataset is not None, use_cache=True, timer=timer)
+    with timer("model card"):
+        finish_run(trainer, training_args, metrics, (model_args, data_args), "tokenizer",
+                   extra={"train_tokens": int(len(train_tokens))})  # fmt: skip
 
     if trainer.is_world_process_zero() and data_args.sample_max_new_tokens > 0:
-        print_sample(model, tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens)
+        with timer("sample"):
+            print_sample(model, tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens)
     return metrics
 
 
