@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import pipelines  # noqa: F401  (registers the translation and question-answering pipelines)
 from .explanation import Explanation, explain  # captum is imported only when explain() runs
-from .models import ARCHITECTURES, TASKS, Architecture
+from .models import ARCHITECTURES, RECOMMENDERS, TASKS, Architecture
 from .registry import create_config, create_model, list_presets
 
 try:
@@ -20,7 +20,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 _CLASSES = {
     cls.__name__: cls
-    for arch in ARCHITECTURES.values()
+    for arch in (*ARCHITECTURES.values(), *RECOMMENDERS.values())
     for cls in (arch.config_class, *arch.heads.values(), arch.image_processor)
     if cls is not None
 }
@@ -28,6 +28,7 @@ globals().update(_CLASSES)
 
 __all__ = [
     "ARCHITECTURES",
+    "RECOMMENDERS",
     "TASKS",
     "Architecture",
     *_CLASSES,
