@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .data.common import DataError
 from .data.seqrec import LeaveOneOut
 from .metrics import ranking_metrics
 
@@ -89,9 +90,9 @@ def sample_candidates(
     for row, seen in enumerate(split.seen()):
         touched = set(seen)
         if num_items - len(touched) < num_negatives:
-            raise ValueError(
+            raise DataError(
                 f"User {row} touched {len(touched)} of {num_items} items, leaving fewer than {num_negatives} "
-                f"negatives: use the full protocol, or fewer negatives."
+                f"negatives: use the full protocol, or fewer negatives (num_negatives=, --num_negatives)."
             )
         chosen: list[int] = []
         picked = set()
