@@ -103,7 +103,7 @@ def test_leave_one_out_and_skipped_users(caplog):
 
 
 def test_causal_examples_left_padded():
-    dataset = CausalItemDataset([[3, 4, 5], [7]], max_length=4)
+    dataset = CausalItemDataset([[3, 4, 5], [7]], max_length=5)
     assert len(dataset) == 1  # a one-item sequence has no next item to learn
     row = dataset[0]
     assert row["input_ids"].tolist() == [0, 0, 3, 4, 5]
@@ -114,14 +114,14 @@ def test_causal_examples_left_padded():
 def test_masked_collator_masks_real_items_only():
     collator = MaskedItemCollator(mask_token_id=9, max_length=6, mask_probability=0.5, last_item_probability=0.0,
                                   seed=0)  # fmt: skip
-    batch = collator([{"items": [1, 2, 3]}, {"items": [4, 5, 6, 7, 8]}] * 20)
+    batch = collator([{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5, 6, 7, 8]}] * 20)
     masked = batch["input_ids"] == 9
     assert torch.equal(masked, batch["labels"] != -100)
     assert (batch["attention_mask"][masked] == 1).all()  # padding is never masked
     assert masked.any(dim=1).all()  # every sequence has something to predict
     original = torch.where(masked, batch["labels"], batch["input_ids"])
     assert original[0].tolist() == [0, 0, 0, 1, 2, 3]
-    last_only = MaskedItemCollator(9, 6, last_item_probability=1.0)([{"items": [1, 2, 3]}])
+    last_only = MaskedItemCollator(9, 6, last_item_probability=1.0)([{"input_ids": [1, 2, 3]}])
     assert last_only["input_ids"].tolist() == [[0, 0, 0, 1, 2, 9]] and last_only["labels"][0, -1] == 3
 
 

@@ -287,9 +287,9 @@ def left_pad(sequences: Sequence[Sequence[int]], length: int, pad: int = PAD_ID)
 
 
 class CausalItemDataset(torch.utils.data.Dataset):
-    """SASRec examples: each user's training sequence (its last `max_length + 1` items, so `max_length` next-item
-    targets), left-padded. `labels` equal `input_ids` with -100 on padding; the model shifts them, as a causal LM
-    does."""
+    """SASRec examples: each user's training sequence (its last `max_length` items, the model's
+    max_position_embeddings, so `max_length - 1` next-item targets), left-padded. `labels` equal `input_ids` with
+    -100 on padding; the model shifts them, as a causal LM does."""
 
     def __init__(self, sequences: Sequence[Sequence[int]], max_length: int):
         self.sequences = [s for s in sequences if len(s) >= 2]
@@ -299,13 +299,14 @@ class CausalItemDataset(torch.utils.data.Dataset):
         return len(self.sequences)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        ids = left_pad([self.sequences[index]], self.max_length + 1)[0]
+        ids = left_pad([self.sequences[index]], self.max_length)[0]
         labels = ids.masked_fill(ids == PAD_ID, IGNORE_INDEX)
         return {"input_ids": ids, "attention_mask": (ids != PAD_ID).long(), "labels": labels}
 
 
 class MaskedItemDataset(torch.utils.data.Dataset):
-    """BERT4Rec examples: each user's last `max_length` training items, unmasked (`MaskedItemCollator` masks)."""
+    """BERT4Rec examples: each user's last `max_length` training items as `input_ids`, unmasked and unpadded
+    (`MaskedItemCollator` masks and pads)."""
 
     def __init__(self, sequences: Sequence[Sequence[int]], max_length: int):
         self.sequences = [list(s[-max_length:]) for s in sequences if len(s) >= 1]
@@ -315,7 +316,8 @@ class MaskedItemDataset(torch.utils.data.Dataset):
         return len(self.sequences)
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return {"items": self.sequences[index]}
+        # Named like the model input it becomes, so that Trainer's unused-column filter keeps it.
+        return {"input_ids": self.sequences[index]}
 
 
 class MaskedItemCollator:
@@ -332,7 +334,7 @@ class MaskedItemCollator:
         self.rng = random.Random(seed)
 
     def __call__(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        ids = left_pad([e["items"] for e in examples], self.max_length)
+        ids = left_pad([e["input_ids"] for e in examples], self.max_length)
         real = ids != PAD_ID
         if self.rng.random() < self.last_item_probability:
             masked = torch.zeros_like(real)
