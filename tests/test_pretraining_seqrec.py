@@ -8,6 +8,7 @@ import pytest
 from transformers import pipeline
 
 from hf_bigmodel.data.seqrec import file_sha256
+from hf_bigmodel.publish.push import plan_push
 from hf_bigmodel.training import pretrain
 from hf_bigmodel.training.pretrain_seqrec import main_sasrec
 
@@ -55,6 +56,9 @@ def test_pretrain_recommender_end_to_end(arch, toy_file, tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["item_ids"] == list(range(1, 61))
     assert "next-item-recommendation" in config["custom_pipelines"]
+    pushed = plan_push(out, repo_id=f"me/{arch}").paths()  # what --push_to_hub and `hf-bigmodel push` upload
+    code = {"sasrec": "modeling_gpt.py", "bert4rec": "modeling_bert.py"}[arch]
+    assert {"README.md", "config.json", "model.safetensors", code, "sequential_recommendation.py"} <= set(pushed)
     answer = pipeline("sequential-recommendation", model=str(out))([5, 6, 7], k=3)
     assert len(answer) == 3 and all(a["item"] not in (5, 6, 7) for a in answer)
     # The same command again: the run is finished, nothing is trained.
