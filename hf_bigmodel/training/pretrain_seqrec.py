@@ -18,7 +18,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator, set_seed
+from transformers import AutoConfig, EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator, set_seed
 
 from .._io import atomic_write_text
 from ..data import DataError
@@ -137,12 +137,11 @@ def build_model(arch: str, model_args: ModelArguments, item_map: ItemMap):
     return auto_class(config)
 
 
-def default_flags(arch: str, argv: list[str]) -> list[str]:
+def default_flags(argv: list[str]) -> list[str]:
     """Per-epoch validation, best epoch kept and early stopping, unless the command line decides them."""
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         return argv
     given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
-    metric = "eval_{}_NDCG@10"
     protocol = "sampled-uniform"
     if "--validation_protocol" in argv:
         protocol = argv[argv.index("--validation_protocol") + 1]
@@ -150,7 +149,7 @@ def default_flags(arch: str, argv: list[str]) -> list[str]:
         "--eval_strategy": "epoch",
         "--save_strategy": "epoch",
         "--load_best_model_at_end": "true",
-        "--metric_for_best_model": metric.format(protocol),
+        "--metric_for_best_model": f"eval_{protocol}_NDCG@10",
         "--greater_is_better": "true",
         "--save_total_limit": "2",
         "--report_to": "tensorboard",
@@ -181,8 +180,6 @@ def run_pretraining(arch: str, model_args: ModelArguments, data_args: DataArgume
     interactions = read_interactions(data_args.train_file, user_column=data_args.user_column,
                                      item_column=data_args.item_column, time_column=data_args.time_column)  # fmt: skip
     if model_args.model_name_or_path is not None:
-        from transformers import AutoConfig
-
         item_map = ItemMap.from_config(AutoConfig.from_pretrained(model_args.model_name_or_path))
         try:
             split = leave_one_out(interactions, item_map)
@@ -249,13 +246,13 @@ def run_pretraining(arch: str, model_args: ModelArguments, data_args: DataArgume
 
 def main_sasrec(argv: list[str] | None = None) -> int:
     """`hf-bigmodel pretrain sasrec ...`: 0 on success, 2 with a message on bad input."""
-    argv = default_flags("sasrec", list(sys.argv[1:] if argv is None else argv))
+    argv = default_flags(list(sys.argv[1:] if argv is None else argv))
     return run_cli("hf-bigmodel pretrain sasrec", ARGUMENTS, lambda *a: run_pretraining("sasrec", *a), argv)
 
 
 def main_bert4rec(argv: list[str] | None = None) -> int:
     """`hf-bigmodel pretrain bert4rec ...`: 0 on success, 2 with a message on bad input."""
-    argv = default_flags("bert4rec", list(sys.argv[1:] if argv is None else argv))
+    argv = default_flags(list(sys.argv[1:] if argv is None else argv))
     return run_cli("hf-bigmodel pretrain bert4rec", ARGUMENTS, lambda *a: run_pretraining("bert4rec", *a), argv)
 
 
