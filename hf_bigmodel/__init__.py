@@ -19,6 +19,7 @@ register_when_transformers_is_imported()
 # public name -> the submodule that defines it, imported when the name is first used
 _LAZY_NAMES = {
     "ARCHITECTURES": ".models",
+    "RECOMMENDERS": ".models",
     "TASKS": ".models",
     "Architecture": ".models",
     "create_config": ".registry",
@@ -30,12 +31,12 @@ _LAZY_NAMES = {
 
 
 def _classes() -> dict[str, type]:
-    """Every config, model and image-processor class of `ARCHITECTURES`, by name."""
-    from .models import ARCHITECTURES
+    """Every config, model and image-processor class of `ARCHITECTURES` and `RECOMMENDERS`, by name."""
+    from .models import ARCHITECTURES, RECOMMENDERS
 
     return {
         cls.__name__: cls
-        for arch in ARCHITECTURES.values()
+        for arch in (*ARCHITECTURES.values(), *RECOMMENDERS.values())
         for cls in (arch.config_class, *arch.heads.values(), arch.image_processor)
         if cls is not None
     }

@@ -49,6 +49,7 @@ __all__ = [
     "entity_spans",
     "language_model_metrics",
     "per_class_f1",
+    "ranking_metrics",
     "render_confusion_matrix",
     "require_package",
     "rouge_scores",
@@ -410,3 +411,23 @@ def rouge_scores(predictions: list[str], references: list[str], use_stemmer: boo
         for kind in kinds:
             totals[kind] += scores[kind].fmeasure
     return {kind: 100.0 * total / len(predictions) for kind, total in totals.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ranking (sequential recommendation)
+
+
+def ranking_metrics(ranks: np.ndarray, ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float]:
+    """HR@k, NDCG@k and MRR@k of one held-out item per user, from its 0-based rank (0: ranked first).
+
+    With one relevant item, NDCG@k = 1 / log2(rank + 2) and MRR@k = 1 / (rank + 1) when rank < k, else 0."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.size == 0:
+        raise ValueError("No ranks to average: no user was evaluated.")
+    metrics = {}
+    for k in ks:
+        hit = ranks < k
+        metrics[f"HR@{k}"] = float(hit.mean())
+        metrics[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+        metrics[f"MRR@{k}"] = float(np.where(hit, 1.0 / (ranks + 1.0), 0.0).mean())
+    return metrics

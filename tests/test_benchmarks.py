@@ -112,3 +112,21 @@ def test_lime_benchmark_quick_mode_runs():
     times = re.findall(r"^ +([0-9.]+) s +\d+ tokens", result.stdout, flags=re.MULTILINE)
     assert len(times) == 2 and all(float(t) > 0 for t in times), result.stdout
     assert re.search(r"median: [0-9.]+ s per sentence .*\nunbatched .*: [0-9.]+ s, [0-9.]+x", result.stdout)
+
+
+@pytest.mark.slow
+def test_seqrec_benchmark_quick_mode_runs(tmp_path):
+    """bench_seqrec.py end to end on a toy file: training, the three protocols, the wall time and sequences/s."""
+    lines = [f"{user} {(user * 7 + step) % 300 + 1}" for user in range(1, 151) for step in range(6)]
+    data = tmp_path / "toy.txt"
+    data.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_seqrec.py"), "--data", str(data), "--quick", "--no-bf16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for protocol in ("sampled-uniform", "sampled-popularity", "full"):
+        assert f"{protocol}: " in result.stdout
+    assert re.search(r"time to best validation epoch \d+ s, wall time \d+ s, \d+ training sequences/s", result.stdout)

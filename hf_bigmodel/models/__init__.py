@@ -14,8 +14,8 @@ from typing import NamedTuple
 import transformers
 from transformers import PreTrainedConfig, PreTrainedModel
 
-from .bert import configuration_bert, modeling_bert
-from .gpt import configuration_gpt, modeling_gpt
+from .bert import configuration_bert, configuration_bert4rec, modeling_bert, modeling_bert4rec
+from .gpt import configuration_gpt, configuration_sasrec, modeling_gpt, modeling_sasrec
 from .resnet import configuration_resnet, image_processing_resnet, modeling_resnet
 from .transformer import configuration_transformer, modeling_transformer
 
@@ -132,6 +132,22 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+# Sequential recommenders: heads over item ids on the GPT and BERT bodies, with their own config classes (a config
+# that holds the catalogue and its raw-id map) in the backbone's folder, so that remote code finds the body through
+# a single-dot import. They are registered like the architectures (for `AutoModelForCausalLM` and
+# `AutoModelForMaskedLM`: next-item prediction is causal LM over items, BERT4Rec's cloze task is masked LM), but
+# are kept out of ARCHITECTURES, whose generic tests, converters and commands feed text and images; their own tests
+# are tests/test_seqrec_*.py. See docs/recommendation.md.
+RECOMMENDERS: dict[str, Architecture] = {
+    "sasrec": register(
+        configuration_sasrec, modeling_sasrec, pretrainer="hf_bigmodel.training.pretrain_seqrec:main_sasrec"
+    ),
+    "bert4rec": register(
+        configuration_bert4rec, modeling_bert4rec, pretrainer="hf_bigmodel.training.pretrain_seqrec:main_bert4rec"
+    ),
+}
+
+
 def architecture_of(model_type: str) -> tuple[str, Architecture]:
     """(name, row) of the architecture whose config has this `model_type`, e.g. "bigmodel_gpt" -> ("gpt", ...)."""
     for name, arch in ARCHITECTURES.items():
@@ -141,4 +157,4 @@ def architecture_of(model_type: str) -> tuple[str, Architecture]:
     raise KeyError(f"hf_bigmodel defines no model_type {model_type!r} (it defines {known}).")
 
 
-__all__ = ["ARCHITECTURES", "TASKS", "Architecture", "architecture_of", "register"]
+__all__ = ["ARCHITECTURES", "RECOMMENDERS", "TASKS", "Architecture", "architecture_of", "register"]

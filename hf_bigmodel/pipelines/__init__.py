@@ -23,12 +23,13 @@ even where hf_bigmodel is installed, since a task named in `custom_pipelines` al
 import json
 from pathlib import Path
 
-from transformers import AutoModelForQuestionAnswering
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForQuestionAnswering
 from transformers import pipelines as _pipelines
 from transformers.dynamic_module_utils import custom_object_save
 
 from .._io import atomic_write_text
 from .question_answering import QuestionAnsweringPipeline, best_span, prepare_qa_features
+from .sequential_recommendation import SequentialRecommendationPipeline
 from .summarization import (
     GENERATIVE_QUESTION_ANSWERING,
     GenerativeQuestionAnsweringPipeline,
@@ -52,6 +53,18 @@ _pipelines.PIPELINE_REGISTRY.register_pipeline(
 
 HUB_QUESTION_ANSWERING = "extractive-question-answering"
 
+# The recommenders' pipeline (SASRec loads as a causal LM and BERT4Rec as a masked LM, see models/__init__.py).
+SEQUENTIAL_RECOMMENDATION = "sequential-recommendation"
+_pipelines.PIPELINE_REGISTRY.register_pipeline(
+    SEQUENTIAL_RECOMMENDATION,
+    pipeline_class=SequentialRecommendationPipeline,
+    pt_model=(AutoModelForCausalLM, AutoModelForMaskedLM),
+    type="multimodal",
+)
+# The name a saved folder declares it under (as for question answering, a name of its own, so that users who have
+# hf_bigmodel are not asked for trust_remote_code=True by the folder's declaration of the registered task).
+HUB_SEQUENTIAL_RECOMMENDATION = "next-item-recommendation"
+
 
 def add_question_answering_pipeline(folder: str | Path) -> Path:
     """Copy the question-answering pipeline code into a saved model folder and declare it in its config.json, so
@@ -73,10 +86,37 @@ def add_question_answering_pipeline(folder: str | Path) -> Path:
     return folder
 
 
+def add_sequential_recommendation_pipeline(folder: str | Path) -> Path:
+    """Copy the sequential-recommendation pipeline code into a saved recommender folder and declare it in its
+    config.json, so that `pipeline(model=folder_or_repo, trust_remote_code=True)` works with plain transformers."""
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: save the recommender there first.")
+    custom_object_save(SequentialRecommendationPipeline, folder)
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    auto_class = (
+        "AutoModelForMaskedLM" if "AutoModelForMaskedLM" in config.get("auto_map", {}) else "AutoModelForCausalLM"
+    )
+    config["custom_pipelines"] = {
+        HUB_SEQUENTIAL_RECOMMENDATION: {
+            "impl": "sequential_recommendation.SequentialRecommendationPipeline",
+            "pt": [auto_class],
+            "type": "multimodal",
+        }
+    }
+    atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
 __all__ = [
     "GENERATIVE_QUESTION_ANSWERING",
     "GenerativeQuestionAnsweringPipeline",
     "HUB_QUESTION_ANSWERING",
+    "HUB_SEQUENTIAL_RECOMMENDATION",
+    "SEQUENTIAL_RECOMMENDATION",
+    "SequentialRecommendationPipeline",
+    "add_sequential_recommendation_pipeline",
     "QUESTION_ANSWERING",
     "QuestionAnsweringPipeline",
     "SummarizationPipeline",

@@ -33,6 +33,7 @@ from .._io import safetensors_header
 from ..data import DataError
 from ..models import ARCHITECTURES
 from ..publish.card import ModelCardError, write_model_card  # publishing is imported here only, for all of training
+from ..publish.card_seqrec import write_recommender_card
 from ..publish.push import push_folder
 from ..tokenization import check_tokenizer_matches_config, train_tokenizer
 
@@ -43,6 +44,7 @@ __all__ = [
     "PhaseTimer",
     "SetEpochCallback",
     "TokenizerModelArguments",
+    "write_recommender_card",
     "check_arguments",
     "error_message",
     "finish_run",
@@ -491,11 +493,12 @@ def finish_run(
     published: str,
     publish: bool = True,
     add_files: Callable[[str], None] | None = None,
+    write_card: Callable[[str], Any] | None = None,
     **card_options,
 ) -> None:
     """The end of every training run: log and save the metrics; then, on the main process and when `publish`,
     write the model card (`write_model_card(output_dir, *card_arguments, training_args, **card_options)`), let
-    `add_files(output_dir)` add what else the folder publishes (e.g. pipeline code) and, with `--push_to_hub`, push
+    `write_card(output_dir)` replace that card where given, let `add_files(output_dir)` add what else the folder publishes (e.g. pipeline code) and, with `--push_to_hub`, push
     the whole folder: it replaces the card Trainer pushed with ours and adds the code. `published` names what the
     folder holds besides model, code and card ("tokenizer", "image processor")."""
     if metrics:  # log_metrics fails on an empty dict
@@ -504,7 +507,10 @@ def finish_run(
     if not (publish and trainer.is_world_process_zero()):
         return
     try:
-        write_model_card(training_args.output_dir, *card_arguments, training_args, **card_options)
+        if write_card is not None:  # a model with a card of its own (the recommenders: publish/card_seqrec.py)
+            write_card(training_args.output_dir)
+        else:
+            write_model_card(training_args.output_dir, *card_arguments, training_args, **card_options)
     except ModelCardError as err:  # e.g. a stock model type without a card template: the model is saved anyway
         logger.warning("No model card written: %s", err)
     if add_files is not None:

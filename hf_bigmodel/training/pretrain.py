@@ -1,5 +1,6 @@
 """`hf-bigmodel pretrain ARCH [options]`: runs the pretrainer of ARCH, the module named by
-`ARCHITECTURES[ARCH].pretrainer` (its `main(argv)`), imported only when asked for. `hf-bigmodel pretrain ARCH --help`
+`ARCHITECTURES[ARCH].pretrainer` or `RECOMMENDERS[ARCH].pretrainer` (its `main(argv)`, or the function named after a
+colon, `module:function`), imported only when asked for. `hf-bigmodel pretrain ARCH --help`
 lists that pretrainer's options.
 """
 
@@ -9,12 +10,13 @@ import importlib
 import sys
 
 from .._cli import command
-from ..models import ARCHITECTURES
+from ..models import ARCHITECTURES, RECOMMENDERS
 
 
 def pretrainers() -> dict[str, str]:
     """arch -> module of its pretrainer, for the architectures that have one."""
-    return {arch: row.pretrainer for arch, row in ARCHITECTURES.items() if row.pretrainer}
+    rows = {**ARCHITECTURES, **RECOMMENDERS}
+    return {arch: row.pretrainer for arch, row in rows.items() if row.pretrainer}
 
 
 @command("hf-bigmodel pretrain")
@@ -30,4 +32,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-bigmodel pretrain: error: unknown architecture {arch!r}; choose from {', '.join(modules)}.",
               file=sys.stderr)  # fmt: skip
         return 2
-    return importlib.import_module(modules[arch]).main(rest)
+    module, _, function = modules[arch].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(rest)

@@ -1,0 +1,242 @@
+"""Sequential recommendation on the shared files: SASRec or BERT4Rec (hf_bigmodel), trained until validation NDCG@10
+stops improving, then HR/NDCG/MRR @1,5,10,20 on the test items under the three protocols of the one evaluator
+(`hf_bigmodel.recommendation`), with the wall time, the time to the best validation epoch and sequences/s.
+
+With `--anchor`, SASRec.pytorch (../shared/anchors/SASRec.pytorch, run there as a subprocess, never copied) trains on
+the same file for the same wall time that ours took to its best validation epoch; its last checkpoint is then scored
+by our evaluator on the same candidates, so both columns are comparable.
+
+    python benchmarks/bench_seqrec.py --data Video.txt --model sasrec --anchor          # Video, sampled-uniform target
+    python benchmarks/bench_seqrec.py --data beauty.txt --model sasrec --validation_protocol full
+    python benchmarks/bench_seqrec.py --data beauty.txt --model bert4rec --validation_protocol full
+    python benchmarks/bench_seqrec.py --data Video.txt --quick                          # smoke test, ~1 min
+
+Recipe: full softmax cross-entropy (`--loss ce`, Klenitskiy & Vasilev 2023: it converges in far fewer epochs than
+SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU has it (`--no-bf16` to disable),
+validation every epoch on every user, early stopping after `--patience` epochs, test at the best epoch.
+
+Targets (issue 16): Video sampled-uniform NDCG@10 >= 0.55 and HR@10 >= 0.76; beauty full ranking SASRec NDCG@10
+>= 0.034 and HR@10 >= 0.055, BERT4Rec NDCG@10 >= 0.0187 and HR@10 >= 0.0338.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hf_bigmodel import (
+    BigModelBert4RecConfig,
+    BigModelBert4RecForMaskedLM,
+    BigModelSASRecConfig,
+    BigModelSASRecForCausalLM,
+)
+from hf_bigmodel.data.seqrec import (
+    CausalItemDataset,
+    MaskedItemCollator,
+    MaskedItemDataset,
+    leave_one_out,
+    left_pad,
+    read_interactions,
+)
+from hf_bigmodel.recommendation import PROTOCOLS, evaluate_recommender, evaluate_scores, sample_candidates
+
+TARGETS = {
+    ("Video.txt", "sasrec", "sampled-uniform"): {"NDCG@10": 0.55, "HR@10": 0.76},
+    ("beauty.txt", "sasrec", "full"): {"NDCG@10": 0.034, "HR@10": 0.055},
+    ("beauty.txt", "bert4rec", "full"): {"NDCG@10": 0.0187, "HR@10": 0.0338},
+}
+
+
+def shared_dir(name: str) -> Path:
+    for parent in Path(__file__).resolve().parents[1:]:
+        if (parent / "shared" / name).is_dir():
+            return parent / "shared" / name
+    raise SystemExit(f"../shared/{name} not found next to the repository")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="Video.txt", help="a file of ../shared/data/seqrec, or a path")
+    parser.add_argument("--model", choices=("sasrec", "bert4rec"), default="sasrec")
+    parser.add_argument("--loss", default="ce")
+    parser.add_argument("--max_length", type=int, default=50)
+    parser.add_argument("--dropout", type=float, default=None, help="default: the preset's")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--time_budget", type=float, default=None, help="stop training after this many seconds")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--validation_protocol", choices=PROTOCOLS, default="sampled-uniform")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false")
+    parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a busy machine")
+    parser.add_argument("--anchor", action="store_true", help="also run SASRec.pytorch for the same wall time")
+    parser.add_argument("--quick", action="store_true", help="2,000 users, 2 epochs: a smoke test")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def build_model(args, split):
+    preset = f"{args.model}-{args.max_length}" if args.max_length in (50, 200) else f"{args.model}-50"
+    overrides = {"max_position_embeddings": args.max_length, "loss": args.loss}
+    if args.dropout is not None:
+        keys = ("embedding_dropout", "hidden_dropout") if args.model == "sasrec" else ("hidden_dropout_prob",)
+        overrides.update(dict.fromkeys(keys, args.dropout))
+    config_class, model_class = {
+        "sasrec": (BigModelSASRecConfig, BigModelSASRecForCausalLM),
+        "bert4rec": (BigModelBert4RecConfig, BigModelBert4RecForMaskedLM),
+    }[args.model]
+    config = config_class.from_preset(preset, num_items=split.num_items, item_ids=split.item_map.item_ids, **overrides)
+    return model_class(config)
+
+
+def train(args, split, candidates):
+    """Train with validation each epoch; returns (best model, time to best epoch, total time, sequences/s)."""
+    torch.manual_seed(args.seed)
+    model = build_model(args, split)
+    config = model.config
+    train_sequences = split.train_sequences()
+    if args.model == "sasrec":
+        dataset = CausalItemDataset(train_sequences, config.max_position_embeddings)
+        collate = torch.utils.data.default_collate
+    else:
+        dataset = MaskedItemDataset(train_sequences, config.max_position_embeddings)
+        collate = MaskedItemCollator(config.mask_token_id, config.max_position_embeddings, config.mask_probability,
+                                     seed=args.seed)  # fmt: skip
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98))
+    best, best_state, best_time, bad, sequences = -1.0, None, 0.0, 0, 0
+    started = time.perf_counter()
+    train_seconds = 0.0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        losses = []
+        for batch in loader:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            sequences += batch["input_ids"].shape[0]
+        train_seconds += time.perf_counter() - epoch_start
+        report = evaluate_recommender(model, split, "valid", protocols=[args.validation_protocol],
+                                      candidates=candidates["valid"], seed=args.seed)  # fmt: skip
+        value = report.metrics[args.validation_protocol]["NDCG@10"]
+        elapsed = time.perf_counter() - started
+        print(f"epoch {epoch}: loss {np.mean(losses):.4f}, valid {args.validation_protocol} NDCG@10 {value:.4f} "
+              f"HR@10 {report.metrics[args.validation_protocol]['HR@10']:.4f}, {elapsed:.0f} s", flush=True)  # fmt: skip
+        if value > best:
+            best, best_state, best_time, bad = value, copy.deepcopy(model.state_dict()), elapsed, 0
+        else:
+            bad += 1
+        if bad >= args.patience or (args.time_budget and elapsed > args.time_budget):
+            break
+    model.load_state_dict(best_state)
+    return model.eval(), best_time, time.perf_counter() - started, sequences / max(train_seconds, 1e-9)
+
+
+def run_anchor(args, data_path: Path, seconds: float, workdir: Path):
+    """SASRec.pytorch for `seconds` of wall time; returns the path of its last checkpoint (or None)."""
+    anchor = shared_dir("anchors") / "SASRec.pytorch" / "python"
+    (workdir / "data").mkdir(parents=True, exist_ok=True)
+    name = data_path.stem
+    link = workdir / "data" / f"{name}.txt"
+    if not link.exists():
+        link.symlink_to(data_path)
+    command = [sys.executable, str(anchor / "main.py"), "--dataset", name, "--train_dir", "bench", "--device", "cpu",
+               "--maxlen", str(args.max_length), "--dropout_rate", "0.5" if args.dropout is None else str(args.dropout)]  # fmt: skip
+    print(f"SASRec.pytorch for {seconds:.0f} s: {' '.join(command)}", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    with open(workdir / "anchor.log", "w") as log:
+        process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)  # fmt: skip
+        try:
+            process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+    checkpoints = sorted((workdir / f"{name}_bench").glob("*.pth"), key=lambda p: p.stat().st_mtime)
+    return checkpoints[-1] if checkpoints else None
+
+
+def anchor_scorer(args, checkpoint: Path, split):
+    """Our evaluator's scorer over SASRec.pytorch's model (its own class, imported from the anchors folder)."""
+    sys.path.insert(0, str(shared_dir("anchors") / "SASRec.pytorch" / "python"))
+    from model import SASRec  # noqa: PLC0415  (SASRec.pytorch's class, run from its folder)
+
+    options = argparse.Namespace(device="cpu", hidden_units=50, num_blocks=2, num_heads=1, maxlen=args.max_length,
+                                 dropout_rate=0.5, norm_first=False)  # fmt: skip
+    model = SASRec(len(split.users), split.num_items, options)
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    model.eval()
+
+    @torch.no_grad()
+    def score(histories):
+        parts = []
+        for start in range(0, len(histories), 512):
+            seqs = left_pad(histories[start : start + 512], args.max_length).numpy()
+            features = model.log2feats(seqs)[:, -1]  # (users, hidden)
+            parts.append(features @ model.item_emb.weight.T)  # (users, num_items + 1)
+        return torch.cat(parts)
+
+    return score
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data_path = Path(args.data) if Path(args.data).exists() else shared_dir("data") / "seqrec" / args.data
+    interactions = read_interactions(data_path)
+    if args.quick:
+        interactions.users, interactions.sequences = interactions.users[:2000], interactions.sequences[:2000]
+        args.epochs, args.patience = 2, 2
+    split = leave_one_out(interactions)
+    print(f"{data_path.name}: {len(split.users)} users, {split.num_items} items, {interactions.num_interactions} "
+          f"interactions, sha256 {interactions.sha256}; {args.model}, loss {args.loss}, bf16 {args.bf16}, "
+          f"{args.threads} thread(s)", flush=True)  # fmt: skip
+    candidates = {stage: {p: sample_candidates(split, stage, p, seed=args.seed) for p in PROTOCOLS if p != "full"}
+                  for stage in ("valid", "test")}  # fmt: skip
+    model, best_time, total, rate = train(args, split, candidates)
+    report = evaluate_recommender(model, split, "test", candidates=candidates["test"], seed=args.seed)
+    print(f"\n{args.model} ({args.loss}): time to best validation epoch {best_time:.0f} s, wall time {total:.0f} s, "
+          f"{rate:.0f} training sequences/s")  # fmt: skip
+    print(report)
+    for (file, model_name, protocol), target in TARGETS.items():
+        if file == data_path.name and model_name == args.model and not args.quick:
+            reached = all(report.metrics[protocol][k] >= v for k, v in target.items())
+            print(f"target {protocol} {target}: {'reached' if reached else 'NOT reached'}")
+    if args.anchor:
+        if split.item_map.item_ids != list(range(1, split.num_items + 1)):
+            raise SystemExit("--anchor needs items numbered 1..N, as SASRec.pytorch reads them")
+        with tempfile.TemporaryDirectory() as workdir:
+            checkpoint = run_anchor(args, data_path, best_time, Path(workdir))
+            if checkpoint is None:
+                print(f"SASRec.pytorch saved no checkpoint within {best_time:.0f} s (it evaluates and saves every "
+                      f"20 epochs): at equal time it has nothing to score.")  # fmt: skip
+            else:
+                theirs = evaluate_scores(anchor_scorer(args, checkpoint, split), split, "test",
+                                         protocols=["sampled-uniform"], candidates=candidates["test"])  # fmt: skip
+                ours = report.metrics["sampled-uniform"]
+                print(f"\nAt equal wall time ({best_time:.0f} s), test, sampled-uniform, same candidates "
+                      f"(SASRec.pytorch checkpoint {checkpoint.name}):")  # fmt: skip
+                print(f"  ours            NDCG@10 {ours['NDCG@10']:.4f}  HR@10 {ours['HR@10']:.4f}")
+                theirs_metrics = theirs.metrics["sampled-uniform"]
+                print(
+                    f"  SASRec.pytorch  NDCG@10 {theirs_metrics['NDCG@10']:.4f}  HR@10 {theirs_metrics['HR@10']:.4f}"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`hf-bigmodel pretrain sasrec|bert4rec`: a short Trainer run per model on a toy catalogue walk, its folder (item
+map, card with protocols and sha256, eval_results.json, pipeline code), resume, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from transformers import pipeline
+
+from hf_bigmodel.data.seqrec import file_sha256
+from hf_bigmodel.publish.push import plan_push
+from hf_bigmodel.training import pretrain
+from hf_bigmodel.training.pretrain_seqrec import main_sasrec
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def toy_file(tmp_path_factory):
+    """200 users walking a 60-item catalogue in steps of one (item i is followed by i + 1)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("seqrec") / "walks.txt"
+    lines = []
+    for user in range(1, 201):
+        start = int(rng.integers(0, 60))
+        lines += [f"{user} {(start + j) % 60 + 1}" for j in range(8)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def flags(toy_file, output_dir, *extra):
+    return ["--train_file", str(toy_file), "--output_dir", str(output_dir), "--num_train_epochs", "4",
+            "--per_device_train_batch_size", "32", "--learning_rate", "1e-2", "--num_negatives", "20",
+            "--logging_steps", "5", "--report_to", "none", *extra]  # fmt: skip
+
+
+@pytest.mark.slow  # two short trainings
+@pytest.mark.parametrize("arch", ["sasrec", "bert4rec"])
+def test_pretrain_recommender_end_to_end(arch, toy_file, tmp_path, capsys):
+    out = tmp_path / arch
+    # The cloze task learns the walk more slowly than next-item prediction at every position.
+    epochs = ["--num_train_epochs", "4" if arch == "sasrec" else "25"]
+    assert pretrain.main([arch, *flags(toy_file, out, "--preset", f"{arch}-tiny", *epochs)]) == 0
+    printed = capsys.readouterr().out
+    assert "sampled-uniform: 20 negatives drawn uniformly from items the user never touched" in printed
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["data"]["sha256"] == file_sha256(toy_file) and results["data"]["users"] == 200
+    assert set(results["test"]) == {"sampled-uniform", "sampled-popularity", "full"}
+    assert results["test"]["sampled-uniform"]["HR@10"] > 10 / 21 + 0.2  # it learned the walk: well above chance
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["best_metric"] is not None  # validation NDCG@10 chose the checkpoint
+    assert any("eval_sampled-uniform_NDCG@10" in entry for entry in state["log_history"])
+    card = (out / "README.md").read_text()
+    assert file_sha256(toy_file) in card and "model-index" in card
+    assert "full: ranked against all 60 items, the user's other history items filtered out; 200 users" in card
+    config = json.loads((out / "config.json").read_text())
+    assert config["item_ids"] == list(range(1, 61))
+    assert "next-item-recommendation" in config["custom_pipelines"]
+    pushed = plan_push(out, repo_id=f"me/{arch}").paths()  # what --push_to_hub and `hf-bigmodel push` upload
+    code = {"sasrec": "modeling_gpt.py", "bert4rec": "modeling_bert.py"}[arch]
+    assert {"README.md", "config.json", "model.safetensors", code, "sequential_recommendation.py"} <= set(pushed)
+    answer = pipeline("sequential-recommendation", model=str(out))([5, 6, 7], k=3)
+    assert len(answer) == 3 and all(a["item"] not in (5, 6, 7) for a in answer)
+    # The same command again: the run is finished, nothing is trained.
+    assert pretrain.main([arch, *flags(toy_file, out, "--preset", f"{arch}-tiny", *epochs)]) == 0
+    assert "already" in capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2\n1 3\n1 4 7\n")
+    assert main_sasrec(flags(bad, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "bad.txt, line 3: expected `user item`" in err and "Traceback" not in err
+    ok = tmp_path / "ok.txt"
+    ok.write_text("1 2\n1 3\n1 4\n")
+    assert main_sasrec([*flags(ok, tmp_path / "out2"), "--preset", "bert4rec-tiny"]) == 2
+    assert "--preset 'bert4rec-tiny' is not a sasrec preset; choose from sasrec-tiny" in capsys.readouterr().err
+    assert main_sasrec([*flags(ok, tmp_path / "out3"), "--loss", "focal"]) == 2
+    assert "`loss` 'focal' is not one of bce, ce, sampled_ce:N, gbce:k,t" in capsys.readouterr().err
+    assert main_sasrec([*flags(ok, tmp_path / "out4"), "--config_overrides", "num_items=5"]) == 2
+    assert "cannot set num_items: it comes from the data's item map" in capsys.readouterr().err
