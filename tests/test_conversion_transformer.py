@@ -197,6 +197,9 @@ def test_beam_search_and_greedy_equal_marian(tmp_path, monkeypatch, threads, bat
     assert torch.equal(ours.generate(**src, **greedy), marian.generate(**src, **greedy))
     decoding_step = (5 * batch, 1, ours.config.hidden_size)
     assert (decoding_step in split_rows) == (batch == 1)
+    assert any("_thread_blocks_cache" in module.__dict__ for module in ours.modules())
+    ours.double()  # `.to()` lets the cached weight views of the old tensors go
+    assert not any("_thread_blocks_cache" in module.__dict__ for module in ours.modules())
 
 
 def test_beam_search_reorders_only_the_self_attention_cache(monkeypatch):
