@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     [
         "bench_gpt_train.py",
         "bench_gpt_generate.py",
+        "bench_transformer_generate.py",
         "bench_bert_train.py",
         "bench_resnet50.py",
     ],

@@ -7,12 +7,21 @@ import json
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from hf_bigmodel.conversion.common import ConversionError
-from hf_bigmodel.conversion.convert_transformer import convert_bigmodel_to_marian, convert_marian_to_bigmodel
+from hf_bigmodel.conversion.convert_transformer import (
+    convert_bigmodel_to_marian,
+    convert_marian_to_bigmodel,
+    marian_config_to_bigmodel,
+)
 from hf_bigmodel.convert import main as convert_main
 from hf_bigmodel.convert import resolve_route
-from hf_bigmodel.models.transformer import BigModelTransformerConfig, BigModelTransformerForConditionalGeneration
+from hf_bigmodel.models.transformer import (
+    BigModelTransformerConfig,
+    BigModelTransformerForConditionalGeneration,
+    cpu_kernels_transformer,
+)
 
 PAD = 98
 
@@ -131,6 +140,89 @@ def test_zero_logits_bias_gives_no_bias(tmp_path):
     ours = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours").eval()
     assert ours.lm_head.bias is None
     assert_same_function(marian, ours)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Decoding: the threaded few-row products and the beam-search cache update give Marian's tokens
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def threads():
+    """`threads(n)` sets torch's intra-op threads for the test; the previous count comes back afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def padded_sources(batch: int) -> dict[str, torch.Tensor]:
+    """`batch` right-padded sources of 3 to 11 tokens."""
+    lengths = torch.randint(3, 12, (batch,))
+    ids = torch.randint(1, PAD, (batch, int(lengths.max())))
+    mask = (torch.arange(ids.shape[1]) < lengths[:, None]).long()
+    return {"input_ids": ids.masked_fill(mask == 0, PAD), "attention_mask": mask}
+
+
+@pytest.mark.parametrize("thread_count", [1, 2, 3])  # 3: weight blocks with rows left over (vocab 99)
+@pytest.mark.parametrize("batch", [1, 16])
+def test_beam_search_and_greedy_equal_marian(tmp_path, monkeypatch, threads, batch, thread_count):
+    """generate(num_beams=5) and greedy decoding give MarianMTModel's tokens at the converted config. At batch 1 the
+    5 beams (5 rows a step) go through `few_rows_linear`; at batch 16 (80 rows) the products stay with linear().
+    Untied output projection and a small logits bias: otherwise a random model repeats one token."""
+    marian = marian_model(tie_word_embeddings=False)
+    with torch.no_grad():
+        marian.final_logits_bias.mul_(0.1)
+    marian.save_pretrained(tmp_path / "marian")
+    convert_marian_to_bigmodel(tmp_path / "marian", tmp_path / "ours")
+    ours = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours").eval()
+    split_rows = []
+    split = cpu_kernels_transformer.few_rows_linear
+    monkeypatch.setattr(
+        cpu_kernels_transformer, "few_rows_linear", lambda x, *rest: split_rows.append(x.shape) or split(x, *rest)
+    )
+    threads(thread_count)
+    src = padded_sources(batch)
+    beams = dict(num_beams=5, max_new_tokens=12)
+    expected = marian.generate(**src, **beams)
+    got = ours.generate(**src, **beams)
+    assert torch.equal(got, expected)
+    both = dict(
+        num_beams=5, num_return_sequences=5, max_new_tokens=12, return_dict_in_generate=True, output_scores=True
+    )
+    expected, got = marian.generate(**src, **both), ours.generate(**src, **both)
+    assert torch.equal(got.sequences, expected.sequences)  # every beam, not only the best
+    assert len(set(got.sequences[:5, 1:].flatten().tolist())) > 8  # not a degenerate repetition
+    torch.testing.assert_close(got.sequences_scores, expected.sequences_scores, rtol=1e-5, atol=1e-5)
+    greedy = dict(do_sample=False, max_new_tokens=12)
+    assert torch.equal(ours.generate(**src, **greedy), marian.generate(**src, **greedy))
+    decoding_step = (5 * batch, 1, ours.config.hidden_size)
+    assert (decoding_step in split_rows) == (batch == 1)
+    assert any("_thread_blocks_cache" in module.__dict__ for module in ours.modules())
+    ours.double()  # `.to()` lets the cached weight views of the old tensors go
+    assert not any("_thread_blocks_cache" in module.__dict__ for module in ours.modules())
+
+
+def test_beam_search_reorders_only_the_self_attention_cache(monkeypatch):
+    """Beams move within their source sentence, whose cross-attention keys and values every beam shares: beam search
+    gathers the self-attention cache only, and the tokens are those of reordering both (Marian's)."""
+    ours = BigModelTransformerForConditionalGeneration(
+        marian_config_to_bigmodel(marian_model(tie_word_embeddings=False).config, False)
+    ).eval()
+    src = padded_sources(3)
+    beams = dict(num_beams=4, max_new_tokens=8)
+    reordered = []
+    cross_cache_class = type(EncoderDecoderCache(DynamicCache(), DynamicCache()).cross_attention_cache)
+    real = cross_cache_class.reorder_cache
+    monkeypatch.setattr(
+        cross_cache_class, "reorder_cache", lambda cache, idx: reordered.append(cache) or real(cache, idx)
+    )
+    fast = ours.generate(**src, **beams)
+    assert len(reordered) == 8 and len(set(map(id, reordered))) == 1  # after each step, one of the two caches
+    reordered.clear()
+    with monkeypatch.context() as patch:
+        patch.delattr(BigModelTransformerForConditionalGeneration, "_reorder_cache")  # transformers' default
+        assert torch.equal(ours.generate(**src, **beams), fast)
+    assert len(reordered) == 16 and len(set(map(id, reordered))) == 2  # both caches
 
 
 def test_model_trained_from_scratch_exports_to_marian(tmp_path):

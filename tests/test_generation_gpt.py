@@ -281,6 +281,7 @@ def test_few_rows_linear_equals_linear(out_features, bias, parts, shape):
     expected = torch.nn.functional.linear(x, weight, bias_tensor)
     got = cpu_kernels_gpt.few_rows_linear(x, blocks)
     assert got.shape == expected.shape
+    assert got.is_contiguous()  # as linear()'s: a strided result would send sdpa to its unfused math path
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the batched product as it casts linear()
         expected, got = torch.nn.functional.linear(x, weight, bias_tensor), cpu_kernels_gpt.few_rows_linear(x, blocks)

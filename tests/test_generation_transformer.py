@@ -257,7 +257,8 @@ def test_compiled_forward_and_compiled_static_generation_equal_eager():
     with torch.no_grad():
         expected = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
         got = compiled(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
-    assert torch.equal(got, expected)
+    # Eager computes these few-row products with `few_rows_linear`, the compiled graph with linear(): float rounding
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     compile_config = CompileConfig(fullgraph=True, backend="eager")
     compile_config._compile_all_devices = True  # generate compiles the decode step on accelerators only otherwise
     static = greedy(model, ids, mask, cache_implementation="static", compile_config=compile_config)

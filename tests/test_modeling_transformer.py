@@ -235,9 +235,13 @@ def test_embedding_switches_survive_save_and_load(tmp_path, tie, share):
     loaded, info = AutoModelForSeq2SeqLM.from_pretrained(tmp_path, output_loading_info=True)
     assert not any(info.values())
     assert ties(loaded) == (share, tie)
+    saved = model.state_dict()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in loaded.state_dict().items())
     inputs = batch(model.config)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+        # The same weights, but the loaded ones sit in memory-mapped safetensors at 8-byte alignment, and MKL's batched
+        # product (`few_rows_linear`, on these few rows) rounds differently on unaligned data: equal to float rounding.
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------------------

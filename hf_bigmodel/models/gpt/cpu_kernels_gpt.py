@@ -89,8 +89,9 @@ def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
     else:
         out = torch.baddbmm(blocks.bias, blocks.weight, columns)  # (parts, block, rows)
     shape = x.shape[:-1] + (parts * block,)
-    # (parts, block, rows) -> (rows, parts * block); with one row that order is already the memory order
-    out = out.view(shape) if columns.shape[2] == 1 else out.permute(2, 0, 1).reshape(shape)
+    # (parts, block, rows) -> (rows, parts * block), with one row already the memory order. More rows are copied
+    # into row order: a strided view would send sdpa to its unfused math path and slow every row-wise op after it.
+    out = out.view(shape) if columns.shape[2] == 1 else out.permute(2, 0, 1).contiguous().view(shape)
     if blocks.rest_weight is not None:
         out = torch.cat([out, nn.functional.linear(x, blocks.rest_weight, blocks.rest_bias)], dim=-1)
     return out

@@ -2,6 +2,8 @@
 replace, computed faster on CPU. The architecture lives in `modeling_transformer.py`.
 
 - `dropout_training` / `BigModelTransformerDropout`: dropout from `torch.rand` instead of the `bernoulli_` kernel;
+- `few_rows_linear` / `fast_linear`: decoding-step products (greedy rows, beams) as weight-row blocks @ input
+  column, on every thread; the GPT's kernel, copied (`# Copied from`) because each model folder is standalone;
 - `math_attention`: training attention as plain matmuls, faster than sdpa's CPU kernels for short sequences;
 - `ChunkedCrossEntropySum` / `label_smoothed_loss`: the label-smoothed loss in row chunks, without a
   float32 copy of the logits.
@@ -13,6 +15,8 @@ Standalone on purpose: `modeling_transformer.py` imports it with a single-dot re
 copies it next to the weights and `trust_remote_code=True` still works without hf_bigmodel. Only `torch`,
 `transformers` and sibling files may be imported here.
 """
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -37,6 +41,127 @@ class BigModelTransformerDropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout_training(x, self.p) if self.training else x
+
+
+# Most input rows for which `fast_linear` uses `few_rows_linear`: decoding steps (one row per sequence or beam).
+# Larger inputs are matrix products that the BLAS library already runs well on every thread.
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.FEW_ROWS
+FEW_ROWS = 16
+
+
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.ThreadBlocks
+class ThreadBlocks(NamedTuple):
+    """A linear layer's weight as views for `few_rows_linear`: `parts` blocks of output rows, and the rows beyond a
+    multiple of `parts` (an odd vocabulary), which go through `linear()`."""
+
+    weight: torch.Tensor  # (parts, out // parts, in): row blocks of the weight
+    bias: torch.Tensor | None  # (parts, out // parts, 1)
+    rest_weight: torch.Tensor | None  # (out % parts, in)
+    rest_bias: torch.Tensor | None
+
+
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.split_for_threads
+def split_for_threads(weight: torch.Tensor, bias: torch.Tensor | None, parts: int) -> ThreadBlocks:
+    out_features, in_features = weight.shape
+    split = out_features - out_features % parts
+    blocks = weight[:split].view(parts, split // parts, in_features)
+    bias_blocks = None if bias is None else bias[:split].view(parts, -1, 1)
+    if split == out_features:
+        return ThreadBlocks(blocks, bias_blocks, None, None)
+    return ThreadBlocks(blocks, bias_blocks, weight[split:], None if bias is None else bias[split:])
+
+
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.few_rows_linear
+def few_rows_linear(x: torch.Tensor, blocks: ThreadBlocks) -> torch.Tensor:
+    """`nn.functional.linear(x, weight, bias)` for an input of a few rows, computed as one batched product
+    `weight_block @ x.T` over the weight's row blocks (`split_for_threads`).
+
+    A decoding step at batch 1 is a matrix-vector product, which is bound by how fast the weight streams from memory.
+    MKL's `linear()` runs it on one thread at about 10 GB/s on this project's CPUs; the same bytes as a batched
+    product with the weight on the left stream at about 20 GB/s per thread, and the batch entries (one block of
+    weight rows each) run on parallel threads: the products of a decoding step take about 1/3 of `linear()`'s time on 2
+    cores (1/2 on one). Nothing is copied: the blocks are views of the weight.
+    """
+    parts, block, in_features = blocks.weight.shape
+    columns = x.reshape(-1, in_features).t().expand(parts, -1, -1)  # (parts, in, rows)
+    if blocks.bias is None:
+        out = torch.bmm(blocks.weight, columns)
+    else:
+        out = torch.baddbmm(blocks.bias, blocks.weight, columns)  # (parts, block, rows)
+    shape = x.shape[:-1] + (parts * block,)
+    # (parts, block, rows) -> (rows, parts * block), with one row already the memory order. More rows are copied
+    # into row order: a strided view would send sdpa to its unfused math path and slow every row-wise op after it.
+    out = out.view(shape) if columns.shape[2] == 1 else out.permute(2, 0, 1).contiguous().view(shape)
+    if blocks.rest_weight is not None:
+        out = torch.cat([out, nn.functional.linear(x, blocks.rest_weight, blocks.rest_bias)], dim=-1)
+    return out
+
+
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.few_rows_applies
+def few_rows_applies(layer: nn.Linear, x: torch.Tensor) -> bool:
+    """Whether `x @ layer.weight.T` is a float32 inference product on a few CPU rows (a decoding step of
+    `generate`), which `few_rows_linear` computes faster. Training, large inputs, other dtypes, autocast, other
+    devices and compiled graphs stay with `nn.functional.linear`."""
+    return (
+        not torch.compiler.is_compiling()  # compiled graphs fuse their own kernels; the thread count is not traceable
+        and x.is_cpu
+        and x.dtype == torch.float32  # bfloat16 products (and autocast) already use every thread in oneDNN
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and x.shape[-1] == layer.in_features  # (a wrong size gets linear()'s error)
+        and x.numel() <= FEW_ROWS * layer.in_features
+    )
+
+
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.thread_blocks
+def thread_blocks(layer: nn.Linear) -> ThreadBlocks | None:
+    """The weight split in one block per thread (at least 2: even on one thread, MKL's batched product streams
+    the weight twice as fast as its matrix-vector product), or None where that does not apply (tensor subclasses
+    such as DTensor, other dtypes). Cached in the layer, because a decoding step is short enough for building the
+    views to show: the cache key is the thread count and the tensors' storage, so a new thread count,
+    `model.to(...)` or replaced weights rebuild it (in-place updates keep the views valid)."""
+    weight, bias = layer.weight, layer.bias
+    parts = max(2, torch.get_num_threads())
+    key = (parts, weight.data_ptr(), None if bias is None else bias.data_ptr())
+    cached = layer.__dict__.get("_thread_blocks_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    usable = (
+        weight.shape[0] >= parts
+        and weight.dtype == torch.float32
+        and type(weight) is nn.Parameter
+        and weight.is_contiguous()
+        and (bias is None or bias.is_contiguous())
+    )
+    blocks = split_for_threads(weight, bias, parts) if usable else None
+    layer.__dict__["_thread_blocks_cache"] = (key, blocks)
+    return blocks
+
+
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.fast_linear
+def fast_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`, through `few_rows_linear` where that applies. The model's layers are plain `nn.Linear` (so that
+    tools which match exact types, such as `torch.ao.quantization.quantize_dynamic`, find them); the fast path
+    is taken only for a plain `nn.Linear` without hooks or a replaced `forward`. A quantized, LoRA-wrapped,
+    FSDP-sharded or offloaded (accelerate hooks) layer runs its own forward."""
+    if (
+        type(layer) is nn.Linear
+        and not layer._forward_hooks
+        and not layer._forward_pre_hooks
+        and "forward" not in layer.__dict__
+        and few_rows_applies(layer, x)
+    ):
+        blocks = thread_blocks(layer)
+        if blocks is not None:
+            return few_rows_linear(x, blocks)
+    return layer(x)
+
+
+# Copied from hf_bigmodel.models.gpt.cpu_kernels_gpt.drop_thread_blocks
+def drop_thread_blocks(model: nn.Module) -> None:
+    """Let the cached weight views of `thread_blocks` go (before `model.to(...)`: they hold the old tensors)."""
+    for module in model.modules():
+        module.__dict__.pop("_thread_blocks_cache", None)
 
 
 # Largest score tensor (batch x heads x queries x keys) for which training on CPU uses `math_attention` instead of

@@ -8,8 +8,8 @@ Standalone on purpose (transformers' single-model-file policy): `save_pretrained
 `configuration_transformer.py` next to the weights, so that `trust_remote_code=True` loads the model without
 hf_bigmodel installed. Only `torch`, `transformers` (with its own dependencies `safetensors` and
 `huggingface_hub`) and the sibling files may be imported here: the sibling
-`cpu_kernels_transformer.py` holds the CPU fast paths (dropout, math attention, chunked label-smoothed loss) and is
-copied along, since transformers follows single-dot relative imports.
+`cpu_kernels_transformer.py` holds the CPU fast paths (dropout, threaded few-row products for decoding, math
+attention, chunked label-smoothed loss) and is copied along, since transformers follows single-dot relative imports.
 
 Parameter names follow Marian/BART (`model.shared`, `encoder.layers.N.self_attn`, `self_attn_layer_norm`, `fc1`,
 `fc2`, `final_layer_norm`, `decoder.layers.N.encoder_attn`, `lm_head`), with the attention input projections fused
@@ -49,6 +49,8 @@ from .configuration_transformer import BigModelTransformerConfig
 from .cpu_kernels_transformer import (
     MATH_ATTENTION_MAX_SCORES,
     BigModelTransformerDropout,
+    drop_thread_blocks,
+    fast_linear,
     label_smoothed_loss,
     math_attention,
 )
@@ -258,12 +260,12 @@ class BigModelTransformerAttention(nn.Module):
             layer_cache = cache.cross_attention_cache if self.is_cross else cache.self_attention_cache
 
         if self.is_cross:
-            query = self._heads(unpack(self.q_proj(hidden_states)))
+            query = self._heads(unpack(fast_linear(self.q_proj, hidden_states)))
             if cache is not None and cache.is_updated.get(self.layer_idx):
                 key = layer_cache.layers[self.layer_idx].keys  # the encoder keys/values of an earlier step
                 value = layer_cache.layers[self.layer_idx].values
             else:
-                key_value = self.kv_proj(key_value_states)
+                key_value = fast_linear(self.kv_proj, key_value_states)
                 if kv_packing is not None:
                     key_value = kv_packing.unpack(key_value)
                 key, value = key_value.chunk(2, dim=-1)
@@ -272,7 +274,8 @@ class BigModelTransformerAttention(nn.Module):
                     key, value = layer_cache.update(key, value, self.layer_idx)
                     cache.is_updated[self.layer_idx] = True
         else:
-            query, key, value = (self._heads(x) for x in unpack(self.qkv_proj(hidden_states)).chunk(3, dim=-1))
+            qkv = unpack(fast_linear(self.qkv_proj, hidden_states))
+            query, key, value = (self._heads(x) for x in qkv.chunk(3, dim=-1))
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)  # (batch, heads, past + q_len, head_dim)
 
@@ -299,7 +302,7 @@ class BigModelTransformerAttention(nn.Module):
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1)  # (batch, q_len, hidden)
         if packing is not None:
             attn_output = packing.pack(attn_output)  # (1, N, hidden)
-        return self.out_proj(attn_output.contiguous()), attn_weights
+        return fast_linear(self.out_proj, attn_output.contiguous()), attn_weights
 
 
 class BigModelTransformerEncoderLayer(GradientCheckpointingLayer):
@@ -319,8 +322,8 @@ class BigModelTransformerEncoderLayer(GradientCheckpointingLayer):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.activation_dropout(self.activation_fn(self.fc1(x)))
-        return self.fc2(x)
+        x = self.activation_dropout(self.activation_fn(fast_linear(self.fc1, x)))
+        return fast_linear(self.fc2, x)
 
     def forward(
         self,
@@ -395,7 +398,7 @@ class BigModelTransformerDecoderLayer(GradientCheckpointingLayer):
         return self._sublayer(
             hidden_states,
             self.final_layer_norm,
-            lambda x: self.fc2(self.activation_dropout(self.activation_fn(self.fc1(x)))),
+            lambda x: fast_linear(self.fc2, self.activation_dropout(self.activation_fn(fast_linear(self.fc1, x)))),
         )  # (batch, tgt_len, hidden)
 
 
@@ -469,6 +472,10 @@ class BigModelTransformerPreTrainedModel(PreTrainedModel):
                 f"{what} corrupt or truncated ({error}), probably by an interrupted save or download. Re-save the "
                 f"model with `save_pretrained`, or re-download it, e.g. `from_pretrained(..., force_download=True)`."
             ) from error
+
+    def _apply(self, fn, recurse: bool = True):
+        drop_thread_blocks(self)  # `fast_linear`'s cached weight views hold the old tensors: let them go
+        return super()._apply(fn, recurse)
 
     def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
         """The tied parameters of this model. transformers ties only when `tie_word_embeddings` is true; here the
@@ -819,7 +826,8 @@ class BigModelTransformerForConditionalGeneration(BigModelTransformerPreTrainedM
             selected = self.lm_head(hidden_states[keep])  # (labelled tokens, vocab)
             loss = label_smoothed_loss(selected, labels[keep], self.config.label_smoothing, num_items_in_batch)
         else:
-            logits = self.lm_head(slice_logits_to_keep(hidden_states, logits_to_keep))  # (batch, kept, vocab)
+            # (batch, kept, vocab); a decoding step's few rows (one per sequence or beam) on every thread
+            logits = fast_linear(self.lm_head, slice_logits_to_keep(hidden_states, logits_to_keep))
             if labels is not None:
                 loss = label_smoothed_loss(logits, labels, 0.0, num_items_in_batch)
         return Seq2SeqLMOutput(
@@ -833,6 +841,18 @@ class BigModelTransformerForConditionalGeneration(BigModelTransformerPreTrainedM
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
         )
+
+    def _reorder_cache(self, cache: Cache, beam_idx: torch.LongTensor) -> Cache:
+        """Beam search's cache update after each step (`generate` calls this method where a model defines it):
+        only the self-attention keys and values follow the beams. `beam_idx` moves beams within their own source
+        sentence, whose cross-attention keys and values are the same on all of its beams (`generate` repeats the
+        encoder output once per beam), so `EncoderDecoderCache.reorder_cache`, which gathers those too, would copy
+        every layer's (batch * beams, heads, source length, head_dim) tensors at every step to no effect."""
+        if isinstance(cache, EncoderDecoderCache):
+            cache.self_attention_cache.reorder_cache(beam_idx)
+        else:
+            cache.reorder_cache(beam_idx)
+        return cache
 
 
 __all__ = [
