@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -176,7 +178,7 @@ assert causal_moves < 1e-5 < unmasked_moves
 # %% [markdown]
 # With the mask, nothing before the edited character moves: each prediction depends only on the past, which is what
 # generation can give it. hf_bigmodel's GPT always applies the mask (transformers' `create_causal_mask`, or the
-# blockwise causal kernel in training), combined with any padding mask, and the test suite checks that a later
-# token never changes an earlier output.
+# blockwise causal kernel in training), combined with any padding mask; its logits match transformers'
+# `GPT2LMHeadModel` at the same weights to 1e-5 (tested).
 #
 # Next: [02_bert](02_bert.ipynb), where attending in both directions is exactly what is wanted.

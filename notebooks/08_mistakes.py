@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -281,6 +283,6 @@ assert not gpt_reacts and bert_reacts
 # %% [markdown]
 # **In hf_bigmodel**: each model is a `PreTrainedModel` whose `forward` connects its layers (mistake 1); GPT and
 # BERT have a learned position table of `max_position_embeddings` rows, or rotary embeddings (mistake 2); the GPT
-# always applies the causal mask and the test suite checks that a later token never changes an earlier output
-# (mistake 3); BERT is bidirectional and pretrained with MLM and NSP (mistake 4). See
-# [01_gpt](01_gpt.ipynb) for the causal mask in a real training run.
+# always applies the causal mask, with logits equal to `GPT2LMHeadModel`'s at the same weights (mistake 3); BERT
+# is bidirectional and pretrained with MLM and NSP (mistake 4). See [01_gpt](01_gpt.ipynb) for the causal mask in
+# the attention weights of a trained GPT.
