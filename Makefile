@@ -13,8 +13,10 @@ TORCH_SPEC ?= torch==2.13.0
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# `make notebooks NOTEBOOKS=notebooks/01_gpt.ipynb` runs one
+NOTEBOOKS ?= notebooks/*.ipynb
 
-.PHONY: setup demo test test-fast test-all lint format bench clean
+.PHONY: setup demo test test-fast test-slow test-all notebooks notebooks-outputs lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +39,22 @@ test: setup
 
 test-fast: test
 
-# Everything, slow tests included: what CI runs (.ci/run).
+# The tests marked slow alone: CI runs them after `make test`.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# Everything, slow tests included.
 test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every notebook, executed in quick mode (HF_BIGMODEL_QUICK=1: the same code at smaller sizes) and offline; a cell's
+# failed assert fails the run. CI runs this after the tests. The .ipynb files are left as they are.
+notebooks: setup
+	HF_BIGMODEL_QUICK=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --nbmake --nbmake-timeout=900 --durations=0 $(PYTEST_ARGS) $(NOTEBOOKS)
+
+# Execute notebooks at full size and write their outputs into the .ipynb files (what is committed); slow.
+notebooks-outputs: setup
+	env -u HF_BIGMODEL_QUICK HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --nbmake --overwrite --nbmake-timeout=3600 --durations=0 $(PYTEST_ARGS) $(NOTEBOOKS)
 
 lint: setup
 	$(BIN)/ruff check .
