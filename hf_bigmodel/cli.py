@@ -3,8 +3,9 @@
 
 Each subcommand lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so importing it
 stays cheap and `hf-bigmodel --help` answers at once. `COMMAND --help` of a command whose parser needs torch or
-transformers is answered from the stored help texts of `hf_bigmodel._help`, without importing the command. Every command's `main` goes through `hf_bigmodel._cli.command`,
-the one place that turns errors into messages and exit codes (2 for bad input; `--debug` shows the traceback).
+transformers is answered from the stored help texts of `hf_bigmodel._help`, without importing the command. Every
+command's `main` goes through `hf_bigmodel._cli.command`, the one place that turns errors into messages and exit
+codes (2 for bad input; `--debug` shows the traceback).
 """
 
 import importlib
