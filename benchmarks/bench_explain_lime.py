@@ -2,7 +2,7 @@
 through the model (`hf_bigmodel.explain(..., method="lime")`, captum's Lime), and optionally one perturbation per
 forward pass, the way LIME is often wired to a model (the cost behind "10 minutes per sentence on BERT").
 
-    python benchmarks/bench_explain_lime.py runs/bert-sst2            # the SST-2 model of docs/bert.md
+    python benchmarks/bench_explain_lime.py runs/sst2                 # the SST-2 model of docs/usage.md (Fine-tune)
     python benchmarks/bench_explain_lime.py --preset bert-base        # no folder: an untrained bert-base head
     python benchmarks/bench_explain_lime.py --quick                   # smoke test: bert-tiny, 2 sentences
     python benchmarks/bench_explain_lime.py --unbatched               # also time batch_size=1 on the first sentence
