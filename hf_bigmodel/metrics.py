@@ -136,9 +136,8 @@ def confusion_matrix_text(matrix: np.ndarray, label_names: list[str]) -> str:
 
 def render_confusion_matrix(matrix: np.ndarray, label_names: list[str], title: str = "Confusion matrix") -> bytes:
     """The confusion matrix as a PNG heat map with the counts written in each cell (matplotlib, Agg backend)."""
-    matplotlib = require_package("matplotlib", "matplotlib", "The confusion-matrix picture")
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    require_package("matplotlib", "matplotlib", "The confusion-matrix picture")
+    from matplotlib.figure import Figure  # drawn with Agg whatever the backend: the caller's backend stays as it is
 
     n = len(label_names)
     side = min(12.0, 2.5 + 0.5 * n)

@@ -183,3 +183,13 @@ def test_refusals_name_the_problem(tmp_path):
     with pytest.raises(ConversionError, match=r"--tokenizer does not apply to image models"):
         convert_resnet_to_bigmodel(tmp_path / "gelu", tmp_path / "out", tokenizer=tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_plain_network_is_refused_for_export_naming_the_field(tmp_path):
+    """transformers' ResNet always adds the shortcut: a plain network (no shortcut weights at all) has no stock
+    equivalent, and the refusal names the field instead of failing on the missing shortcut keys."""
+    plain = BigModelResNetConfig.from_preset("resnet-tiny", use_residual_connection=False)
+    BigModelResNetForImageClassification(plain).save_pretrained(tmp_path / "plain")
+    with pytest.raises(ConversionError, match=r"use_residual_connection=False \(a plain network without shortcuts"):
+        convert_bigmodel_to_resnet(tmp_path / "plain", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

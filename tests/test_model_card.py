@@ -221,6 +221,27 @@ def test_matplotlib_is_imported_only_to_draw():
     assert result.returncode == 0, result.stderr
 
 
+def test_drawing_pictures_leaves_the_callers_matplotlib_backend_alone():
+    """A notebook's inline backend must survive a training run (loss curve), an explanation and an evaluation
+    (confusion matrix): switching it to Agg would make every later plt.show() draw nothing."""
+    code = (
+        "import matplotlib, numpy, torch\n"
+        "matplotlib.use('svg')  # stands for the backend a notebook or GUI chose\n"
+        "from hf_bigmodel.publish.loss_curve import render_loss_curve\n"
+        "from hf_bigmodel.metrics import render_confusion_matrix\n"
+        "from hf_bigmodel.explanation.core import Explanation\n"
+        "from hf_bigmodel.explanation.render import render_png\n"
+        "assert render_loss_curve([(1, 2.0), (2, 1.0)], [])[:4] == b'\\x89PNG'\n"
+        "assert render_confusion_matrix(numpy.eye(2, dtype=int), ['a', 'b'])[:4] == b'\\x89PNG'\n"
+        "e = Explanation('image-classification', 'grad_cam', 'logit', 0, '0', [1.0], torch.rand(4, 4),\n"
+        "                image=numpy.zeros((4, 4, 3), numpy.uint8))\n"
+        "assert render_png(e)[:4] == b'\\x89PNG'\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
 def test_parameter_count_and_tokenizer_description(run_folder, tmp_path):
     model = hf_bigmodel.create_model("gpt-tiny", "causal-lm", tie_word_embeddings=False)
     model.save_pretrained(tmp_path)

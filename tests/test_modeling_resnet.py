@@ -190,6 +190,84 @@ def test_zero_init_residual():
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# The plain network (use_residual_connection=False)
+
+
+def _main_branch(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A block's convolutions, BatchNorms and activations, recomputed module by module (no fused path), without the
+    activation after the last BatchNorm: what the shortcut is added to."""
+    pairs = [(block.conv1, block.norm1), (block.conv2, block.norm2)]
+    if hasattr(block, "conv3"):
+        pairs.append((block.conv3, block.norm3))
+    for index, (conv, norm) in enumerate(pairs):
+        x = norm(conv(x))
+        if index < len(pairs) - 1:
+            x = F.relu(x)
+    return x
+
+
+@pytest.mark.parametrize("layer_type", ["basic", "bottleneck"])
+@pytest.mark.parametrize("fused", [False, True], ids=["plain-path", "fused-inference"])
+def test_plain_network_differs_from_the_residual_one_only_by_the_shortcut(layer_type, fused):
+    sizes = dict(hidden_sizes=[16, 32], embedding_size=8) if layer_type == "bottleneck" else {}
+    residual = BigModelResNetForImageClassification(tiny_config(layer_type=layer_type, **sizes)).eval()
+    randomize_batch_norm_(residual)
+    plain = BigModelResNetForImageClassification(
+        tiny_config(layer_type=layer_type, use_residual_connection=False, **sizes)
+    ).eval()
+    # The same weights: the plain network is the residual one minus its projection shortcuts.
+    loaded = plain.load_state_dict(residual.state_dict(), strict=False)
+    assert not loaded.missing_keys
+    assert loaded.unexpected_keys and all(".shortcut." in key for key in loaded.unexpected_keys)
+    assert not any("shortcut" in name for name, _ in plain.named_modules() if name)
+
+    checked = 0
+    for stage_r, stage_p in zip(residual.resnet.stages, plain.resnet.stages):
+        for block_r, block_p in zip(stage_r.layers, stage_p.layers):
+            x = torch.randn(2, block_r.conv1.in_channels, 10, 10).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                main = _main_branch(block_r, x)
+                shortcut = block_r.shortcut.norm(block_r.shortcut.conv(x)) if block_r.shortcut is not None else x
+                with torch.set_grad_enabled(not fused):  # no gradients in eval: the folded, fused oneDNN path
+                    got_r, got_p = block_r(x, fused=fused), block_p(x, fused=fused)
+            torch.testing.assert_close(got_p, F.relu(main), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got_r, F.relu(main + shortcut), rtol=1e-5, atol=1e-5)
+            assert not torch.allclose(got_r, got_p, atol=1e-3)  # the shortcut made a difference
+            checked += 1
+    assert checked == sum(residual.config.depths)
+
+
+def test_plain_network_fast_paths_and_save_load(tmp_path):
+    plain = BigModelResNetForImageClassification(tiny_config(use_residual_connection=False)).eval()
+    randomize_batch_norm_(plain)
+    slow = BigModelResNetForImageClassification(
+        tiny_config(use_residual_connection=False, channels_last=False, fold_batch_norm=False)
+    ).eval()
+    slow.load_state_dict(plain.state_dict())
+    pixels = torch.randn(3, 3, 40, 40)
+    with torch.no_grad():
+        expected = slow(pixels).logits
+        torch.testing.assert_close(plain(pixels).logits, expected, rtol=1e-5, atol=1e-5)
+
+    plain.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["use_residual_connection"] is False
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+    assert reloaded.config.use_residual_connection is False
+    assert reloaded.state_dict().keys() == plain.state_dict().keys()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(pixels).logits, expected, rtol=1e-5, atol=1e-5)
+    # A residual model does not silently load a plain checkpoint: its shortcut projections would be random.
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*shortcut"):
+        BigModelResNetForImageClassification(tiny_config()).load_state_dict(plain.state_dict())
+
+
+def test_zero_init_residual_is_refused_without_the_residual():
+    with pytest.raises(ValueError, match=r"needs `use_residual_connection=True`.*every block would output zeros"):
+        tiny_config(zero_init_residual=True, use_residual_connection=False)
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Losses and input errors
 
 

@@ -128,6 +128,11 @@ def bigmodel_to_resnet_config(config: BigModelResNetConfig) -> ResNetConfig:
             f"hidden_act={config.hidden_act!r} (transformers' ResNet keeps ReLU inside its blocks whatever "
             f"hidden_act says)"
         )
+    if not config.use_residual_connection:
+        problems.append(
+            "use_residual_connection=False (a plain network without shortcuts; transformers' ResNet always adds "
+            "each block's shortcut)"
+        )
     if config.num_labels == 0:
         problems.append("num_labels=0 (transformers' ResNetForImageClassification needs a classifier)")
     if problems:

@@ -14,10 +14,9 @@ NEGATIVE = (31, 119, 180)  # tab:blue: pushes away from it
 
 
 def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # keeps a backend the caller chose already; Agg needs no display
-    from matplotlib.figure import Figure  # not registered with pyplot: nothing to close or leak
+    # A bare Figure: not registered with pyplot (nothing to close or leak), drawn with Agg whatever the backend. No
+    # `matplotlib.use`, which would switch a notebook's inline backend off and silence its plt.show().
+    from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, facecolor="white")
 

@@ -25,10 +25,9 @@ def render_loss_curve(
     Raises ValueError when there is no loss at all to plot."""
     if not train and not evals:
         raise ValueError("No loss values to plot: the run logged no training or evaluation loss.")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # keeps a backend the caller chose already; Agg needs no display
-    from matplotlib.figure import Figure  # a bare Figure is not registered with pyplot: nothing to close or leak
+    # A bare Figure is not registered with pyplot (nothing to close or leak) and draws its PNG with Agg whatever the
+    # backend: no `matplotlib.use`, which would switch a notebook's inline backend off and silence its plt.show().
+    from matplotlib.figure import Figure
 
     dpi = 100
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")

@@ -242,10 +242,18 @@ def _transformer_check_reloaded(model: PreTrainedModel, loaded: PreTrainedModel,
 # ResNet
 
 
-def resnet_config(variant: str = "default", **overrides) -> PreTrainedConfig:
+# The plain variant (no shortcuts, the ResNet paper's baselines) runs every generic test too: save/load, remote code,
+# checkpointing, compile and export must not depend on the blocks having a shortcut.
+RESNET_VARIANTS = {
+    "residual": {},
+    "plain": {"use_residual_connection": False},
+}
+
+
+def resnet_config(variant: str = "residual", **overrides) -> PreTrainedConfig:
     from hf_bigmodel.models.resnet import BigModelResNetConfig
 
-    return BigModelResNetConfig.from_preset("resnet-tiny", **overrides)
+    return BigModelResNetConfig.from_preset("resnet-tiny", **{**RESNET_VARIANTS[variant], **overrides})
 
 
 def _resnet_inputs(task: str, config: PreTrainedConfig) -> Batch:
@@ -413,6 +421,7 @@ MODEL_CASES: dict[str, ModelCase] = {
         body_prefix="resnet.",
         checkpoint_task="image-classification",
         checkpoint_probe=lambda model: model.resnet.stages[1].layers[1].conv1,
+        variants=RESNET_VARIANTS,
         # The processor's file comes with the processor (see test_modeling_resnet.py).
         code_files=frozenset({"configuration_resnet.py", "modeling_resnet.py", "cpu_kernels_resnet.py"}),
         shard_size="10KB",
@@ -428,6 +437,10 @@ MODEL_CASES: dict[str, ModelCase] = {
             "act": (dict(hidden_act="nope"), r"`hidden_act` 'nope' is not a transformers activation"),
             "smoothing": (dict(label_smoothing=1.0), r"`label_smoothing` must be in \[0, 1\)"),
             "channels": (dict(num_channels=0), r"`num_channels` must be a positive integer"),
+            "zero-init-plain": (
+                dict(zero_init_residual=True, use_residual_connection=False),
+                r"`zero_init_residual=True` needs `use_residual_connection=True`",
+            ),
         },
         invalid_at_save=("layer_type", "wide", r"`layer_type` must be one of"),
         head_from_base_tasks=("image-classification",),
@@ -444,7 +457,7 @@ MODEL_CASES: dict[str, ModelCase] = {
         round_trip_overrides={
             "num_channels": 1,
             "stem_type": "cifar",
-            "zero_init_residual": True,
+            "downsample_in_bottleneck": True,  # zero_init_residual would be refused by the plain variant
             "label_smoothing": 0.1,
             "num_labels": 3,
         },

@@ -96,6 +96,12 @@ class BigModelResNetConfig(PreTrainedConfig):
             v1 as in the paper; the default strides the 3x3, "ResNet v1.5").
         zero_init_residual: initialise the last BatchNorm scale of every block to zero, so that each block starts as
             the identity (Goyal et al., 2017). Helps large-batch training.
+        use_residual_connection: add each block's input (or its 1x1 projection) to the block's output. `False`
+            builds the "plain" network of the ResNet paper's baselines (He et al., 2015, section 4.1): every block is
+            its convolutions, BatchNorms and activations only, with no shortcut module and no addition, so the
+            same depth can be trained with and without the residual connection. For teaching and ablations; plain
+            checkpoints do not convert to transformers' `ResNetForImageClassification`, which always adds the
+            shortcut.
         channels_last: run the convolutions in channels-last (NHWC) memory layout, which is faster on CPUs (oneDNN)
             and on GPUs with tensor cores. Outputs and weights are the same; only the memory layout differs.
         fold_batch_norm: at inference (`model.eval()` and no gradients), fold each BatchNorm into the convolution
@@ -115,6 +121,7 @@ class BigModelResNetConfig(PreTrainedConfig):
     downsample_in_first_stage: bool = False
     downsample_in_bottleneck: bool = False
     zero_init_residual: bool = False
+    use_residual_connection: bool = True
     channels_last: bool = True
     fold_batch_norm: bool = True
     label_smoothing: float = 0.0
@@ -177,6 +184,12 @@ class BigModelResNetConfig(PreTrainedConfig):
                 f"{', '.join(sorted(k for k in ACT2FN if k in ('relu', 'gelu', 'silu', 'leaky_relu', 'mish')))}."
             )
         _check_probabilities(self, ("label_smoothing",))
+        if self.zero_init_residual and not self.use_residual_connection:
+            raise ValueError(
+                "`zero_init_residual=True` needs `use_residual_connection=True`: it zeroes the last BatchNorm scale of "
+                "every block so that the block starts as the identity through its shortcut; without the shortcut "
+                "every block would output zeros. Set zero_init_residual=False for a plain network."
+            )
 
 
 # Copied from hf_bigmodel.models.gpt.configuration_gpt._check_positive_ints

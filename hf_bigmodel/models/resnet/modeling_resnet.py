@@ -17,6 +17,10 @@ Speed, with the same function and the same state dict as the stock model:
 - at inference (eval mode, no gradients) each BatchNorm is folded into the convolution before it, from copies kept in
   memory and refreshed whenever a weight or running statistic changes; the parameters themselves are untouched;
 - in-place ReLU and residual sums.
+
+`use_residual_connection=False` drops the shortcut of every block (the paper's "plain" baselines, for teaching): the
+blocks then hold no projection and add nothing, and every path above, the fused one included, computes
+act(norm(conv(x))) alone.
 """
 
 import json
@@ -85,8 +89,32 @@ class BigModelResNetShortCut(nn.Module):
         self.norm = BigModelResNetBatchNorm(out_channels)
 
 
-class BigModelResNetBasicBlock(GradientCheckpointingLayer):
-    """Two 3x3 convolutions and the residual (ResNet-18/34, CIFAR ResNets)."""
+def _shortcut(
+    config: BigModelResNetConfig, in_channels: int, out_channels: int, stride: int
+) -> BigModelResNetShortCut | None:
+    """The projection a block's shortcut needs, or None: for an identity shortcut, and for no shortcut at all
+    (`use_residual_connection=False`, where `residual` below is None too)."""
+    needs_projection = in_channels != out_channels or stride != 1
+    if not config.use_residual_connection or not needs_projection:
+        return None
+    return BigModelResNetShortCut(in_channels, out_channels, stride)
+
+
+class BigModelResNetBlock(GradientCheckpointingLayer):
+    """What the two kinds of block share: the input to add to the block's output."""
+
+    def _identity(self, x: torch.Tensor, fused: bool) -> torch.Tensor | None:
+        """The residual: x, or its 1x1 projection when the block changes the width or the resolution; None for a
+        plain network (`use_residual_connection=False`), whose block output is then act(norm(conv(...))) alone."""
+        if not self.use_residual_connection:
+            return None
+        if self.shortcut is None:
+            return x
+        return BigModelResNetConvNorm.forward(self.shortcut.conv, self.shortcut.norm, x, fused, self.channels_last)
+
+
+class BigModelResNetBasicBlock(BigModelResNetBlock):
+    """Two 3x3 convolutions and the residual (ResNet-18/34, CIFAR ResNets); the convolutions alone in a plain network."""
 
     def __init__(self, config: BigModelResNetConfig, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
@@ -95,20 +123,21 @@ class BigModelResNetBasicBlock(GradientCheckpointingLayer):
         self.conv2 = _conv(out_channels, out_channels, 3)
         self.norm2 = BigModelResNetBatchNorm(out_channels)
         self.norm2.is_last_in_block = True
-        needs_projection = in_channels != out_channels or stride != 1
-        self.shortcut = BigModelResNetShortCut(in_channels, out_channels, stride) if needs_projection else None
+        self.shortcut = _shortcut(config, in_channels, out_channels, stride)
         self.act = BigModelResNetActivation(config.hidden_act)
         self.channels_last = config.channels_last
+        self.use_residual_connection = config.use_residual_connection
 
     def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         conv_norm, cl = BigModelResNetConvNorm.forward, self.channels_last
-        identity = conv_norm(self.shortcut.conv, self.shortcut.norm, x, fused, cl) if self.shortcut else x
+        identity = self._identity(x, fused)
         out = conv_norm(self.conv1, self.norm1, x, fused, cl, self.act)
         return conv_norm(self.conv2, self.norm2, out, fused, cl, self.act, residual=identity)
 
 
-class BigModelResNetBottleneckBlock(GradientCheckpointingLayer):
-    """1x1 (reduce by 4) -> 3x3 -> 1x1 (expand) convolutions and the residual (ResNet-50 and deeper)."""
+class BigModelResNetBottleneckBlock(BigModelResNetBlock):
+    """1x1 (reduce by 4) -> 3x3 -> 1x1 (expand) convolutions and the residual (ResNet-50 and deeper); the
+    convolutions alone in a plain network."""
 
     def __init__(self, config: BigModelResNetConfig, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
@@ -121,16 +150,16 @@ class BigModelResNetBottleneckBlock(GradientCheckpointingLayer):
         self.conv3 = _conv(reduced, out_channels, 1)
         self.norm3 = BigModelResNetBatchNorm(out_channels)
         self.norm3.is_last_in_block = True
-        needs_projection = in_channels != out_channels or stride != 1
-        self.shortcut = BigModelResNetShortCut(in_channels, out_channels, stride) if needs_projection else None
+        self.shortcut = _shortcut(config, in_channels, out_channels, stride)
         self.act = BigModelResNetActivation(config.hidden_act)
         self.channels_last = config.channels_last
+        self.use_residual_connection = config.use_residual_connection
 
     def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         conv_norm, cl = BigModelResNetConvNorm.forward, self.channels_last
         out = conv_norm(self.conv1, self.norm1, x, fused, cl, self.act)
         out = conv_norm(self.conv2, self.norm2, out, fused, cl, self.act)
-        identity = conv_norm(self.shortcut.conv, self.shortcut.norm, x, fused, cl) if self.shortcut else x
+        identity = self._identity(x, fused)
         return conv_norm(self.conv3, self.norm3, out, fused, cl, self.act, residual=identity)
 
 
