@@ -320,6 +320,30 @@ def test_image_integrated_gradients_completeness(arch, processor):
     assert explanation.convergence_delta <= 0.01 * abs(change.item()) + 1e-5
 
 
+def test_integrated_gradients_warns_when_not_converged(processor):
+    """Past the 1024-step cap with the delta still above the tolerance, explain warns with the numbers instead of
+    returning the attributions as complete (found on MNIST, where a digit's logit moved by only 0.023 from the
+    baseline and 1024 steps left a 2% gap). A fixed n_steps reports the delta without enforcing it, and a
+    converged explanation warns nothing."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = hf_bigmodel.create_model("resnet-tiny", task="image-classification").eval()
+    with torch.no_grad():  # biases away from zero: a bias-free ReLU network is linear along the path, IG exact
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    with pytest.warns(UserWarning, match=r"did not converge in 1024 steps: .* convergence delta .* tolerance=1e-12"):
+        explanation = explain(model, image(), method="integrated_gradients", image_processor=processor,
+                              tolerance=1e-12)  # fmt: skip
+    assert explanation.n_steps == 1024 and explanation.convergence_delta > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed = explain(model, image(), method="integrated_gradients", image_processor=processor, n_steps=64,
+                        tolerance=1e-12)  # fmt: skip
+        assert fixed.n_steps == 64 and fixed.convergence_delta > 0
+        explain(model, image(), method="integrated_gradients", image_processor=processor, tolerance=0.5)
+
+
 # ------------------------------------------------------------------------------------------------------ outputs
 
 

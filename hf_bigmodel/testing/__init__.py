@@ -24,6 +24,7 @@ __all__ = [
     "randomize_",
     "randomize_batch_norm_",
     "run_python",
+    "shared_data",
 ]
 
 # Python source to run first in a child process (`python -c WITHOUT_HF_BIGMODEL + code`): from then on
@@ -126,6 +127,15 @@ def logged_losses(output_dir: str | os.PathLike) -> list[float]:
     """The training losses a Trainer run logged, in order, read from its `trainer_state.json`."""
     state = json.loads((Path(output_dir) / "trainer_state.json").read_text())
     return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def shared_data(name: str) -> Path:
+    """`shared/data/<name>`, the project's real data sets, next to the checkout (as CI clones it) or, from a
+    worktree further down, in the nearest folder above that has one; the path next to the checkout if none does
+    (tests skip on a missing folder)."""
+    here = Path(__file__).resolve().parents[2]  # the checkout
+    found = next((p / "shared" / "data" for p in (here, *here.parents) if (p / "shared" / "data").is_dir()), None)
+    return (found or here.parent / "shared" / "data") / name
 
 
 def __getattr__(name: str):
