@@ -313,17 +313,32 @@ def load_summarization_splits(
 _WIKITEXT_HEADING = re.compile(r"^ (=(?: =)+) (.+?) \1 $")
 
 
-def wikitext_heading_pairs(path: str | Path, max_words: int | None = 100) -> list[dict[str, str]]:
+def wikitext_heading_pairs(
+    path: str | Path, max_words: int | None = 100, stride: int | None = None
+) -> list[dict[str, str]]:
     """The offline summarization task: each section of a WikiText file (tokenized v1: `<unk>`, ` @-@ `) as
     {"document": the section's text up to the next heading, its first `max_words` words, "summary": its heading}.
-    Sections without text, and headings that are only `<unk>`, are left out."""
+    Sections without text are left out, and so are headings with an `<unk>` in them: WikiText replaced a rare word
+    there, and no model can write the word back (the metric's tokenizer would score the letters "unk" instead).
+
+    With `stride`, a section gives one pair per window of `max_words` words, starting every `stride` words until a
+    window reaches the section's end: more training pairs from the few sections a split has. Scored sets keep the
+    default, one pair per section."""
+    if stride is not None and (max_words is None or not 0 < stride <= max_words):
+        raise ValueError(f"stride must be between 1 and max_words ({max_words}), got {stride}.")
     pairs: list[dict[str, str]] = []
     heading, lines = None, []
 
     def flush() -> None:
         words = " ".join(lines).split()
-        if heading and heading != "<unk>" and words:
-            pairs.append({"document": " ".join(words[:max_words] if max_words else words), "summary": heading})
+        if not heading or "<unk>" in heading.split() or not words:
+            return
+        starts = [0]
+        while stride is not None and starts[-1] + max_words < len(words):
+            starts.append(starts[-1] + stride)
+        for start in starts:
+            window = words[start : start + max_words] if max_words else words
+            pairs.append({"document": " ".join(window), "summary": heading})
 
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         match = _WIKITEXT_HEADING.match(line)
