@@ -55,9 +55,9 @@ def reference_loss(name, model, ids, labels, loss):
     """The loss written out from the full logits (ce) or from the sampled negatives, drawn as the model draws them."""
     output = model(input_ids=ids)
     logits = output.logits.float()
-    if name == "sasrec":
-        logits, labels = logits[:, :-1], labels[:, 1:]
     keep = labels != -100
+    if name == "sasrec":  # a real item predicts the next one; the first item of a history is never a target
+        logits, labels, keep = logits[:, :-1], labels[:, 1:], keep[:, 1:] & (ids[:, :-1] != 0)
     scores, targets = logits[keep][:, 1:21], labels[keep]  # items 1..20
     if loss == "ce":
         return torch.nn.functional.cross_entropy(scores, targets - 1)

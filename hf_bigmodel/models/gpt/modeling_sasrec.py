@@ -306,7 +306,9 @@ class BigModelSASRecForCausalLM(SequentialRecommenderMixin, BigModelGPTPreTraine
         loss = None
         if labels is not None:
             targets = labels[:, 1:].to(hidden_states.device)  # position t predicts the item at t + 1
-            keep = (targets != IGNORE_INDEX) & (targets != 0)
+            # Only a real item predicts: a padding position's state has read nothing, and whether a history's first
+            # item gets one depends on how much padding its batch has.
+            keep = (targets != IGNORE_INDEX) & (targets != 0) & attention_mask[:, :-1].bool().to(targets.device)
             predicting = hidden_states[:, :-1][keep]  # (labelled positions, hidden)
             loss = recommendation_loss(
                 predicting, targets[keep], self.item_embeddings(), None, self.config.loss, self.config.num_items
