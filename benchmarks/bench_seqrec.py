@@ -13,7 +13,10 @@ by our evaluator on the same candidates, so both columns are comparable.
 
 Recipe: full softmax cross-entropy (`--loss ce`, Klenitskiy & Vasilev 2023: it converges in far fewer epochs than
 SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU has it (`--no-bf16` to disable),
-validation every epoch on every user, early stopping after `--patience` epochs, test at the best epoch.
+batches of users with similar history lengths (`--no-group_by_length` to shuffle freely), validation every epoch on
+every user, early stopping after `--patience` epochs, test at the best epoch. On a 2-core CPU the softmax over every
+item is most of an epoch; `--loss sampled_ce:2000` (2,000 shared negatives) is the one the figures in
+benchmarks/README.md were measured with.
 
 Targets (issue 16): Video sampled-uniform NDCG@10 >= 0.55 and HR@10 >= 0.76; beauty full ranking SASRec NDCG@10
 >= 0.034 and HR@10 >= 0.055, BERT4Rec NDCG@10 >= 0.0187 and HR@10 >= 0.0338.
