@@ -40,6 +40,7 @@ logger = logging.getLogger("hf_bigmodel.recommendation")
 __all__ = [
     "KS",
     "PROTOCOLS",
+    "ModelScorer",
     "RecommendationReport",
     "evaluate_recommender",
     "evaluate_scores",
@@ -154,29 +155,43 @@ class RecommendationReport:
         return "\n".join(lines)
 
 
-def model_scorer(model: torch.nn.Module, batch_size: int = 512) -> Scorer:
-    """A scorer from a zoo recommender (its `next_item_logits`), in eval mode and without gradients, in batches."""
+class ModelScorer:
+    """A scorer from a zoo recommender, in eval mode and without gradients, `batch_size` histories at a time:
+    `scorer(histories)` gives every id's score (its `next_item_logits`), `scorer.candidates(histories, ids)` only
+    the scores of `ids` (its `candidate_scores`), which is all a sampled protocol needs."""
+
+    def __init__(self, model: torch.nn.Module, batch_size: int = 512):
+        self.model = model
+        self.batch_size = batch_size
 
     @torch.no_grad()
-    def score(histories: Sequence[Sequence[int]]) -> torch.Tensor:
+    def _batches(self, histories: Sequence[Sequence[int]], score, ids: torch.Tensor | None = None) -> torch.Tensor:
+        model = self.model
         was_training = model.training
         model.eval()
         try:
-            # Batches of similar lengths: a batch is padded to its longest history only, and most are short.
-            order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
-            out = None
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                input_ids, attention_mask = model.history_tensors([histories[i] for i in rows])
-                logits = model.next_item_logits(input_ids, attention_mask).float().cpu()
-                if out is None:
-                    out = torch.empty(len(histories), logits.shape[1])
-                out[torch.tensor(rows)] = logits
-            return out
+            parts = []
+            for start in range(0, len(histories), self.batch_size):
+                stop = start + self.batch_size
+                inputs = model.history_tensors(histories[start:stop])
+                extra = () if ids is None else (ids[start:stop].to(inputs[0].device),)
+                parts.append(score(*inputs, *extra).float().cpu())
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
         finally:
             model.train(was_training)
 
-    return score
+    def __call__(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(users, vocab) scores of every id."""
+        return self._batches(histories, self.model.next_item_logits)
+
+    def candidates(self, histories: Sequence[Sequence[int]], ids: torch.Tensor) -> torch.Tensor:
+        """(users, c) scores of each user's candidates `ids` (users, c)."""
+        return self._batches(histories, self.model.candidate_scores, ids)
+
+
+def model_scorer(model: torch.nn.Module, batch_size: int = 512) -> ModelScorer:
+    """A scorer from a zoo recommender (its `next_item_logits`), in eval mode and without gradients, in batches."""
+    return ModelScorer(model, batch_size)
 
 
 def evaluate_scores(
@@ -188,10 +203,12 @@ def evaluate_scores(
     ks: Sequence[int] = KS,
     num_negatives: int = NUM_NEGATIVES,
     seed: int = 0,
-    chunk: int = 2048,
+    chunk: int = 512,
 ) -> RecommendationReport:
     """Evaluate any scorer on every evaluated user of `split` at `stage` ("valid" or "test"). `candidates` (per
-    sampled protocol, from `sample_candidates`) lets several models share the same negatives."""
+    sampled protocol, from `sample_candidates`) lets several models share the same negatives. A scorer with a
+    `candidates(histories, ids)` method (`model_scorer`'s) scores only the sampled candidates when the full
+    protocol is not asked for."""
     for protocol in protocols:
         if protocol not in PROTOCOLS:
             raise ValueError(f"Unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}.")
@@ -206,30 +223,45 @@ def evaluate_scores(
     for protocol in protocols:
         if protocol != "full" and protocol not in candidates:
             candidates[protocol] = sample_candidates(split, stage, protocol, num_negatives, seed)
-    ranks: dict[str, list[np.ndarray]] = {p: [] for p in protocols}
+    sampled = [p for p in protocols if p != "full"]
+    only_candidates = "full" not in protocols and callable(getattr(scorer, "candidates", None))
+    ranks = {p: np.empty(len(histories), dtype=np.int64) for p in protocols}
     ties: dict[str, int] = dict.fromkeys(protocols, 0)
-    for start in range(0, len(histories), chunk):
-        stop = min(start + chunk, len(histories))
-        scores = scorer(histories[start:stop])[:, : split.num_items + 1].float()  # (users, num_items + 1)
+    # Users in order of history length, so that a chunk is padded to about its own length (most are short); the
+    # ranks go back to each user's row.
+    order = np.argsort([len(h) for h in histories], kind="stable")
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        chunk_histories = [histories[i] for i in rows]
+        zeros = torch.zeros(len(rows), dtype=torch.long)  # the held-out item is column 0 of the candidates
+        if only_candidates:
+            ids = torch.cat([torch.as_tensor(candidates[p][rows]) for p in sampled], dim=1)
+            scores = scorer.candidates(chunk_histories, ids).float()  # (users, candidates of every protocol)
+            for protocol, part in zip(sampled, scores.split([candidates[p].shape[1] for p in sampled], dim=1)):
+                ranks[protocol][rows] = ranks_from_scores(part, zeros)
+                ties[protocol] += int(_ties(part, zeros).sum())
+            continue
+        scores = scorer(chunk_histories)[:, : split.num_items + 1].float()  # (users, num_items + 1)
         scores[:, 0] = float("-inf")  # padding is never a candidate
-        for protocol in protocols:
-            if protocol == "full":
-                full = scores.clone()
-                for row, history in enumerate(histories[start:stop]):
-                    seen = torch.tensor(history)
-                    full[row, seen[seen != targets[start + row]]] = float("-inf")
-                target_column = torch.as_tensor(targets[start:stop])
-                ranked = full
-            else:
-                ids = torch.as_tensor(candidates[protocol][start:stop])
-                ranked = scores.gather(1, ids)
-                target_column = torch.zeros(len(ids), dtype=torch.long)
-            ranks[protocol].append(ranks_from_scores(ranked, target_column))
-            ties[protocol] += int(_ties(ranked, target_column).sum())
+        for protocol in sampled:
+            ranked = scores.gather(1, torch.as_tensor(candidates[protocol][rows]))
+            ranks[protocol][rows] = ranks_from_scores(ranked, zeros)
+            ties[protocol] += int(_ties(ranked, zeros).sum())
+        if "full" in protocols:
+            # The user's other history items leave the ranking: one scatter for the chunk, after the sampled
+            # protocols have read the scores.
+            lengths = [len(h) for h in chunk_histories]
+            row_of = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(lengths))
+            items = torch.tensor([item for h in chunk_histories for item in h], dtype=torch.long)
+            chunk_targets = torch.as_tensor(targets[rows])
+            other = items != chunk_targets[row_of]
+            scores[row_of[other], items[other]] = float("-inf")
+            ranks["full"][rows] = ranks_from_scores(scores, chunk_targets)
+            ties["full"] += int(_ties(scores, chunk_targets).sum())
     report = RecommendationReport(stage, len(histories), split.skipped, split.num_items, ties=ties,
                                   num_negatives=num_negatives, seed=seed)  # fmt: skip
     for protocol in protocols:
-        report.metrics[protocol] = ranking_metrics(np.concatenate(ranks[protocol]), tuple(ks))
+        report.metrics[protocol] = ranking_metrics(ranks[protocol], tuple(ks))
     report.seconds = time.perf_counter() - started
     return report
 

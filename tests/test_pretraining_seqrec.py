@@ -80,3 +80,29 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "`loss` 'focal' is not one of bce, ce, sampled_ce:N, gbce:k,t" in capsys.readouterr().err
     assert main_sasrec([*flags(ok, tmp_path / "out4"), "--config_overrides", "num_items=5"]) == 2
     assert "cannot set num_items: it comes from the data's item map" in capsys.readouterr().err
+
+
+def test_trainer_groups_batches_by_real_history_length(tmp_path):
+    # Trainer's own group_by_length would read each example's padded length (always max_length); the recommender
+    # trainer hands the sampler the real ones, which the collator's cut of the shared padding needs.
+    from transformers import TrainingArguments  # noqa: PLC0415
+
+    from hf_bigmodel import BigModelSASRecConfig, BigModelSASRecForCausalLM  # noqa: PLC0415
+    from hf_bigmodel.data.seqrec import CausalItemDataset, causal_item_collator  # noqa: PLC0415
+    from hf_bigmodel.training.pretrain_seqrec import RecommenderTrainer  # noqa: PLC0415
+
+    lengths = np.random.default_rng(0).integers(2, 31, size=64).tolist()
+    dataset = CausalItemDataset([list(range(1, n + 1)) for n in lengths], max_length=32)
+    model = BigModelSASRecForCausalLM(BigModelSASRecConfig.from_preset("sasrec-tiny", num_items=40))
+
+    def padded_cells(strategy: str) -> int:
+        args = TrainingArguments(str(tmp_path), per_device_train_batch_size=4, train_sampling_strategy=strategy,
+                                 report_to="none", use_cpu=True)  # fmt: skip
+        trainer = RecommenderTrainer(model=model, args=args, train_dataset=dataset,
+                                     data_collator=causal_item_collator)  # fmt: skip
+        if strategy == "group_by_length":
+            assert trainer._get_train_sampler().lengths == dataset.lengths == lengths
+        return sum(batch["input_ids"].numel() for batch in trainer.get_train_dataloader())
+
+    grouped, shuffled = padded_cells("group_by_length"), padded_cells("random")
+    assert sum(lengths) <= grouped < shuffled < 64 * 32  # the collator cuts either way; grouping cuts more

@@ -9,11 +9,19 @@ import datasets
 import pytest
 import torch
 
+from hf_bigmodel import (
+    BigModelBert4RecConfig,
+    BigModelBert4RecForMaskedLM,
+    BigModelSASRecConfig,
+    BigModelSASRecForCausalLM,
+)
 from hf_bigmodel.data import DataError
 from hf_bigmodel.data.seqrec import (
     CausalItemDataset,
     ItemMap,
     MaskedItemCollator,
+    MaskedItemDataset,
+    causal_item_collator,
     file_sha256,
     leave_one_out,
     left_pad,
@@ -131,3 +139,33 @@ def test_video_file_statistics():
     assert len(data.users) == 31013 and data.num_interactions == 287107
     assert len(ItemMap.from_sequences(data.sequences)) == 23715
     assert data.sha256 == "b7376fe24430743f411dc7f567285657b2adb3f74361cc7ba0aee94f3024b651"
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_cutting_shared_padding_changes_no_score(name):
+    sequences = [[3, 4, 5], [7, 8], [1, 2, 3, 4]]
+    if name == "sasrec":
+        dataset = CausalItemDataset(sequences, max_length=8)
+        assert dataset.lengths == [3, 2, 4]
+        padded = torch.utils.data.default_collate([dataset[i] for i in range(3)])
+        cut = causal_item_collator([dataset[i] for i in range(3)])
+        assert cut["input_ids"].tolist() == [[0, 3, 4, 5], [0, 0, 7, 8], [1, 2, 3, 4]]
+        config = BigModelSASRecConfig.from_preset("sasrec-tiny", max_position_embeddings=8)
+        model = BigModelSASRecForCausalLM(config)
+    else:
+        dataset = MaskedItemDataset(sequences, max_length=8)
+        assert dataset.lengths == [3, 2, 4]
+        examples = [dataset[i] for i in range(3)]
+        padded = MaskedItemCollator(21, 8, seed=0)(examples)
+        cut = MaskedItemCollator(21, 8, seed=0, pad_to_longest=True)(examples)
+        assert padded["input_ids"].shape == (3, 8) and cut["input_ids"].shape == (3, 4)
+        assert torch.equal(padded["labels"][:, -4:], cut["labels"])  # the same masks, 4 columns fewer
+        model = BigModelBert4RecForMaskedLM(BigModelBert4RecConfig.from_preset("bert4rec-tiny"))
+    assert torch.equal(padded["input_ids"][:, -cut["input_ids"].shape[1] :], cut["input_ids"])
+    torch.manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        full, short = model(**padded), model(**cut)
+    width = cut["input_ids"].shape[1]
+    torch.testing.assert_close(full.logits[:, -width:], short.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(full.loss, short.loss, rtol=1e-5, atol=1e-5)

@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from hf_bigmodel import BigModelSASRecConfig, BigModelSASRecForCausalLM
+from hf_bigmodel import (
+    BigModelBert4RecConfig,
+    BigModelBert4RecForMaskedLM,
+    BigModelSASRecConfig,
+    BigModelSASRecForCausalLM,
+)
 from hf_bigmodel.data.seqrec import CausalItemDataset, Interactions, leave_one_out, read_interactions
 from hf_bigmodel.metrics import ranking_metrics
 from hf_bigmodel.recommendation import (
     evaluate_recommender,
     evaluate_scores,
+    model_scorer,
     ranks_from_scores,
     sample_candidates,
 )
@@ -153,3 +159,29 @@ def test_model_and_data_item_maps_must_match():
     model = BigModelSASRecForCausalLM(BigModelSASRecConfig.from_preset("sasrec-tiny", num_items=20))
     with pytest.raises(ValueError, match=r"model's item map \(20 items\) is not the data's \(4 items\).*ItemMap"):
         evaluate_recommender(model, split)
+
+
+@pytest.mark.parametrize("arch", ["sasrec", "bert4rec"])
+def test_candidate_scoring_gives_the_full_scorers_report(arch):
+    # A zoo model's scorer scores only the sampled candidates when the full protocol is not asked for; a plain
+    # function (another model, as the benchmark's SASRec.pytorch) gives every id's score. Same ranks either way.
+    split = toy_split(users=50, items=300, length=9)
+    split.sequences[3] = split.sequences[3][:4]  # histories of several lengths, evaluated in length order
+    config_class, model_class = {
+        "sasrec": (BigModelSASRecConfig, BigModelSASRecForCausalLM),
+        "bert4rec": (BigModelBert4RecConfig, BigModelBert4RecForMaskedLM),
+    }[arch]
+    torch.manual_seed(0)
+    config = config_class.from_preset(f"{arch}-tiny", num_items=split.num_items, item_ids=split.item_map.item_ids,
+                                      initializer_range=0.5)  # fmt: skip
+    model = model_class(config).eval()
+    scorer = model_scorer(model, batch_size=16)
+    sampled = ["sampled-uniform", "sampled-popularity"]
+    fast = evaluate_scores(scorer, split, "valid", protocols=sampled, chunk=16)
+    slow = evaluate_scores(lambda histories: scorer(histories), split, "valid", protocols=sampled, chunk=16)
+    default = evaluate_recommender(model, split, "valid", protocols=sampled)
+    assert fast.ties == slow.ties
+    for protocol in sampled:
+        assert fast.metrics[protocol] == pytest.approx(slow.metrics[protocol])
+        assert default.metrics[protocol] == pytest.approx(fast.metrics[protocol])
+    assert fast.metrics["sampled-uniform"]["HR@20"] > 0  # something ranked: the comparison is not of zeros

@@ -55,9 +55,9 @@ def reference_loss(name, model, ids, labels, loss):
     """The loss written out from the full logits (ce) or from the sampled negatives, drawn as the model draws them."""
     output = model(input_ids=ids)
     logits = output.logits.float()
-    if name == "sasrec":
-        logits, labels = logits[:, :-1], labels[:, 1:]
     keep = labels != -100
+    if name == "sasrec":  # a real item predicts the next one; the first item of a history is never a target
+        logits, labels, keep = logits[:, :-1], labels[:, 1:], keep[:, 1:] & (ids[:, :-1] != 0)
     scores, targets = logits[keep][:, 1:21], labels[keep]  # items 1..20
     if loss == "ce":
         return torch.nn.functional.cross_entropy(scores, targets - 1)
@@ -266,3 +266,29 @@ def test_recommenders_are_exported_and_registered():
     config = BigModelBert4RecConfig.from_preset("bert4rec-50", num_items=54542)
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (64, 2, 2)
     assert config.vocab_size == 54544 and config.mask_token_id == 54543
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_forward_scores_labelled_positions_only(name):
+    # The loss of a training step is the cross-entropy of the full (batch, seq, vocab) logits at the labelled
+    # positions (test_losses_match_reference), but the tensor itself is never built in training.
+    model = make(name)
+    ids, labels = batch(name)
+    model.train()
+    output = model(input_ids=ids, labels=labels)
+    assert output.logits is None and output.loss is not None
+    assert model(input_ids=ids).logits.shape == (*ids.shape, model.config.vocab_size)  # without labels: all of them
+    model.eval()
+    assert model(input_ids=ids, labels=labels).logits is not None
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_candidate_scores_are_the_logits_at_the_candidates(name):
+    model = make(name)
+    histories = [[3, 4, 5, 6], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    input_ids, attention_mask = model.history_tensors(histories)
+    candidates = torch.tensor([[6, 1, 20], [2, 7, 7], [11, 3, 19]])
+    with torch.no_grad():
+        full = model.next_item_logits(input_ids, attention_mask)
+        scores = model.candidate_scores(input_ids, attention_mask, candidates)
+    torch.testing.assert_close(scores, full.gather(1, candidates), rtol=1e-5, atol=1e-5)

@@ -36,6 +36,7 @@ __all__ = [
     "LeaveOneOut",
     "MaskedItemCollator",
     "MaskedItemDataset",
+    "causal_item_collator",
     "file_sha256",
     "leave_one_out",
     "left_pad",
@@ -286,6 +287,16 @@ def left_pad(sequences: Sequence[Sequence[int]], length: int, pad: int = PAD_ID)
     return out
 
 
+def causal_item_collator(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack `CausalItemDataset` examples and drop the left columns that are padding in every row. The models count
+    positions from each row's first item, so the cut changes no score; with batches of similar lengths
+    (`lengths` for transformers' `LengthGroupedSampler`) most of the padding of short histories goes."""
+    batch = torch.utils.data.default_collate(examples)
+    real = batch["attention_mask"].any(dim=0)
+    first = int(real.int().argmax()) if bool(real.any()) else batch["input_ids"].shape[1] - 1
+    return {name: value[:, first:] for name, value in batch.items()}
+
+
 class CausalItemDataset(torch.utils.data.Dataset):
     """SASRec examples: each user's training sequence (its last `max_length` items, the model's
     max_position_embeddings, so `max_length - 1` next-item targets), left-padded. `labels` equal `input_ids` with
@@ -294,6 +305,7 @@ class CausalItemDataset(torch.utils.data.Dataset):
     def __init__(self, sequences: Sequence[Sequence[int]], max_length: int):
         self.sequences = [s for s in sequences if len(s) >= 2]
         self.max_length = max_length
+        self.lengths = [min(len(s), max_length) for s in self.sequences]  # for LengthGroupedSampler
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -311,6 +323,7 @@ class MaskedItemDataset(torch.utils.data.Dataset):
     def __init__(self, sequences: Sequence[Sequence[int]], max_length: int):
         self.sequences = [list(s[-max_length:]) for s in sequences if len(s) >= 1]
         self.max_length = max_length
+        self.lengths = [len(s) for s in self.sequences]  # for LengthGroupedSampler
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -323,18 +336,24 @@ class MaskedItemDataset(torch.utils.data.Dataset):
 class MaskedItemCollator:
     """BERT4Rec's cloze task: each item becomes the mask id with probability `mask_probability` (at least one per
     sequence), and with probability `last_item_probability` only the last item is masked, which is the task the
-    model meets at prediction time (the mask appended after the history). Left padding."""
+    model meets at prediction time (the mask appended after the history). Left padding, to `max_length`, or with
+    `pad_to_longest` to the batch's longest sequence (the models count positions from each row's first item, so the
+    scores are the same, and short batches cost less)."""
 
     def __init__(self, mask_token_id: int, max_length: int, mask_probability: float = 0.2,
-                 last_item_probability: float = 0.1, seed: int | None = None):  # fmt: skip
+                 last_item_probability: float = 0.1, seed: int | None = None,
+                 pad_to_longest: bool = False):  # fmt: skip
         self.mask_token_id = mask_token_id
+        self.pad_to_longest = pad_to_longest
         self.max_length = max_length
         self.mask_probability = mask_probability
         self.last_item_probability = last_item_probability
         self.rng = random.Random(seed)
 
     def __call__(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        ids = left_pad([e["input_ids"] for e in examples], self.max_length)
+        sequences = [e["input_ids"] for e in examples]
+        length = min(max(map(len, sequences)), self.max_length) if self.pad_to_longest else self.max_length
+        ids = left_pad(sequences, length)
         real = ids != PAD_ID
         if self.rng.random() < self.last_item_probability:
             masked = torch.zeros_like(real)

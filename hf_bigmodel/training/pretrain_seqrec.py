@@ -18,7 +18,8 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator, set_seed
+from transformers import AutoConfig, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .._io import atomic_write_text
 from ..data import DataError
@@ -27,6 +28,7 @@ from ..data.seqrec import (
     ItemMap,
     MaskedItemCollator,
     MaskedItemDataset,
+    causal_item_collator,
     leave_one_out,
     read_interactions,
 )
@@ -88,6 +90,15 @@ class RecommenderTrainer(Trainer):
         self.eval_batch_size = eval_batch_size
         self.num_negatives = num_negatives
         self.candidates = {}  # drawn at the first evaluation, then the same for every epoch
+
+    def _get_train_sampler(self, train_dataset=None):
+        # Trainer would measure each example's padded length; the datasets know the real ones, and batches of
+        # similar lengths are what makes the collators' cut of the padding pay.
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=dataset.lengths)  # fmt: skip
+        return super()._get_train_sampler(train_dataset)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         protocol = self.validation_protocol
@@ -156,6 +167,7 @@ def default_flags(argv: list[str]) -> list[str]:
         "--learning_rate": "1e-3",
         "--per_device_train_batch_size": "128",
         "--logging_steps": "50",
+        "--train_sampling_strategy": "group_by_length",
     }
     if "--eval_strategy" in given and "--save_strategy" not in given:
         defaults.pop("--save_strategy")
@@ -195,11 +207,12 @@ def run_pretraining(arch: str, model_args: ModelArguments, data_args: DataArgume
     train = split.train_sequences()
     if arch == "sasrec":
         train_dataset = CausalItemDataset(train, config.max_position_embeddings)
-        collator = default_data_collator
+        collator = causal_item_collator
     else:
         train_dataset = MaskedItemDataset(train, config.max_position_embeddings)
         collator = MaskedItemCollator(config.mask_token_id, config.max_position_embeddings,
-                                      config.mask_probability, seed=training_args.seed)  # fmt: skip
+                                      config.mask_probability, seed=training_args.seed,
+                                      pad_to_longest=True)  # fmt: skip
     logger.info("%d users, %d items, %d training sequences; model has %.2fM parameters", len(split.users),
                 split.num_items, len(train_dataset), model.num_parameters() / 1e6)  # fmt: skip
 

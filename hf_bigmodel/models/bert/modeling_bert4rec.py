@@ -61,8 +61,12 @@ def recommendation_loss(
         return (logits + item_bias[ids] if item_bias is not None else logits).float()
 
     if kind == "ce":
-        items = torch.arange(1, num_items + 1, device=hidden.device)
-        return nn.functional.cross_entropy(scores(items), targets - 1)
+        # A slice of the table, not an index: the backward of an index is a scatter-add over every item row,
+        # several times the cost of the product itself.
+        logits = nn.functional.linear(hidden, item_weight[1 : num_items + 1])  # (n, num_items)
+        if item_bias is not None:
+            logits = logits + item_bias[1 : num_items + 1]
+        return nn.functional.cross_entropy(logits.float(), targets - 1)
     if kind == "bce":
         # SASRec: one negative per position; each position's positive and negative logits are two separate
         # binary decisions.
@@ -192,6 +196,16 @@ class SequentialRecommenderMixin:
             results.append([{"item": item, "score": v} for item, (_, v) in zip(items, kept)])
         return results
 
+    def candidate_scores(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, c) scores of `candidates` (batch, c model ids) after each left-padded history: the entries of
+        `next_item_logits` at those ids, without the (batch, vocab) product that a sampled protocol does not need."""
+        states = self.next_item_states(input_ids, attention_mask)  # (batch, hidden)
+        weight, bias = self.item_output()
+        scores = (weight[candidates] @ states.unsqueeze(-1)).squeeze(-1)  # (batch, c, hidden) x (batch, hidden, 1)
+        return scores + bias[candidates] if bias is not None else scores
+
     @torch.no_grad()
     def recommend(
         self,
@@ -227,7 +241,7 @@ class BigModelBert4RecForMaskedLM(SequentialRecommenderMixin, BigModelBertPreTra
 
     `forward(input_ids, labels=...)` trains the cloze task with the config's `loss` (labels: the items at masked
     positions, -100 elsewhere); `logits` are the scores of every id (batch, seq, num_items + 2), padding and the
-    mask at -inf. With labels and a sampled loss the full logits are not needed and `logits` is None.
+    mask at -inf. In training with labels the loss scores only the masked positions and `logits` is None.
     `recommend()` appends the mask to each history and answers raw ids.
     """
 
@@ -252,11 +266,17 @@ class BigModelBert4RecForMaskedLM(SequentialRecommenderMixin, BigModelBertPreTra
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.cls.decoder = new_embeddings
 
+    def item_output(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output layer's (weight (num_items + 2, hidden), bias (num_items + 2,))."""
+        return self.cls.decoder.weight, self.cls.decoder.bias
+
     def item_logits(self, transformed: torch.Tensor) -> torch.Tensor:
         """(..., hidden) transformed states -> (..., num_items + 2) scores, padding and the mask at -inf."""
         logits = self.cls.decoder(transformed)
-        special = torch.tensor([0, self.config.mask_token_id], device=logits.device)
-        return logits.index_fill(-1, special, float("-inf"))
+        # In place: the product's backward does not read its output (see the SASRec head).
+        logits[..., 0] = float("-inf")
+        logits[..., self.config.mask_token_id] = float("-inf")
+        return logits
 
     @can_return_tuple
     def forward(
@@ -280,9 +300,9 @@ class BigModelBert4RecForMaskedLM(SequentialRecommenderMixin, BigModelBertPreTra
             position_ids = left_padded_positions(attention_mask)
         outputs = self.bert(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         transformed = self.cls.transform(outputs.last_hidden_state)  # (batch, seq, hidden)
-        kind = parse_loss(self.config.loss)[0]
         logits = None
-        if labels is None or kind == "ce" or not self.training:
+        if labels is None or not self.training:
+            # In training the loss scores the masked positions only (see the SASRec head).
             logits = self.item_logits(transformed)
 
         loss = None
@@ -301,9 +321,9 @@ class BigModelBert4RecForMaskedLM(SequentialRecommenderMixin, BigModelBertPreTra
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
-    def next_item_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch, num_items + 2) scores of the item after each left-padded history: the prediction at a mask
-        appended to it (the oldest item is dropped when the history fills every position)."""
+    def next_item_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, hidden) transformed states at a mask appended to each left-padded history (the oldest item is
+        dropped when the history fills every position): what the output layer scores."""
         if attention_mask is None:
             attention_mask = (input_ids != 0).long()
         keep = self.config.max_position_embeddings - 1
@@ -314,7 +334,12 @@ class BigModelBert4RecForMaskedLM(SequentialRecommenderMixin, BigModelBertPreTra
         hidden = self.bert(input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[
             :, -1
         ]
-        return self.item_logits(self.cls.transform(hidden))
+        return self.cls.transform(hidden)
+
+    def next_item_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, num_items + 2) scores of the item after each left-padded history: the prediction at a mask
+        appended to it."""
+        return self.item_logits(self.next_item_states(input_ids, attention_mask))
 
 
 __all__ = ["BigModelBert4RecForMaskedLM"]

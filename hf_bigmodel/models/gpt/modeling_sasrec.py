@@ -57,8 +57,12 @@ def recommendation_loss(
         return (logits + item_bias[ids] if item_bias is not None else logits).float()
 
     if kind == "ce":
-        items = torch.arange(1, num_items + 1, device=hidden.device)
-        return nn.functional.cross_entropy(scores(items), targets - 1)
+        # A slice of the table, not an index: the backward of an index is a scatter-add over every item row,
+        # several times the cost of the product itself.
+        logits = nn.functional.linear(hidden, item_weight[1 : num_items + 1])  # (n, num_items)
+        if item_bias is not None:
+            logits = logits + item_bias[1 : num_items + 1]
+        return nn.functional.cross_entropy(logits.float(), targets - 1)
     if kind == "bce":
         # SASRec: one negative per position; each position's positive and negative logits are two separate
         # binary decisions.
@@ -187,6 +191,16 @@ class SequentialRecommenderMixin:
             results.append([{"item": item, "score": v} for item, (_, v) in zip(items, kept)])
         return results
 
+    def candidate_scores(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, c) scores of `candidates` (batch, c model ids) after each left-padded history: the entries of
+        `next_item_logits` at those ids, without the (batch, vocab) product that a sampled protocol does not need."""
+        states = self.next_item_states(input_ids, attention_mask)  # (batch, hidden)
+        weight, bias = self.item_output()
+        scores = (weight[candidates] @ states.unsqueeze(-1)).squeeze(-1)  # (batch, c, hidden) x (batch, hidden, 1)
+        return scores + bias[candidates] if bias is not None else scores
+
     @torch.no_grad()
     def recommend(
         self,
@@ -216,7 +230,8 @@ class BigModelSASRecForCausalLM(SequentialRecommenderMixin, BigModelGPTPreTraine
 
     `forward(input_ids, labels=input_ids)` trains as a causal LM does (labels shifted inside, -100 ignored) with the
     config's `loss`; `logits` are the scores of every id (batch, seq, num_items + 1), column 0 (padding) at -inf.
-    With labels and a sampled loss the full logits are not needed and `logits` is None. `recommend()` answers raw ids.
+    In training with labels the loss scores only the labelled positions and `logits` is None. `recommend()` answers
+    raw ids.
     """
 
     config_class = BigModelSASRecConfig
@@ -241,10 +256,17 @@ class BigModelSASRecForCausalLM(SequentialRecommenderMixin, BigModelGPTPreTraine
     def get_output_embeddings(self) -> None:
         return None  # the output layer is the input embedding itself, not a separate (tied) module
 
+    def item_output(self) -> tuple[torch.Tensor, None]:
+        """The output layer's (weight (num_items + 1, hidden), bias): the item embeddings, no bias."""
+        return self.item_embeddings(), None
+
     def item_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(..., hidden) -> (..., num_items + 1) scores, padding at -inf."""
         logits = hidden_states @ self.item_embeddings().T
-        return logits.index_fill(-1, torch.tensor([0], device=logits.device), float("-inf"))
+        # In place: the product's backward does not read its output, and a copy of (users, items) costs as much as
+        # the product at hidden 50.
+        logits[..., 0] = float("-inf")
+        return logits
 
     @can_return_tuple
     def forward(
@@ -275,15 +297,18 @@ class BigModelSASRecForCausalLM(SequentialRecommenderMixin, BigModelGPTPreTraine
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state  # (batch, seq, hidden)
-        kind = parse_loss(self.config.loss)[0]
         logits = None
-        if labels is None or kind == "ce" or not self.training:
+        if labels is None or not self.training:
+            # In training the loss scores the labelled positions only; the (batch, seq, items) tensor would be most
+            # of an epoch's time and memory (most positions are padding in short histories).
             logits = self.item_logits(hidden_states)
 
         loss = None
         if labels is not None:
             targets = labels[:, 1:].to(hidden_states.device)  # position t predicts the item at t + 1
-            keep = (targets != IGNORE_INDEX) & (targets != 0)
+            # Only a real item predicts: a padding position's state has read nothing, and whether a history's first
+            # item gets one depends on how much padding its batch has.
+            keep = (targets != IGNORE_INDEX) & (targets != 0) & attention_mask[:, :-1].bool().to(targets.device)
             predicting = hidden_states[:, :-1][keep]  # (labelled positions, hidden)
             loss = recommendation_loss(
                 predicting, targets[keep], self.item_embeddings(), None, self.config.loss, self.config.num_items
@@ -292,13 +317,17 @@ class BigModelSASRecForCausalLM(SequentialRecommenderMixin, BigModelGPTPreTraine
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
-    def next_item_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch, num_items + 1) scores of the item after each left-padded history (the last position)."""
+    def next_item_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, hidden) states that score the item after each left-padded history (the last position)."""
         if attention_mask is None:
             attention_mask = (input_ids != 0).long()
         inputs_embeds = self.model.embed_tokens(input_ids) * self.embed_scale
         hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
-        return self.item_logits(hidden.last_hidden_state[:, -1])
+        return hidden.last_hidden_state[:, -1]
+
+    def next_item_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, num_items + 1) scores of the item after each left-padded history (the last position)."""
+        return self.item_logits(self.next_item_states(input_ids, attention_mask))
 
 
 __all__ = ["BigModelSASRecForCausalLM"]
