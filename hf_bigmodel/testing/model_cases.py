@@ -422,6 +422,7 @@ MODEL_CASES: dict[str, ModelCase] = {
         checkpoint_task="image-classification",
         checkpoint_probe=lambda model: model.resnet.stages[1].layers[1].conv1,
         variants=RESNET_VARIANTS,
+        trainer_config=("residual", {}),
         # The processor's file comes with the processor (see test_modeling_resnet.py).
         code_files=frozenset({"configuration_resnet.py", "modeling_resnet.py", "cpu_kernels_resnet.py"}),
         shard_size="10KB",
