@@ -1,4 +1,4 @@
-"""`hf-bigmodel explain FOLDER --text ... | --image ...`: explain one prediction of a saved model.
+"""`hf-bigmodel explain FOLDER --text ... | --image ... | --history ...`: explain one prediction of a saved model.
 
 Prints the prediction and the attributions, and writes explanation.json, attributions.safetensors,
 explanation.png and a self-contained explanation.html into --output_dir.
@@ -21,6 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", help="text to explain (classification, masked LM), prompt (causal LM) or source (translation)"
     )
     source.add_argument("--image", help="image file to explain (image-classification models)")
+    source.add_argument(
+        "--history",
+        help="recommenders (SASRec, BERT4Rec): the raw item ids of a history, oldest first, separated by spaces or "
+        "commas; --target is then a raw item id (default: the top recommendation)",
+    )
     parser.add_argument(
         "--method",
         default=None,
@@ -53,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _items(history: str | None) -> list[str] | None:
+    return None if history is None else history.replace(",", " ").split()
+
+
 @command("hf-bigmodel explain")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = explain(
             args.model,
-            args.text if args.text is not None else args.image,
+            next(x for x in (args.text, args.image, _items(args.history)) if x is not None),
             method=args.method,
             target=args.target,
             n_steps=args.n_steps,
@@ -88,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     for explanation in explanations:
-        what = "generated" if explanation.kind in ("causal-lm", "translation") else "class"
+        what = {"causal-lm": "generated", "translation": "generated", "recommendation": "item"}.get(
+            explanation.kind, "class"
+        )
         print(
             f"{explanation.method}: {what} {explanation.target} ({explanation.target_label}), "
             f"p={explanation.probability:.4f}"

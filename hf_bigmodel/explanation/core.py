@@ -20,6 +20,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "causal-lm": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "translation": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
     "image-classification": ("grad_cam", "integrated_gradients"),
+    "recommendation": ("integrated_gradients", "gradient_x_input", "lime", "kernel_shap"),
 }
 
 OUTPUTS = ("logit", "probability")
@@ -28,6 +29,9 @@ MAX_STEPS = 1024  # integrated gradients: the most steps the adaptive schedule t
 
 # Head-class name suffix -> kind. Suffixes, not our classes, so stock transformers heads are explained the same way.
 _KIND_OF_SUFFIX = {
+    # The recommenders first: their heads end like a causal LM's and a masked LM's, but they read item histories.
+    "SASRecForCausalLM": "recommendation",
+    "Bert4RecForMaskedLM": "recommendation",
     "ForSequenceClassification": "text-classification",
     "ForTokenClassification": "token-classification",
     "ForMaskedLM": "masked-lm",
@@ -150,6 +154,10 @@ def _load(folder: str | os.PathLike, trust_remote_code: bool) -> tuple[nn.Module
             "save_pretrained, or load it yourself and pass the model to explain()."
         )
     kind = kind_of(architectures[0])
+    if kind == "recommendation":  # the item map is in the config: no tokenizer
+        auto = "AutoModelForMaskedLM" if architectures[0].endswith("ForMaskedLM") else "AutoModelForCausalLM"
+        model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code)
+        return model, None, kind
     if kind in TEXT_KINDS:
         auto = {
             "text-classification": "AutoModelForSequenceClassification",
@@ -293,7 +301,8 @@ def explain(
         model_or_folder: a model (then pass its `tokenizer` or `image_processor`, or they are loaded from
             `model.name_or_path`), or a saved folder.
         inputs: a string (text classification), or a PIL image, path to an image file, or `(channels, height,
-            width)` pixel tensor (image classification).
+            width)` pixel tensor (image classification), or a history of raw item ids, oldest first (recommendation:
+            SASRec, BERT4Rec; `target` is then a raw item id, default the top recommendation not in the history).
         method: one of `METHODS[kind]`; None takes the kind's default (integrated gradients for text, Grad-CAM for
             images).
         target: the class to explain, as an index or a label name; None explains the predicted class.
@@ -321,7 +330,10 @@ def explain(
     if isinstance(model_or_folder, nn.Module):
         model, kind = model_or_folder, kind_of(model_or_folder)
         processor = tokenizer if kind in TEXT_KINDS else image_processor
-        if processor is None and not (kind == "image-classification" and isinstance(inputs, torch.Tensor)):
+        needs_processor = kind in TEXT_KINDS or (
+            kind == "image-classification" and not isinstance(inputs, torch.Tensor)
+        )
+        if processor is None and needs_processor:
             source = getattr(model, "name_or_path", "")
             if not source or not Path(source).is_dir():
                 what = "tokenizer" if kind in TEXT_KINDS else "image_processor"
@@ -352,6 +364,12 @@ def explain(
     if target_text is not None and kind != "translation":
         raise ExplainError("target_text= (--target_text) applies to translation models only; leave it out.")
     try:
+        if kind == "recommendation":
+            if attention:
+                raise ExplainError("attention=True (--attention) is not offered for recommenders yet; leave it out.")
+            from .recommendation import explain_recommendation
+
+            return explain_recommendation(model, inputs, method, target, options, output)
         if kind in ("causal-lm", "translation"):
             from .text import explain_generation
 
