@@ -20,12 +20,7 @@ KEYS = (1, 2, 3)  # a history's first item decides its next one: key k -> item k
 NOISE = tuple(range(4, 10))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: tiny models, one thread
 
 
 def histories(count: int, seed: int) -> list[list[int]]:
