@@ -17,7 +17,7 @@ from hf_bigmodel import (
     BigModelSASRecForCausalLM,
 )
 from hf_bigmodel.models.gpt.modeling_gpt import BigModelGPTModel
-from hf_bigmodel.pipelines import add_sequential_recommendation_pipeline
+from hf_bigmodel.pipelines import add_question_answering_pipeline, add_sequential_recommendation_pipeline
 from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, run_python
 
 ITEMS = [f"item-{i}" for i in range(20)]
@@ -219,6 +219,25 @@ def test_save_load_through_registry_and_pipeline(name, tmp_path):
     for got, want in zip(recommend([["item-4", "item-9"], ["item-1"]], k=3), expected):
         assert_same_answers(got, want)
     assert_same_answers(recommend(["item-4", "item-9"], k=3), expected[0])
+
+
+def test_adding_the_pipeline_keeps_the_folders_other_pipelines(tmp_path):
+    make("sasrec").save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    config = json.loads(config_file.read_text())
+    other = {"impl": "pipeline_next_token.NextTokenPipeline", "pt": ["AutoModelForCausalLM"], "type": "text"}
+    config["custom_pipelines"] = {"next-token": other}
+    config_file.write_text(json.dumps(config))
+    add_sequential_recommendation_pipeline(tmp_path)
+    add_question_answering_pipeline(tmp_path)
+    declared = json.loads(config_file.read_text())["custom_pipelines"]
+    assert declared["next-token"] == other
+    assert declared["next-item-recommendation"]["impl"] == "sequential_recommendation.SequentialRecommendationPipeline"
+    assert declared["next-item-recommendation"]["pt"] == ["AutoModelForCausalLM"]
+    assert declared["extractive-question-answering"]["pt"] == ["AutoModelForQuestionAnswering"]
+    assert (tmp_path / "sequential_recommendation.py").is_file()
+    with pytest.raises(FileNotFoundError, match="has no config.json: save the recommender there first"):
+        add_sequential_recommendation_pipeline(tmp_path / "missing")
 
 
 REMOTE = """

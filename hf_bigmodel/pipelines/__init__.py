@@ -66,24 +66,29 @@ _pipelines.PIPELINE_REGISTRY.register_pipeline(
 HUB_SEQUENTIAL_RECOMMENDATION = "next-item-recommendation"
 
 
+def _declare_pipeline(folder: Path, pipeline_class: type, task: str, entry: dict, missing: str) -> Path:
+    """Copy `pipeline_class`'s module into `folder` and declare it as `task` in config.json's `custom_pipelines`,
+    next to any pipelines the folder already declares (a fine-tuned model may carry several)."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: {missing}")
+    custom_object_save(pipeline_class, folder)
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["custom_pipelines"] = {**(config.get("custom_pipelines") or {}), task: entry}
+    atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
 def add_question_answering_pipeline(folder: str | Path) -> Path:
     """Copy the question-answering pipeline code into a saved model folder and declare it in its config.json, so
     that `pipeline(model=folder_or_repo, trust_remote_code=True)` works with plain transformers."""
-    folder = Path(folder)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: save the question-answering model there first.")
-    custom_object_save(QuestionAnsweringPipeline, folder)
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config["custom_pipelines"] = {
-        HUB_QUESTION_ANSWERING: {
-            "impl": f"{QuestionAnsweringPipeline.__module__.rsplit('.', 1)[-1]}.{QuestionAnsweringPipeline.__name__}",
-            "pt": ["AutoModelForQuestionAnswering"],
-            "type": "text",
-        }
+    entry = {
+        "impl": f"{QuestionAnsweringPipeline.__module__.rsplit('.', 1)[-1]}.{QuestionAnsweringPipeline.__name__}",
+        "pt": ["AutoModelForQuestionAnswering"],
+        "type": "text",
     }
-    atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return folder
+    return _declare_pipeline(Path(folder), QuestionAnsweringPipeline, HUB_QUESTION_ANSWERING, entry,
+                             "save the question-answering model there first.")  # fmt: skip
 
 
 def add_sequential_recommendation_pipeline(folder: str | Path) -> Path:
@@ -91,22 +96,14 @@ def add_sequential_recommendation_pipeline(folder: str | Path) -> Path:
     config.json, so that `pipeline(model=folder_or_repo, trust_remote_code=True)` works with plain transformers."""
     folder = Path(folder)
     config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: save the recommender there first.")
-    custom_object_save(SequentialRecommendationPipeline, folder)
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    auto_class = (
-        "AutoModelForMaskedLM" if "AutoModelForMaskedLM" in config.get("auto_map", {}) else "AutoModelForCausalLM"
-    )
-    config["custom_pipelines"] = {
-        HUB_SEQUENTIAL_RECOMMENDATION: {
-            "impl": "sequential_recommendation.SequentialRecommendationPipeline",
-            "pt": [auto_class],
-            "type": "multimodal",
-        }
+    auto_map = json.loads(config_file.read_text(encoding="utf-8")).get("auto_map", {}) if config_file.is_file() else {}
+    entry = {
+        "impl": "sequential_recommendation.SequentialRecommendationPipeline",
+        "pt": ["AutoModelForMaskedLM" if "AutoModelForMaskedLM" in auto_map else "AutoModelForCausalLM"],
+        "type": "multimodal",
     }
-    atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return folder
+    return _declare_pipeline(folder, SequentialRecommendationPipeline, HUB_SEQUENTIAL_RECOMMENDATION, entry,
+                             "save the recommender there first.")  # fmt: skip
 
 
 __all__ = [
