@@ -56,13 +56,7 @@ TEXT_ARCHS = [name for name, arch in hf_bigmodel.ARCHITECTURES.items() if "seque
 IMAGE_ARCHS = [name for name, arch in hf_bigmodel.ARCHITECTURES.items() if "image-classification" in arch.heads]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a loaded 2-core machine two threads are 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: tiny models run fastest on one thread
 
 
 def make_tokenizer() -> PreTrainedTokenizerFast:

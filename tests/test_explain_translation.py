@@ -19,12 +19,7 @@ SOURCE = "the movie was good"
 IDS = {"pad_token_id": 0, "decoder_start_token_id": 2, "bos_token_id": 2, "eos_token_id": 3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: tiny models run fastest on one thread
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +126,31 @@ def test_cli_translation_writes_a_folder_per_target_token(tokenizer, tmp_path, c
     assert sorted(p.name for p in out.iterdir()) == [f"token_{step:02d}" for step in range(4)]
     saved = (out / "token_02" / "explanation.json").read_text()
     assert '"target_label": "film"' in saved and '"target_tokens"' in saved
+
+
+def test_speech_and_vision_language_generators_are_refused_with_the_reason(tmp_path):
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, WhisperConfig, WhisperForConditionalGeneration
+
+    sizes = {"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+             "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32, "num_mel_bins": 8,
+             "max_source_positions": 16, "max_target_positions": 16}  # fmt: skip
+    ids = {
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "decoder_start_token_id": 1,
+        "begin_suppress_tokens": None,
+    }
+    whisper = WhisperForConditionalGeneration(WhisperConfig(vocab_size=64, **sizes, **ids))
+    with pytest.raises(ExplainError, match=r"WhisperForConditionalGeneration: .* reads input_features, not input_ids"):
+        explain(whisper, SOURCE)
+    whisper.save_pretrained(tmp_path / "whisper")
+    with pytest.raises(ExplainError, match="is not a model that AutoModelForSeq2SeqLM loads"):
+        explain(tmp_path / "whisper", SOURCE)
+    text = {"model_type": "llama", "vocab_size": 64, "hidden_size": 16, "intermediate_size": 32,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2}  # fmt: skip
+    vision = {"model_type": "clip_vision_model", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "image_size": 8, "patch_size": 4}  # fmt: skip
+    llava = LlavaForConditionalGeneration(LlavaConfig(text_config=text, vision_config=vision, image_token_id=63))
+    with pytest.raises(ExplainError, match=r"LlavaForConditionalGeneration: .* is not an encoder-decoder"):
+        explain(llava, SOURCE)

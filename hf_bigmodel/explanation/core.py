@@ -134,9 +134,29 @@ def kind_of(model_or_class_name: nn.Module | str) -> str:
     name = model_or_class_name if isinstance(model_or_class_name, str) else type(model_or_class_name).__name__
     for suffix, kind in _KIND_OF_SUFFIX.items():
         if name.endswith(suffix):
+            if kind == "translation" and not isinstance(model_or_class_name, str):
+                _check_text_to_text(name, model_or_class_name.config, model_or_class_name.main_input_name)
             return kind
     supported = ", ".join(f"*{suffix}" for suffix in _KIND_OF_SUFFIX)
     raise ExplainError(f"explain does not support {name} yet; it explains these heads: {supported}.")
+
+
+def _check_text_to_text(name: str, config, main_input_name: str = "input_ids", seq2seq_lm: bool = True) -> None:
+    """`*ForConditionalGeneration` also names speech (Whisper) and vision-language (Llava) models; explain's
+    translation path reads text into an encoder and explains a decoder's next token, so it takes text-to-text
+    encoder-decoders only."""
+    if not getattr(config, "is_encoder_decoder", False):
+        problem = "is not an encoder-decoder"
+    elif main_input_name != "input_ids":
+        problem = f"reads {main_input_name}, not input_ids"
+    elif not seq2seq_lm:
+        problem = "is not a model that AutoModelForSeq2SeqLM loads"
+    else:
+        return
+    raise ExplainError(
+        f"explain does not support {name}: of the *ForConditionalGeneration models it explains text-to-text "
+        f"encoder-decoders (ours, BART, T5, Marian), and this one {problem}."
+    )
 
 
 def _load(folder: str | os.PathLike, trust_remote_code: bool) -> tuple[nn.Module, Any, str]:
@@ -154,6 +174,12 @@ def _load(folder: str | os.PathLike, trust_remote_code: bool) -> tuple[nn.Module
             "save_pretrained, or load it yourself and pass the model to explain()."
         )
     kind = kind_of(architectures[0])
+    if kind == "translation":
+        auto_map = getattr(config, "auto_map", None) or {}
+        seq2seq_lm = (
+            type(config) in transformers.AutoModelForSeq2SeqLM._model_mapping or "AutoModelForSeq2SeqLM" in auto_map
+        )
+        _check_text_to_text(architectures[0], config, seq2seq_lm=seq2seq_lm)
     if kind == "recommendation":  # the item map is in the config: no tokenizer
         auto = "AutoModelForMaskedLM" if architectures[0].endswith("ForMaskedLM") else "AutoModelForCausalLM"
         model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code)
