@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import transformers
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -215,6 +216,9 @@ def run_cli(
         check_arguments(arguments)
         transformers.utils.logging.set_verbosity(arguments[-1].get_process_log_level())
         args = arguments[-1]
+        if args.dataloader_pin_memory and (args.use_cpu or not torch.accelerator.is_available()):
+            # Pinned memory only speeds up copies to an accelerator; on a CPU run the DataLoader warns about it.
+            args.dataloader_pin_memory = False
         done = None if evaluation_only(args) else finished_run(args)
         if done is not None:  # a rerun of a finished command: say so rather than train one step past the end
             print(f"{prog}: {done}", file=sys.stderr)
