@@ -17,15 +17,9 @@ from PIL import Image
 from hf_bigmodel import create_model
 from hf_bigmodel.evaluation import main
 from hf_bigmodel.metrics import confusion_matrix, confusion_matrix_text
+from hf_bigmodel.testing import shared_data
 
-MNIST = next(
-    (
-        p / "shared" / "data" / "mnist"
-        for p in Path(__file__).resolve().parents[1:]
-        if (p / "shared" / "data").is_dir()
-    ),
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist",
-)
+MNIST = shared_data("mnist")
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST idx files not in ../shared/data/mnist")
 
 

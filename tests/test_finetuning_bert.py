@@ -19,10 +19,10 @@ from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.metrics import normalize_answer, squad_scores
 from hf_bigmodel.pipelines import QuestionAnsweringPipeline, add_question_answering_pipeline
 from hf_bigmodel.pipelines.question_answering import best_span, prepare_qa_features, qa_predictions
-from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL
+from hf_bigmodel.testing import WITHOUT_HF_BIGMODEL, shared_data
 from hf_bigmodel.tokenization import sync_config_with_tokenizer, train_tokenizer
 
-SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
+SST2 = shared_data("sst2")
 
 FILLER = [
     "river",

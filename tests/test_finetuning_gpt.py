@@ -13,9 +13,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 from hf_bigmodel import create_model
 from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.metrics import classification_metrics
+from hf_bigmodel.testing import shared_data
 from hf_bigmodel.tokenization import sync_config_with_tokenizer, train_tokenizer
 
-SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
+SST2 = shared_data("sst2")
 
 
 def make_base_model(directory: Path, text_files: list[Path], **overrides) -> Path:

@@ -3,7 +3,6 @@ end (metrics, loss going down, resume, gradient accumulation, errors)."""
 
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
@@ -23,10 +22,10 @@ from hf_bigmodel.data.mlm import (
     split_sentences,
 )
 from hf_bigmodel.models import ARCHITECTURES
-from hf_bigmodel.testing import logged_losses
+from hf_bigmodel.testing import logged_losses, shared_data
 from hf_bigmodel.tokenization import train_tokenizer
 
-WIKITEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext2" / "valid.txt"
+WIKITEXT = shared_data("wikitext2") / "valid.txt"
 needs_wikitext = pytest.mark.skipif(not WIKITEXT.is_file(), reason="../shared/data/wikitext2 is not available")
 
 # Written for these tests: words that WordPiece splits into "##" pieces once the vocabulary is small.

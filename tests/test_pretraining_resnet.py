@@ -23,16 +23,9 @@ from hf_bigmodel.data.images import (
     load_mnist_arrays,
     read_idx,
 )
+from hf_bigmodel.testing import shared_data
 
-# ../shared/data/mnist next to the repo (as CI clones it); a worktree further down finds it higher up.
-MNIST_DIR = next(
-    (
-        p / "shared" / "data" / "mnist"
-        for p in Path(__file__).resolve().parents[1:]
-        if (p / "shared" / "data").is_dir()
-    ),
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist",
-)
+MNIST_DIR = shared_data("mnist")
 needs_mnist = pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="MNIST idx files not in ../shared/data/mnist")
 # Published facts about MNIST (LeCun et al.; counts as listed in ../shared/data/README.md).
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -24,10 +24,10 @@ from hf_bigmodel.data.seq2seq import (
     t5_span_corruption,
 )
 from hf_bigmodel.metrics import translation_scores
-from hf_bigmodel.testing import logged_losses
+from hf_bigmodel.testing import logged_losses, shared_data
 from hf_bigmodel.training.pretrain_seq2seq import PREDICTIONS_FILE
 
-MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k_de_en"
+MULTI30K = shared_data("multi30k_de_en")
 
 # Written for these tests: template sentences, German and English line by line.
 _SUBJECTS = [("Ein Mann", "A man"), ("Eine Frau", "A woman"), ("Zwei Kinder", "Two children"),

@@ -15,7 +15,7 @@ from hf_bigmodel.cli import main as cli_main
 from hf_bigmodel.data import DataError
 from hf_bigmodel.data.seq2seq import load_summarization_splits, wikitext_heading_pairs
 from hf_bigmodel.metrics import rouge_scores
-from hf_bigmodel.testing import logged_losses
+from hf_bigmodel.testing import logged_losses, shared_data
 from hf_bigmodel.training.pretrain_seq2seq import PREDICTIONS_FILE
 
 TOPICS = {
@@ -152,11 +152,8 @@ def test_wikitext_heading_pairs(tmp_path):
 
 
 def test_wikitext_heading_task_on_the_shared_data():
-    shared = Path("/work/shared/data/wikitext2")
-    for candidate in (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext2", shared):
-        if (candidate / "valid.txt").is_file():
-            break
-    else:
+    candidate = shared_data("wikitext2")
+    if not (candidate / "valid.txt").is_file():
         pytest.skip("the shared WikiText-2 is not on this machine")
     valid, test = (wikitext_heading_pairs(candidate / f"{split}.txt") for split in ("valid", "test"))
     assert (len(test), len(valid)) == (392, 367)  # the counts benchmarks/README.md quotes

@@ -27,16 +27,9 @@ from hf_bigmodel.data.seqrec import (
     left_pad,
     read_interactions,
 )
+from hf_bigmodel.testing import shared_data
 
-# ../shared/data/seqrec from the checkout (a worktree sits deeper than the main checkout, hence the search upwards).
-SEQREC = next(
-    (
-        p / "shared" / "data" / "seqrec"
-        for p in Path(__file__).resolve().parents[1:]
-        if (p / "shared" / "data").is_dir()
-    ),
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seqrec",
-)
+SEQREC = shared_data("seqrec")
 VIDEO = SEQREC / "Video.txt"
 
 

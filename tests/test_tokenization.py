@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from hf_bigmodel import cli
 from hf_bigmodel.data import DataError
 from hf_bigmodel.models.gpt import BigModelGPTConfig
+from hf_bigmodel.testing import shared_data
 from hf_bigmodel.tokenization import (
     KINDS,
     SPECIAL_TOKENS,
@@ -20,7 +21,7 @@ from hf_bigmodel.tokenization import (
     train_tokenizer,
 )
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tiny_shakespeare" / "input.txt"
+SHAKESPEARE = shared_data("tiny_shakespeare") / "input.txt"
 
 # Written for these tests. Repetition gives BPE pairs to merge; the odd lines cover tabs, CRLF and accents.
 OWN_TEXT = (

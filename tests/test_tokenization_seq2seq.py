@@ -11,9 +11,10 @@ import pytest
 from transformers import AutoTokenizer
 
 from hf_bigmodel import cli
+from hf_bigmodel.testing import shared_data
 from hf_bigmodel.tokenization import SEQ2SEQ_KINDS, train_seq2seq_tokenizer, train_tokenizer
 
-MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k_de_en" / "raw"
+MULTI30K = shared_data("multi30k_de_en") / "raw"
 
 # Written for these tests: a small German/English parallel text (repetition gives the trainers something to learn).
 GERMAN = [
