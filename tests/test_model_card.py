@@ -308,6 +308,16 @@ def test_classification_head_card(tmp_path):
     assert "continues a text prompt" not in card.text and "fine-tuning a small pretrained GPT" in card.text
 
 
+@pytest.mark.parametrize("residual", [True, False])
+def test_resnet_card_says_whether_the_network_is_residual(tmp_path, residual):
+    model = hf_bigmodel.create_model("resnet-tiny", "image-classification", use_residual_connection=residual)
+    model.save_pretrained(tmp_path)
+    card = build_model_card(tmp_path, repo_id="me/digits")
+    plain = "plain 11-layer network: ResNet's bottleneck blocks without the residual connection"
+    assert (plain in card.text) is not residual
+    assert ("ResNet-11, bottleneck residual blocks" in card.text) is residual
+
+
 def test_unknown_architecture_and_missing_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ModelCardError, match=r"No model card template for model_type 'bert'; known: bigmodel_gpt"):

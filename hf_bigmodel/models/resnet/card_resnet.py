@@ -16,8 +16,13 @@ def describe(config: dict) -> list[tuple[str, str]]:
     cifar = config.get("stem_type") == "cifar"
     stem = "3x3 convolution, stride 1 (for small images)" if cifar else "7x7 convolution, stride 2, 3x3 max pool"
     channels = config.get("num_channels", 3)
+    blocks = "bottleneck" if bottleneck else "basic"
+    if config.get("use_residual_connection", True):
+        kind = f"ResNet-{layers}, {blocks} residual blocks"
+    else:  # the same layers without the shortcut sums (use_residual_connection=false): not a residual network
+        kind = f"plain {layers}-layer network: ResNet's {blocks} blocks without the residual connection"
     return [
-        ("Type", f"ResNet-{layers}, {'bottleneck' if bottleneck else 'basic'} residual blocks"),
+        ("Type", kind),
         ("Stem", f"{stem}, {config.get('embedding_size')} channels"),
         ("Stages (blocks x channels)", ", ".join(f"{d} x {w}" for d, w in zip(depths, widths))),
         ("Input", f"{channels} channel{'s' if channels != 1 else ''} ({'greyscale' if channels == 1 else 'RGB'})"),
