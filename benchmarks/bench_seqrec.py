@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import signal
 import subprocess
@@ -177,7 +178,7 @@ def _run_anchor_once(args, command: list[str], workdir: Path, timeout: float, lo
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
                 break
-            if second_epoch != second_epoch and "loss in epoch 2 " in (workdir / log_name).read_text():
+            if math.isnan(second_epoch) and "loss in epoch 2 " in (workdir / log_name).read_text():
                 second_epoch = elapsed
             time.sleep(0.5)
     return time.perf_counter() - started, second_epoch
@@ -200,7 +201,7 @@ def run_anchor(args, data_path: Path, seconds: float, workdir: Path) -> tuple[Pa
     )
     epoch_seconds = calibration - second_epoch  # its second epoch and the save
     start_up = max(second_epoch - epoch_seconds, 0.0)
-    epochs = int((seconds - start_up) // epoch_seconds) if epoch_seconds == epoch_seconds else 0
+    epochs = 0 if math.isnan(epoch_seconds) else int((seconds - start_up) // epoch_seconds)
     print(f"SASRec.pytorch calibration: start-up {start_up:.1f} s, {epoch_seconds:.1f} s per epoch -> "
           f"{epochs} epochs in {seconds:.0f} s", flush=True)  # fmt: skip
     if epochs < 1:
