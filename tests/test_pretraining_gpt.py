@@ -340,3 +340,24 @@ def test_finish_run_saves_metrics_and_survives_a_model_without_card(tmp_path, mo
     assert "No model card written: no card template for model_type 'gpt2'" in caplog.text
     common.finish_run(trainer, args, {"eval_loss": 2.0}, ("model", "data"), "tokenizer", publish=False)
     assert len(trainer.saved) == 2 and len(cards) == 1
+
+
+def test_config_overrides_apply_to_a_saved_model(tmp_path):
+    """--config_overrides with --model_name_or_path change the saved config (a fine-tune's dropout), keep every
+    weight, and name a field the config does not have."""
+    from types import SimpleNamespace
+
+    from hf_bigmodel import create_model
+    from hf_bigmodel.training.common import load_saved_model
+
+    saved = create_model("gpt-tiny", "causal-lm", vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=1)
+    saved.save_pretrained(tmp_path / "saved")
+    args = SimpleNamespace(model_name_or_path=str(tmp_path / "saved"), config_overrides="hidden_dropout=0.3",
+                           attn_implementation=None)  # fmt: skip
+    model = load_saved_model(AutoModelForCausalLM, args)
+    assert model.config.hidden_dropout == 0.3 and saved.config.hidden_dropout != 0.3
+    for name, tensor in saved.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0)
+    args.config_overrides = "hidden_dropout=0.3,dropout_rate=0.1"
+    with pytest.raises(DataError, match=r"--config_overrides dropout_rate: not a field of the bigmodel_gpt config"):
+        load_saved_model(AutoModelForCausalLM, args)

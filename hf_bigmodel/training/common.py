@@ -76,7 +76,8 @@ class CommonModelArguments:
         default=None,
         metadata={
             "help": "Override preset fields, e.g. 'hidden_size=256,num_hidden_layers=6' (values are read as JSON "
-            "when they parse as JSON: 'hidden_sizes=[16,32,64]')."
+            "when they parse as JSON: 'hidden_sizes=[16,32,64]'). With --model_name_or_path, they override the "
+            "saved config's fields that leave the weights' shapes alone, e.g. 'dropout=0.3'."
         },
     )
     model_name_or_path: str | None = field(
@@ -310,11 +311,23 @@ def load_saved_model(
     before any weight is read."""
     require_folder_or_repo(model_args.model_name_or_path, "--model_name_or_path")
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    # A fine-tune often changes what the weights do not fix (dropout, label smoothing): apply --config_overrides to
+    # the saved config rather than ignore them. Fields that change a weight's shape fail in from_pretrained.
+    overrides = parse_overrides(getattr(model_args, "config_overrides", None))
+    unknown = sorted(key for key in overrides if not hasattr(config, key))
+    if unknown:
+        raise DataError(
+            f"--config_overrides {', '.join(unknown)}: not a field of the {config.model_type} config in "
+            f"{model_args.model_name_or_path}; see its config.json for the fields there are."
+        )
+    config.update(overrides)
     if tokenizer is not None:
         check_tokenizer_matches_config(tokenizer, config)
     if check is not None:
         check(config)
-    return auto_class.from_pretrained(model_args.model_name_or_path, **model_kwargs(model_args), **kwargs)
+    return auto_class.from_pretrained(
+        model_args.model_name_or_path, config=config, **model_kwargs(model_args), **kwargs
+    )
 
 
 def preset_config(arch: str, model_args: CommonModelArguments, defaults: dict | None = None, hint: str = ""):
