@@ -361,3 +361,6 @@ def test_config_overrides_apply_to_a_saved_model(tmp_path):
     args.config_overrides = "hidden_dropout=0.3,dropout_rate=0.1"
     with pytest.raises(DataError, match=r"--config_overrides dropout_rate: not a field of the bigmodel_gpt config"):
         load_saved_model(AutoModelForCausalLM, args)
+    args.config_overrides = "intermediate_size=100"
+    with pytest.raises(DataError, match=r"change the shape of weights saved in .*train from --preset"):
+        load_saved_model(AutoModelForCausalLM, args)

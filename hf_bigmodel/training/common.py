@@ -312,7 +312,7 @@ def load_saved_model(
     require_folder_or_repo(model_args.model_name_or_path, "--model_name_or_path")
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     # A fine-tune often changes what the weights do not fix (dropout, label smoothing): apply --config_overrides to
-    # the saved config rather than ignore them. Fields that change a weight's shape fail in from_pretrained.
+    # the saved config rather than ignore them. Fields that change a weight's shape are refused below.
     overrides = parse_overrides(getattr(model_args, "config_overrides", None))
     unknown = sorted(key for key in overrides if not hasattr(config, key))
     if unknown:
@@ -325,9 +325,18 @@ def load_saved_model(
         check_tokenizer_matches_config(tokenizer, config)
     if check is not None:
         check(config)
-    return auto_class.from_pretrained(
-        model_args.model_name_or_path, config=config, **model_kwargs(model_args), **kwargs
-    )
+    try:
+        return auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, **model_kwargs(model_args), **kwargs
+        )
+    except RuntimeError as error:
+        if overrides and "ignore_mismatched_sizes" in str(error):
+            raise DataError(
+                f"--config_overrides {model_args.config_overrides!r} change the shape of weights saved in "
+                f"{model_args.model_name_or_path}; a saved model takes only overrides that keep its weights (such "
+                "as dropout). To change the architecture, train from --preset."
+            ) from error
+        raise
 
 
 def preset_config(arch: str, model_args: CommonModelArguments, defaults: dict | None = None, hint: str = ""):
