@@ -26,23 +26,21 @@ def _find_preset(preset: str) -> str:
 def create_config(preset: str, **overrides) -> PreTrainedConfig:
     """The config of a named preset, with any field overridden: `create_config("gpt-tiny", vocab_size=512)`."""
     config_class = ARCHITECTURES[_find_preset(preset)].config_class
-    _check_config_keys(config_class, preset, overrides)
+    if overrides:
+        check_config_keys(config_class.from_preset(preset), overrides, f"preset {preset!r}")
     return config_class.from_preset(preset, **overrides)
 
 
-def _check_config_keys(config_class: type[PreTrainedConfig], preset: str, overrides: dict) -> None:
+def check_config_keys(config: PreTrainedConfig, overrides: dict, where: str) -> None:
     """A config stores any keyword it does not know and ignores it: refuse those, so that a typo
-    (`hiden_size=256`) is not trained past without a word."""
-    if not overrides:
-        return
-    default = config_class.from_preset(preset)
-    known = set(default.to_dict()) | set(getattr(default, "attribute_map", {}))
-    unknown = [key for key in overrides if key not in known and not hasattr(default, key)]
+    (`hiden_size=256`) is not trained past without a word. `where` names the config in the message."""
+    known = set(config.to_dict()) | set(getattr(config, "attribute_map", {}))
+    unknown = [key for key in overrides if key not in known and not hasattr(config, key)]
     if unknown:
         key = unknown[0]
         close = difflib.get_close_matches(key, sorted(known), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"{config_class.__name__} has no field {key!r} (preset {preset!r}).{hint}")
+        raise ValueError(f"{type(config).__name__} has no field {key!r} ({where}).{hint}")
 
 
 def create_model(preset: str, task: str = "base", **overrides) -> PreTrainedModel:

@@ -358,8 +358,9 @@ def test_config_overrides_apply_to_a_saved_model(tmp_path):
     assert model.config.hidden_dropout == 0.3 and saved.config.hidden_dropout != 0.3
     for name, tensor in saved.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0)
-    args.config_overrides = "hidden_dropout=0.3,dropout_rate=0.1"
-    with pytest.raises(DataError, match=r"--config_overrides dropout_rate: not a field of the bigmodel_gpt config"):
+    args.config_overrides = "hidden_dropout=0.3,hiden_dropout=0.1"
+    with pytest.raises(ValueError, match=r"has no field 'hiden_dropout' \(--config_overrides on .*saved\)\. "
+                       r"Did you mean hidden_dropout"):  # fmt: skip
         load_saved_model(AutoModelForCausalLM, args)
     args.config_overrides = "intermediate_size=100"
     with pytest.raises(DataError, match=r"change the shape of weights saved in .*train from --preset"):

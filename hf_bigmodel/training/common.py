@@ -314,12 +314,7 @@ def load_saved_model(
     # A fine-tune often changes what the weights do not fix (dropout, label smoothing): apply --config_overrides to
     # the saved config rather than ignore them. Fields that change a weight's shape are refused below.
     overrides = parse_overrides(getattr(model_args, "config_overrides", None))
-    unknown = sorted(key for key in overrides if not hasattr(config, key))
-    if unknown:
-        raise DataError(
-            f"--config_overrides {', '.join(unknown)}: not a field of the {config.model_type} config in "
-            f"{model_args.model_name_or_path}; see its config.json for the fields there are."
-        )
+    registry.check_config_keys(config, overrides, f"--config_overrides on {model_args.model_name_or_path}")
     config.update(overrides)
     if tokenizer is not None:
         check_tokenizer_matches_config(tokenizer, config)
