@@ -241,7 +241,10 @@ assert beam["bleu"] > shifted["bleu"] + (1.0 if QUICK else 15), "the translation
 # model can also fall into a loop (one piece repeated up to the length limit), which beam search, comparing whole
 # sentences, mostly avoids. The length penalty acts on
 # how long the chosen translations are. On the first 100 test sentences, compare the length of the output with the
-# references' for three penalties (the model is the same, only the search differs):
+# references' for three penalties (the model is the same, only the search differs). Over a set of sentences a larger
+# penalty gives longer outputs, but not necessarily for every step of the penalty: the penalty also decides when the
+# search stops and which finished sentences it keeps, so two close penalties can swap by a word or two on a weak
+# model. The check below therefore compares the ends of the range, 0 against 2:
 
 # %%
 n_lp = 50 if QUICK else 100
@@ -256,7 +259,7 @@ for penalty in (0.0, 1.0, 2.0):
     words = sum(len(p.split()) for p in result["predictions"])
     lengths[penalty] = words / sum(len(r.split()) for r in test_en[:n_lp])
     print(f"length_penalty {penalty}: BLEU {result['bleu']:.2f}, output/reference length {lengths[penalty]:.3f}\n")
-assert lengths[0.0] <= lengths[1.0] <= lengths[2.0], "a larger length penalty should never give shorter outputs"
+assert lengths[2.0] > lengths[0.0], f"length_penalty 2 should give longer outputs than 0: {lengths}"
 
 # %% [markdown]
 # ## 4. The `translation` pipeline
