@@ -106,3 +106,36 @@ def test_trainer_groups_batches_by_real_history_length(tmp_path):
 
     grouped, shuffled = padded_cells("group_by_length"), padded_cells("random")
     assert sum(lengths) <= grouped < shuffled < 64 * 32  # the collator cuts either way; grouping cuts more
+
+
+def test_saved_model_takes_loss_and_config_overrides(tmp_path):
+    """--loss and --config_overrides change a saved recommender's config as they change a preset's (they were
+    silently ignored with --model_name_or_path); its weights stay, a typo is named, and another item map is refused."""
+    import torch  # noqa: PLC0415
+
+    from hf_bigmodel import BigModelSASRecConfig, BigModelSASRecForCausalLM  # noqa: PLC0415
+    from hf_bigmodel.data import DataError  # noqa: PLC0415
+    from hf_bigmodel.data.seqrec import ItemMap  # noqa: PLC0415
+    from hf_bigmodel.training.pretrain_seqrec import ModelArguments, build_model  # noqa: PLC0415
+
+    items = ItemMap(list(range(1, 41)))
+    saved = BigModelSASRecForCausalLM(
+        BigModelSASRecConfig.from_preset("sasrec-tiny", num_items=40, item_ids=items.item_ids)
+    )
+    saved.save_pretrained(tmp_path / "saved")
+    args = ModelArguments(model_name_or_path=str(tmp_path / "saved"), loss="sampled_ce:7",
+                          config_overrides="hidden_dropout=0.3")  # fmt: skip
+    model = build_model("sasrec", args, items)
+    assert (model.config.loss, model.config.hidden_dropout) == ("sampled_ce:7", 0.3)
+    assert (saved.config.loss, saved.config.hidden_dropout) != ("sampled_ce:7", 0.3)
+    for name, tensor in saved.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0)
+    args.config_overrides = "hiden_dropout=0.3"
+    with pytest.raises(ValueError, match=r"has no field 'hiden_dropout' .*Did you mean hidden_dropout"):
+        build_model("sasrec", args, items)
+    args.config_overrides = None
+    with pytest.raises(DataError, match=r"has an item map of 40 items that is not this data's \(39 items\)"):
+        build_model("sasrec", args, ItemMap(list(range(1, 40))))
+    # A preset takes the same check, with the same hint.
+    with pytest.raises(ValueError, match=r"has no field 'hiden_dropout' .*Did you mean hidden_dropout"):
+        build_model("sasrec", ModelArguments(preset="sasrec-tiny", config_overrides="hiden_dropout=0.3"), items)

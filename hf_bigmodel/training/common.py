@@ -305,15 +305,17 @@ def load_saved_model(
     model_args: CommonModelArguments,
     tokenizer=None,
     check: Callable[[Any], None] | None = None,
+    flag_overrides: dict[str, Any] | None = None,
     **kwargs,
 ):
     """The model of --model_name_or_path, after checking its config against the tokenizer (and `check(config)`)
-    before any weight is read."""
+    before any weight is read. `flag_overrides`: config fields that a trainer's own flags set (`--loss`), applied
+    after --config_overrides."""
     require_folder_or_repo(model_args.model_name_or_path, "--model_name_or_path")
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     # A fine-tune often changes what the weights do not fix (dropout, label smoothing): apply --config_overrides to
     # the saved config rather than ignore them. Fields that change a weight's shape are refused below.
-    overrides = parse_overrides(getattr(model_args, "config_overrides", None))
+    overrides = {**parse_overrides(getattr(model_args, "config_overrides", None)), **(flag_overrides or {})}
     registry.check_config_keys(config, overrides, f"--config_overrides on {model_args.model_name_or_path}")
     config.update(overrides)
     if tokenizer is not None:

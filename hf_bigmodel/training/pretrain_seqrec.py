@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from .. import registry
 from .._io import atomic_write_text
 from ..data import DataError
 from ..data.seqrec import (
@@ -47,7 +48,10 @@ DEFAULT_PRESETS = {"sasrec": "sasrec-50", "bert4rec": "bert4rec-50"}
 class ModelArguments(CommonModelArguments):
     loss: str | None = field(
         default=None,
-        metadata={"help": "Training loss: bce, ce, sampled_ce:N or gbce:k,t (default: the preset's, ce)."},
+        metadata={
+            "help": "Training loss: bce, ce, sampled_ce:N or gbce:k,t (default: the saved model's, or the "
+            "preset's: ce)."
+        },
     )
 
 
@@ -116,30 +120,30 @@ class RecommenderTrainer(Trainer):
 
 
 def build_model(arch: str, model_args: ModelArguments, item_map: ItemMap):
+    """A new model of --preset for this data's item map, or the saved --model_name_or_path (whose item map must be
+    this data's). --config_overrides and --loss apply to either."""
     row = RECOMMENDERS[arch]
     auto_class = next(iter(row.heads.values()))
+    flag_overrides = {"loss": model_args.loss} if model_args.loss is not None else {}
+    for derived in ("num_items", "item_ids", "vocab_size"):
+        if derived in parse_overrides(model_args.config_overrides):
+            raise DataError(f"--config_overrides cannot set {derived}: it comes from the data's item map.")
     if model_args.model_name_or_path is not None:
-        model = auto_class.from_pretrained(model_args.model_name_or_path)
-        if list(model.config.item_ids or []) != item_map.item_ids:
-            raise DataError(
-                f"The model of --model_name_or_path {model_args.model_name_or_path} has an item map of "
-                f"{model.config.num_items} items that is not this data's ({len(item_map)} items): continue training "
-                f"it on the data it was trained on, or start from a --preset."
-            )
-        return model
+
+        def check_item_map(config) -> None:
+            if list(config.item_ids or []) != item_map.item_ids:
+                raise DataError(
+                    f"The model of --model_name_or_path {model_args.model_name_or_path} has an item map of "
+                    f"{config.num_items} items that is not this data's ({len(item_map)} items): continue training "
+                    f"it on the data it was trained on, or start from a --preset."
+                )
+
+        return common.load_saved_model(auto_class, model_args, check=check_item_map, flag_overrides=flag_overrides)
     preset = model_args.preset or DEFAULT_PRESETS[arch]
     if preset not in row.presets:
         raise DataError(f"--preset {preset!r} is not a {arch} preset; choose from {', '.join(row.presets)}.")
-    overrides = parse_overrides(model_args.config_overrides)
-    if model_args.loss is not None:
-        overrides["loss"] = model_args.loss
-    for derived in ("num_items", "item_ids", "vocab_size"):
-        if derived in overrides:
-            raise DataError(f"--config_overrides cannot set {derived}: it comes from the data's item map.")
-    known = set(row.config_class.from_preset(preset, num_items=1).to_dict())
-    unknown = [key for key in overrides if key not in known]
-    if unknown:
-        raise DataError(f"{row.config_class.__name__} has no field {unknown[0]!r} (--config_overrides).")
+    overrides = {**parse_overrides(model_args.config_overrides), **flag_overrides}
+    registry.check_config_keys(row.config_class.from_preset(preset, num_items=1), overrides, "--config_overrides")
     try:
         config = row.config_class.from_preset(preset, num_items=len(item_map), item_ids=item_map.item_ids,
                                               **overrides)  # fmt: skip
