@@ -77,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loss", default="ce")
     parser.add_argument("--max_length", type=int, default=50)
     parser.add_argument("--dropout", type=float, default=None, help="default: the preset's")
+    parser.add_argument("--hidden_size", type=int, default=None,
+                        help="default: the preset's; the feed-forward width follows it (SASRec: equal, BERT4Rec: 4x)")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--time_budget", type=float, default=None, help="stop training after this many seconds")
@@ -99,6 +101,9 @@ def build_model(args, split):
     if args.dropout is not None:
         keys = ("embedding_dropout", "hidden_dropout") if args.model == "sasrec" else ("hidden_dropout_prob",)
         overrides.update(dict.fromkeys(keys, args.dropout))
+    if args.hidden_size is not None:
+        widening = 1 if args.model == "sasrec" else 4
+        overrides.update(hidden_size=args.hidden_size, intermediate_size=widening * args.hidden_size)
     config_class, model_class = {
         "sasrec": (BigModelSASRecConfig, BigModelSASRecForCausalLM),
         "bert4rec": (BigModelBert4RecConfig, BigModelBert4RecForMaskedLM),
@@ -162,7 +167,8 @@ def _anchor_command(args, name: str, epochs: int) -> list[str]:
     anchor = shared_dir("anchors") / "SASRec.pytorch" / "python"
     return [sys.executable, str(anchor / "main.py"), "--dataset", name, "--train_dir", "bench", "--device", "cpu",
             "--maxlen", str(args.max_length), "--num_epochs", str(epochs),
-            "--dropout_rate", "0.5" if args.dropout is None else str(args.dropout)]  # fmt: skip
+            "--dropout_rate", "0.5" if args.dropout is None else str(args.dropout),
+            "--hidden_units", str(args.hidden_size or 50)]  # fmt: skip
 
 
 def _run_anchor_once(args, command: list[str], workdir: Path, timeout: float, log_name: str) -> tuple[float, float]:
@@ -221,8 +227,8 @@ def anchor_scorer(args, checkpoint: Path, split):
     sys.path.insert(0, str(shared_dir("anchors") / "SASRec.pytorch" / "python"))
     from model import SASRec  # noqa: PLC0415  (SASRec.pytorch's class, run from its folder)
 
-    options = argparse.Namespace(device="cpu", hidden_units=50, num_blocks=2, num_heads=1, maxlen=args.max_length,
-                                 dropout_rate=0.5, norm_first=False)  # fmt: skip
+    options = argparse.Namespace(device="cpu", hidden_units=args.hidden_size or 50, num_blocks=2, num_heads=1, maxlen=args.max_length,
+                                 dropout_rate=0.5 if args.dropout is None else args.dropout, norm_first=False)  # fmt: skip
     model = SASRec(len(split.users), split.num_items, options)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     model.eval()
