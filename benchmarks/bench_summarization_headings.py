@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import sys
 import tempfile
@@ -65,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retrieve", type=int, default=0,
                         help="retrieval-augmented: prefix every document with its K nearest training headings "
                         "(TF-IDF; a training pair never sees its own section's)")  # fmt: skip
+    parser.add_argument("--show_answer", type=float, default=0.0,
+                        help="with --retrieve: the share of training pairs whose own heading replaces one of their "
+                        "candidates (never a test pair's)")  # fmt: skip
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup_steps", type=int, default=100)
     parser.add_argument("--beams", type=int, default=4)
@@ -88,9 +92,10 @@ def retrieved_headings(
     train: list[dict], queries: list[dict], k: int = 1, exclude_own: bool = False
 ) -> list[list[str]] | None:
     """For each query document, the headings of the most similar training documents (TF-IDF cosine), the `k` best
-    distinct ones, best first. With `exclude_own` the queries are the training pairs themselves, and the windows of
-    a query's own section (consecutive pairs with its heading) are skipped: a training pair must not find its own
-    answer. None without scikit-learn (the `train` extra)."""
+    distinct ones, best first. With `exclude_own` the queries are the training pairs themselves, and the pairs of a
+    query's own article are skipped: a training pair must neither find its own answer nor, more often, its article's
+    other headings, which a test section (from an unseen article) never sees. None without scikit-learn (the `train`
+    extra)."""
     try:
         import numpy as np
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -99,14 +104,14 @@ def retrieved_headings(
     vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english")
     train_matrix = vectorizer.fit_transform([pair["document"] for pair in train])
     headings = [pair["summary"] for pair in train]
-    section = np.cumsum([i == 0 or headings[i] != headings[i - 1] for i in range(len(train))])
+    articles = np.array([pair["article"] for pair in train])
     results = []
     for start in range(0, len(queries), 256):  # (256, training windows) similarities at a time
         block = queries[start : start + 256]
         similarity = (vectorizer.transform([pair["document"] for pair in block]) @ train_matrix.T).toarray()
         for row, scores in enumerate(similarity):
             if exclude_own:
-                scores[section == section[start + row]] = -1.0
+                scores[articles == block[row]["article"]] = -1.0
             found: list[str] = []
             for index in np.argsort(-scores, kind="stable"):
                 if headings[index] not in found:
@@ -115,6 +120,12 @@ def retrieved_headings(
                     break
             results.append(found)
     return results
+
+
+def write_pairs(path: Path, pairs: list[dict]) -> None:
+    """The pairs as JSON lines of the trainer's two columns."""
+    lines = (json.dumps({"document": pair["document"], "summary": pair["summary"]}) + "\n" for pair in pairs)
+    path.write_text("".join(lines), encoding="utf-8")
 
 
 def with_candidates(pairs: list[dict], candidates: list[list[str]]) -> list[dict]:
@@ -141,18 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="bench_headings_"))
     output_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files, split_pairs = {}, {}
     for split, source in (("train", "test.txt"), ("test", "valid.txt")):
         stride = args.stride if split == "train" and args.stride else None
-        pairs = wikitext_heading_pairs(args.data / source, max_words=args.max_words, stride=stride)
+        pairs = wikitext_heading_pairs(args.data / source, max_words=args.max_words, stride=stride, article=True)
         if split == "test" and args.max_test_samples:
             pairs = pairs[: args.max_test_samples]
         files[split] = output_dir / f"headings_{split}.jsonl"
-        files[split].write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
-    test = [json.loads(line) for line in files["test"].read_text(encoding="utf-8").splitlines()]
+        write_pairs(files[split], pairs)
+        split_pairs[split] = pairs
+    train_pairs, test = split_pairs["train"], split_pairs["test"]
     references = [p["summary"] for p in test]
     baseline = rouge_scores([lead_sentence(p["document"]) for p in test], references)
-    train_pairs = [json.loads(line) for line in files["train"].read_text(encoding="utf-8").splitlines()]
     retrieved = retrieved_headings(train_pairs, test)
     retrieval = rouge_scores([found[0] for found in retrieved], references) if retrieved else None
     if args.retrieve:
@@ -161,10 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         if retrieved is None:
             print("--retrieve needs scikit-learn: pip install 'hf-bigmodel[train]'", file=sys.stderr)
             return 2
+        rng = random.Random(args.seed)
         for split, pairs, own in (("train", train_pairs, True), ("test", test, False)):
             found = retrieved_headings(train_pairs, pairs, args.retrieve, exclude_own=own)
-            files[split].write_text("".join(json.dumps(p) + "\n" for p in with_candidates(pairs, found)),
-                                    encoding="utf-8")  # fmt: skip
+            if own and args.show_answer:
+                # Few training pairs find their own heading among the candidates (5%, against 12% of the test
+                # pairs), too few to learn that copying one pays; show the answer in a random slot of some.
+                for pair, headings in zip(pairs, found):
+                    if pair["summary"] not in headings and rng.random() < args.show_answer:
+                        headings[rng.randrange(len(headings))] = pair["summary"]
+            write_pairs(files[split], with_candidates(pairs, found))
     if args.baseline_only:
         print(f"WikiText-2 section headings: {len(train_pairs)} training pairs (test.txt), {len(test)} test pairs "
               f"(valid.txt)")  # fmt: skip

@@ -136,6 +136,7 @@ def test_wikitext_heading_pairs(tmp_path):
         {"document": "Units move on a map .", "summary": "Battle system"},
     ]
     assert wikitext_heading_pairs(path, max_words=3)[0] == {"document": "The game has", "summary": "Gameplay"}
+    assert [p["article"] for p in wikitext_heading_pairs(path, article=True)] == ["Valkyria", "Valkyria"]
     # Windows: every `stride` words a window of `max_words`, until one reaches the section's end.
     windows = wikitext_heading_pairs(path, max_words=4, stride=2)
     assert [p["document"] for p in windows if p["summary"] == "Gameplay"] == [

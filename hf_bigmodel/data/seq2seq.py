@@ -314,7 +314,7 @@ _WIKITEXT_HEADING = re.compile(r"^ (=(?: =)+) (.+?) \1 $")
 
 
 def wikitext_heading_pairs(
-    path: str | Path, max_words: int | None = 100, stride: int | None = None
+    path: str | Path, max_words: int | None = 100, stride: int | None = None, article: bool = False
 ) -> list[dict[str, str]]:
     """The offline summarization task: each section of a WikiText file (tokenized v1: `<unk>`, ` @-@ `) as
     {"document": the section's text up to the next heading, its first `max_words` words, "summary": its heading}.
@@ -323,11 +323,12 @@ def wikitext_heading_pairs(
 
     With `stride`, a section gives one pair per window of `max_words` words, starting every `stride` words until a
     window reaches the section's end: more training pairs from the few sections a split has. Scored sets keep the
-    default, one pair per section."""
+    default, one pair per section. With `article`, each pair also names its article's title ("article"), to tell
+    pairs of one article from another's (a retrieval that must not find its own article)."""
     if stride is not None and (max_words is None or not 0 < stride <= max_words):
         raise ValueError(f"stride must be between 1 and max_words ({max_words}), got {stride}.")
     pairs: list[dict[str, str]] = []
-    heading, lines = None, []
+    title, heading, lines = "", None, []
 
     def flush() -> None:
         words = " ".join(lines).split()
@@ -338,13 +339,15 @@ def wikitext_heading_pairs(
             starts.append(starts[-1] + stride)
         for start in starts:
             window = words[start : start + max_words] if max_words else words
-            pairs.append({"document": " ".join(window), "summary": heading})
+            pairs.append({"document": " ".join(window), "summary": heading, **({"article": title} if article else {})})
 
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         match = _WIKITEXT_HEADING.match(line)
         if match or re.match(r"^ = [^=].* = $", line):  # a heading or an article title ends the section
             flush()
             heading, lines = (match.group(2).strip() if match else None), []
+            if not match:
+                title = line.strip(" =")
         elif line.strip():
             lines.append(line.strip())
     flush()
