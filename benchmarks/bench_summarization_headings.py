@@ -20,7 +20,9 @@ The baseline copies the document's lead sentence (up to the first " . "), the us
 scored with `metrics.rouge_scores` (Google's rouge-score, F-measure in %). The target: the model's ROUGE-L at
 least TARGET_MARGIN points above the baseline's, within 30 minutes of wall time. For reference (not the target's
 baseline), the table also scores retrieval alone: the heading of the most similar training window by TF-IDF
-cosine (scikit-learn, the `train` extra).
+cosine (scikit-learn, the `train` extra). `--retrieve K` gives the model those headings too: every document starts
+with its K nearest training headings (a training pair's come from other articles), retrieval-augmented generation;
+benchmarks/README.md has what it scored.
 """
 
 from __future__ import annotations
