@@ -130,7 +130,10 @@ def test_saved_model_takes_loss_and_config_overrides(tmp_path):
     assert (saved.config.loss, saved.config.hidden_dropout) != ("sampled_ce:7", 0.3)
     for name, tensor in saved.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0)
-    args.config_overrides = "hiden_dropout=0.3"
+    args.loss = "focal"
+    with pytest.raises(ValueError, match=r"`loss` 'focal' is not one of bce, ce, sampled_ce:N, gbce:k,t"):
+        build_model("sasrec", args, items)
+    args.loss, args.config_overrides = None, "hiden_dropout=0.3"
     with pytest.raises(ValueError, match=r"has no field 'hiden_dropout' .*Did you mean hidden_dropout"):
         build_model("sasrec", args, items)
     args.config_overrides = None

@@ -318,6 +318,8 @@ def load_saved_model(
     overrides = {**parse_overrides(getattr(model_args, "config_overrides", None)), **(flag_overrides or {})}
     registry.check_config_keys(config, overrides, f"--config_overrides on {model_args.model_name_or_path}")
     config.update(overrides)
+    if overrides and callable(getattr(config, "validate", None)):
+        config.validate()  # what the config's own checks say of the new values (a loss it does not know)
     if tokenizer is not None:
         check_tokenizer_matches_config(tokenizer, config)
     if check is not None:
