@@ -91,6 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a busy machine")
     parser.add_argument("--anchor", action="store_true", help="also run SASRec.pytorch for the same wall time")
     parser.add_argument("--quick", action="store_true", help="2,000 users, 2 epochs: a smoke test")
+    parser.add_argument("--popularity_only", action="store_true",
+                        help="print the most-popular ranker's validation and test scores, train nothing")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -245,6 +247,23 @@ def anchor_scorer(args, checkpoint: Path, split):
     return score
 
 
+def popularity_reference(split, seed: int) -> str:
+    """The most-popular ranker (training interactions only) on the validation and the test items, full ranking: how
+    much of the drop from validation to test is the data's (later items follow the training counts less) rather
+    than the model's."""
+    counts = torch.zeros(split.num_items + 1)
+    for sequence in split.train_sequences():
+        counts.index_add_(0, torch.tensor(sequence), torch.ones(len(sequence)))
+    # Noise below 1 orders equally popular items at random instead of tying them with the held-out item.
+    scores = counts + 0.5 * torch.rand(split.num_items + 1, generator=torch.Generator().manual_seed(seed))
+    metrics = {stage: evaluate_scores(lambda histories: scores.repeat(len(histories), 1), split, stage,
+                                      protocols=("full",)).metrics["full"] for stage in ("valid", "test")}  # fmt: skip
+    valid, test = metrics["valid"], metrics["test"]
+    return (f"most-popular ranker (training counts), full ranking, NDCG@10 / HR@10: validation {valid['NDCG@10']:.4f} / "
+            f"{valid['HR@10']:.4f}, test {test['NDCG@10']:.4f} / {test['HR@10']:.4f} (test / validation: "
+            f"{test['NDCG@10'] / max(valid['NDCG@10'], 1e-12):.2f} / {test['HR@10'] / max(valid['HR@10'], 1e-12):.2f})")  # fmt: skip
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -257,6 +276,9 @@ def main(argv=None) -> int:
     print(f"{data_path.name}: {len(split.users)} users, {split.num_items} items, {interactions.num_interactions} "
           f"interactions, sha256 {interactions.sha256}; {args.model}, loss {args.loss}, bf16 {args.bf16}, "
           f"{args.threads} thread(s)", flush=True)  # fmt: skip
+    if args.popularity_only:
+        print(popularity_reference(split, args.seed))
+        return 0
     candidates = {stage: {p: sample_candidates(split, stage, p, seed=args.seed) for p in PROTOCOLS if p != "full"}
                   for stage in ("valid", "test")}  # fmt: skip
     model, best_time, total, rate = train(args, split, candidates)
@@ -264,6 +286,7 @@ def main(argv=None) -> int:
     print(f"\n{args.model} ({args.loss}): time to best validation epoch {best_time:.0f} s, wall time {total:.0f} s, "
           f"{rate:.0f} training sequences/s")  # fmt: skip
     print(report)
+    print(popularity_reference(split, args.seed))
     for (file, model_name, protocol), target in TARGETS.items():
         if file == data_path.name and model_name == args.model and not args.quick:
             reached = all(report.metrics[protocol][k] >= v for k, v in target.items())
