@@ -229,8 +229,9 @@ def anchor_scorer(args, checkpoint: Path, split):
     sys.path.insert(0, str(shared_dir("anchors") / "SASRec.pytorch" / "python"))
     from model import SASRec  # noqa: PLC0415  (SASRec.pytorch's class, run from its folder)
 
-    options = argparse.Namespace(device="cpu", hidden_units=args.hidden_size or 50, num_blocks=2, num_heads=1, maxlen=args.max_length,
-                                 dropout_rate=0.5 if args.dropout is None else args.dropout, norm_first=False)  # fmt: skip
+    options = argparse.Namespace(device="cpu", hidden_units=args.hidden_size or 50, num_blocks=2, num_heads=1,
+                                 maxlen=args.max_length, dropout_rate=0.5 if args.dropout is None else args.dropout,
+                                 norm_first=False)  # fmt: skip
     model = SASRec(len(split.users), split.num_items, options)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     model.eval()

@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "copying the input is learnt in steps, not epochs")  # fmt: skip
     parser.add_argument("--retrieve", type=int, default=0,
                         help="retrieval-augmented: prefix every document with its K nearest training headings "
-                        "(TF-IDF; a training pair never sees its own section's)")  # fmt: skip
+                        "(TF-IDF; a training pair's come from other articles)")  # fmt: skip
     parser.add_argument("--show_answer", type=float, default=0.0,
                         help="with --retrieve: the share of training pairs whose own heading replaces one of their "
                         "candidates (never a test pair's)")  # fmt: skip
