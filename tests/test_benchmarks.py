@@ -131,3 +131,23 @@ def test_seqrec_benchmark_quick_mode_runs(tmp_path):
     for protocol in ("sampled-uniform", "sampled-popularity", "full"):
         assert f"{protocol}: " in result.stdout
     assert re.search(r"time to best validation epoch \d+ s, wall time \d+ s, \d+ training sequences/s", result.stdout)
+    assert re.search(r"most-popular ranker \(training counts\), full ranking, NDCG@10 / HR@10: validation [0-9.]+ / "
+                     r"[0-9.]+, test [0-9.]+ / [0-9.]+", result.stdout)  # fmt: skip
+
+
+def test_heading_retrieval_keeps_a_training_pair_out_of_its_own_article():
+    """bench_summarization_headings --retrieve: a test section retrieves from every training article, a training pair
+    only from the others (a test section's article is never in training), and the candidates lead the document."""
+    pytest.importorskip("sklearn")
+    bench = load_benchmark("bench_summarization_headings")
+    train = [
+        {"document": "the storm made landfall with strong winds", "summary": "Meteorological history", "article": "A"},
+        {"document": "the storm caused damage and deaths", "summary": "Impact", "article": "A"},
+        {"document": "a storm made landfall with heavy winds", "summary": "Storm history", "article": "B"},
+        {"document": "the album was released to good reviews", "summary": "Reception", "article": "C"},
+    ]
+    query = [{"document": "the storm made landfall with strong winds", "summary": "?"}]
+    assert bench.retrieved_headings(train, query, k=2) == [["Meteorological history", "Storm history"]]
+    own = bench.retrieved_headings(train, train[:1], k=2, exclude_own=True)
+    assert own[0][0] == "Storm history" and not {"Meteorological history", "Impact"} & set(own[0])
+    assert bench.with_candidates(query, [["A b", "C"]])[0]["document"] == f"A b ; C || {query[0]['document']}"
