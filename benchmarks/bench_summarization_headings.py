@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 epoch (of each stage), 60 test pairs: a smoke test")
     parser.add_argument("--baseline_only", action="store_true", help="build the task, score the baseline, stop")
     args = parser.parse_args(argv)
+    if args.retrieve < 0 or not 0 <= args.show_answer <= 1 or (args.show_answer and not args.retrieve):
+        parser.error("--retrieve takes K >= 1 (0: off), and --show_answer a share in [0, 1] that needs --retrieve")
     if args.quick:
         args.epochs, args.max_test_samples, args.beams, args.warmup_steps = 1.0, 60, 2, 5
         args.denoise_epochs = min(args.denoise_epochs, 1.0)  # the denoising stage runs too, briefly
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     train_pairs, test = split_pairs["train"], split_pairs["test"]
     references = [p["summary"] for p in test]
     baseline = rouge_scores([lead_sentence(p["document"]) for p in test], references)
-    retrieved = retrieved_headings(train_pairs, test)
+    # The test sections' nearest headings: the first alone is the retrieval reference, all K feed --retrieve.
+    retrieved = retrieved_headings(train_pairs, test, max(args.retrieve, 1))
     retrieval = rouge_scores([found[0] for found in retrieved], references) if retrieved else None
     if args.retrieve:
         # Retrieval-augmented generation (Cao et al. 2018 for headlines): the encoder reads the k nearest training
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         rng = random.Random(args.seed)
         for split, pairs, own in (("train", train_pairs, True), ("test", test, False)):
-            found = retrieved_headings(train_pairs, pairs, args.retrieve, exclude_own=own)
+            found = retrieved_headings(train_pairs, pairs, args.retrieve, exclude_own=True) if own else retrieved
             if own and args.show_answer:
                 # Few training pairs find their own heading among the candidates (5%, against 12% of the test
                 # pairs), too few to learn that copying one pays; show the answer in a random slot of some.

@@ -125,8 +125,9 @@ def build_model(arch: str, model_args: ModelArguments, item_map: ItemMap):
     row = RECOMMENDERS[arch]
     auto_class = next(iter(row.heads.values()))
     flag_overrides = {"loss": model_args.loss} if model_args.loss is not None else {}
+    config_overrides = parse_overrides(model_args.config_overrides)
     for derived in ("num_items", "item_ids", "vocab_size"):
-        if derived in parse_overrides(model_args.config_overrides):
+        if derived in config_overrides:
             raise DataError(f"--config_overrides cannot set {derived}: it comes from the data's item map.")
     if model_args.model_name_or_path is not None:
 
@@ -142,7 +143,7 @@ def build_model(arch: str, model_args: ModelArguments, item_map: ItemMap):
     preset = model_args.preset or DEFAULT_PRESETS[arch]
     if preset not in row.presets:
         raise DataError(f"--preset {preset!r} is not a {arch} preset; choose from {', '.join(row.presets)}.")
-    overrides = {**parse_overrides(model_args.config_overrides), **flag_overrides}
+    overrides = {**config_overrides, **flag_overrides}
     registry.check_config_keys(row.config_class.from_preset(preset, num_items=1), overrides, "--config_overrides")
     try:
         config = row.config_class.from_preset(preset, num_items=len(item_map), item_ids=item_map.item_ids,
