@@ -151,3 +151,19 @@ def test_heading_retrieval_keeps_a_training_pair_out_of_its_own_article():
     own = bench.retrieved_headings(train, train[:1], k=2, exclude_own=True)
     assert own[0][0] == "Storm history" and not {"Meteorological history", "Impact"} & set(own[0])
     assert bench.with_candidates(query, [["A b", "C"]])[0]["document"] == f"A b ; C || {query[0]['document']}"
+
+
+def test_heading_classifier_learns_headings_across_articles():
+    """bench_summarization_headings' second reference: a classifier over the training headings, C chosen by
+    cross-validation grouped by article, answers an unseen section with the heading of its topic."""
+    pytest.importorskip("sklearn")
+    bench = load_benchmark("bench_summarization_headings")
+    topics = {"Reception": "critics praised the album review score", "Early life": "born childhood school parents"}
+    train = [
+        {"document": f"{words} {article}", "summary": heading, "article": article}
+        for article in ("a", "b", "c", "d")
+        for heading, words in topics.items()
+    ]
+    queries = [{"document": "the critics gave the album a review"}, {"document": "he was born and went to school"}]
+    predicted, c = bench.classified_headings(train, queries)
+    assert predicted == ["Reception", "Early life"] and c in (1.0, 10.0, 100.0)
