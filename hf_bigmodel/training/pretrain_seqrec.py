@@ -96,8 +96,9 @@ class RecommenderTrainer(Trainer):
         self.candidates = {}  # drawn at the first evaluation, then the same for every epoch
 
     def _get_train_sampler(self, train_dataset=None):
-        # Trainer would measure each example's padded length; the datasets know the real ones, and batches of
-        # similar lengths are what makes the collators' cut of the padding pay.
+        # Only on request (`--train_sampling_strategy group_by_length`): batches of similar lengths make the
+        # collators' cut of the padding pay, but they scored lower (benchmarks/README.md). Trainer would measure
+        # each example's padded length; the datasets know the real ones.
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
             return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
@@ -172,7 +173,6 @@ def default_flags(argv: list[str]) -> list[str]:
         "--learning_rate": "1e-3",
         "--per_device_train_batch_size": "128",
         "--logging_steps": "50",
-        "--train_sampling_strategy": "group_by_length",
     }
     if "--eval_strategy" in given and "--save_strategy" not in given:
         defaults.pop("--save_strategy")
