@@ -131,7 +131,7 @@ def retrieved_headings(
 def classified_headings(train: list[dict], queries: list[dict]) -> tuple[list[str], float] | None:
     """A second learned reference: a linear classifier over the training headings (TF-IDF features, logistic
     regression), its C chosen by 3-fold cross-validation grouped by article, as a test section's article is unseen.
-    Returns (each query's predicted heading, the chosen C), or None without scikit-learn."""
+    Returns (each query's predicted heading, the chosen C), or None without scikit-learn or with one article."""
     try:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -142,6 +142,8 @@ def classified_headings(train: list[dict], queries: list[dict]) -> tuple[list[st
     pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True, stop_words="english"),
                              LogisticRegression(max_iter=1000))  # fmt: skip
     folds = min(3, len({pair["article"] for pair in train}))
+    if folds < 2:  # cross-validation grouped by article needs two articles at least
+        return None
     search = GridSearchCV(pipeline, {"logisticregression__C": [1.0, 10.0, 100.0]}, cv=GroupKFold(folds))
     search.fit([p["document"] for p in train], [p["summary"] for p in train], groups=[p["article"] for p in train])
     return list(search.predict([p["document"] for p in queries])), search.best_params_["logisticregression__C"]

@@ -167,3 +167,5 @@ def test_heading_classifier_learns_headings_across_articles():
     queries = [{"document": "the critics gave the album a review"}, {"document": "he was born and went to school"}]
     predicted, c = bench.classified_headings(train, queries)
     assert predicted == ["Reception", "Early life"] and c in (1.0, 10.0, 100.0)
+    one_article = [pair for pair in train if pair["article"] == "a"]
+    assert bench.classified_headings(one_article, queries) is None  # no article left out to choose C on
