@@ -62,23 +62,27 @@ def reference_loss(name, model, ids, labels, loss):
     if loss == "ce":
         return torch.nn.functional.cross_entropy(scores, targets - 1)
     kind, count = loss.split(":")[0], int(loss.split(":")[1].split(",")[0]) if ":" in loss else 1
-    negatives = torch.randint(1, 21, (targets.shape[0] if kind == "bce" else count,))
+    n = targets.shape[0]
+    negatives = torch.randint(1, 21, {"bce": (n,), "sampled_ce": (count,), "gbce": (n * count,)}[kind])
     positive = scores.gather(1, (targets - 1)[:, None]).squeeze(1)
     if kind == "bce":
         negative = scores.gather(1, (negatives - 1)[:, None]).squeeze(1)
         hit = negatives == targets
         return (-torch.nn.functional.logsigmoid(positive)
                 - torch.where(hit, 0.0, torch.nn.functional.logsigmoid(-negative))).mean()  # fmt: skip
-    negative = scores[:, negatives - 1].masked_fill(negatives[None] == targets[:, None], float("-inf"))
-    if kind == "sampled_ce":
+    if kind == "sampled_ce":  # k negatives shared by the batch
+        negative = scores[:, negatives - 1].masked_fill(negatives[None] == targets[:, None], float("-inf"))
         return torch.nn.functional.cross_entropy(
             torch.cat([positive[:, None], negative], 1), torch.zeros_like(targets)
         )
+    # gBCE: k negatives of each position's own, averaged with the positive over the 1 + k binary decisions
+    negatives = negatives.view(n, count)
+    negative = scores.gather(1, negatives - 1)
     t = float(loss.split(",")[1])
     alpha = count / 19
     beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
-    negative_term = -torch.nn.functional.logsigmoid(-negative).nan_to_num(0.0, posinf=0.0).sum(1)
-    return (-beta * torch.nn.functional.logsigmoid(positive) + negative_term).mean()
+    negative_term = torch.where(negatives == targets[:, None], 0.0, -torch.nn.functional.logsigmoid(-negative)).sum(1)
+    return ((-beta * torch.nn.functional.logsigmoid(positive) + negative_term) / (1 + count)).mean()
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -109,7 +109,7 @@ class BigModelSASRecConfig(BigModelGPTConfig):
         item_ids: the raw id of each model id 1..num_items (`item_ids[i - 1]`), so `recommend` answers in raw ids.
         loss: `"bce"` (one uniformly sampled negative per position, as SASRec), `"ce"` (softmax over every item),
             `"sampled_ce:N"` (softmax over the target and N uniformly sampled negatives shared by the batch) or
-            `"gbce:k,t"` (gSASRec's generalised BCE: k shared negatives, calibration t).
+            `"gbce:k,t"` (gSASRec's generalised BCE: k negatives for each position, calibration t).
         scale_embeddings: multiply item embeddings by sqrt(hidden_size) before adding positions, as SASRec does.
     """
 
