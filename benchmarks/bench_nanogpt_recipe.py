@@ -13,8 +13,8 @@ data and its checkpoint; nothing of nanoGPT is copied into this repository. Its 
 prints at the last iteration (20 random batches of 12, its own estimate).
 
 Our side: `python -m hf_bigmodel.cli pretrain gpt` with the same recipe (`--validation_split_percentage 10` cuts the
-character stream where nanoGPT's prepare.py does), bf16 autocast by default (`--precision fp32` for the float32
-path); its validation loss is the mean over every 64-character block of the held-out 10%. The command trains the
+character stream where nanoGPT's prepare.py does), bf16 autocast by default where the CPU computes bfloat16 natively, fp32
+elsewhere (`--precision bf16|fp32` to choose); its validation loss is the mean over every 64-character block of the held-out 10%. The command trains the
 character tokenizer, trains, evaluates, saves the model folder with its card and prints a sample: all inside the
 wall time.
 
@@ -23,7 +23,7 @@ processes hits both), each as a fresh process, from start to exit. Peak RSS is t
 the largest sum of the tree's resident memory sampled every 20 ms, or the largest single process's `ru_maxrss`,
 whichever is higher. The ratio is nanoGPT's wall time over ours in the same run.
 
-    python benchmarks/bench_nanogpt_recipe.py                      # one run of each side, bf16 on our side
+    python benchmarks/bench_nanogpt_recipe.py                      # one run of each side (bf16 on ours if native)
     python benchmarks/bench_nanogpt_recipe.py --runs 2             # interleaved: nanoGPT, ours, ours, nanoGPT
     python benchmarks/bench_nanogpt_recipe.py --precision fp32     # our float32 path
     python benchmarks/bench_nanogpt_recipe.py --threads 1          # both sides on one thread (a busy machine)
@@ -72,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nanogpt", type=Path, default=find_shared("anchors", "nanoGPT"), help="nanoGPT checkout")
     parser.add_argument("--runs", type=int, default=1, help="runs of each side, interleaved")
     parser.add_argument("--max_steps", type=int, default=None, help="iterations of both sides (default 2000)")
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="our side's precision")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="our side's precision (auto: bf16 where the CPU computes bfloat16 natively, AVX-512 "
+                        "BF16 or AMX, else fp32: emulated bfloat16 is slower than fp32)")  # fmt: skip
     parser.add_argument("--eval_batch_size", type=int, default=64, help="our side's evaluation batch size")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of both sides (OMP_NUM_THREADS; default: torch's, one per core)")  # fmt: skip
@@ -86,6 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile_steps", type=int, default=100, help="steps per measurement of --profile")
     parser.add_argument("--quick", action="store_true", help="smoke test: 20 iterations, targets not judged")
     args = parser.parse_args(argv)
+    if args.precision == "auto":
+        from hf_bigmodel.demo import native_bf16  # torch only, not the models
+
+        args.precision = "bf16" if native_bf16() else "fp32"
     if args.max_steps is None:
         args.max_steps = 20 if args.quick else 2000
     if args.runs < 1 or args.max_steps < 1:

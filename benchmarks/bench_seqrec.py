@@ -12,7 +12,7 @@ by our evaluator on the same candidates, so both columns are comparable.
     python benchmarks/bench_seqrec.py --data Video.txt --quick                          # smoke test, ~1 min
 
 Recipe: full softmax cross-entropy (`--loss ce`, Klenitskiy & Vasilev 2023: it converges in far fewer epochs than
-SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU has it (`--no-bf16` to disable),
+SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU computes bfloat16 natively (`--bf16` / `--no-bf16` to choose),
 batches drawn at random (`--group_by_length` batches users of similar history lengths: faster epochs, worse
 models), validation every epoch on every user, early stopping after `--patience` epochs, test at the best epoch. On
 a 2-core CPU the softmax over every item is most of an epoch; `--loss sampled_ce:2000` (2,000 shared negatives) is
@@ -54,6 +54,7 @@ from hf_bigmodel.data.seqrec import (
     left_pad,
     read_interactions,
 )
+from hf_bigmodel.demo import native_bf16
 from hf_bigmodel.recommendation import PROTOCOLS, evaluate_recommender, evaluate_scores, sample_candidates
 
 TARGETS = {
@@ -85,7 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--validation_protocol", choices=PROTOCOLS, default="sampled-uniform")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast (default: where the CPU computes bfloat16 natively, AVX-512 BF16 or AMX; "
+                        "emulated, it made an epoch 6.6 times slower than fp32 on an AMD EPYC without them)")  # fmt: skip
     parser.add_argument("--group_by_length", action=argparse.BooleanOptionalAction, default=False,
                         help="batch users of similar history lengths: less padding, but lower scores (Video: test "
                         "NDCG@10 0.5204 grouped, 0.5506 at random; benchmarks/README.md)")  # fmt: skip
@@ -95,7 +98,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--popularity_only", action="store_true",
                         help="print the most-popular ranker's validation and test scores, train nothing")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.bf16 is None:
+        args.bf16 = native_bf16()
+    return args
 
 
 def build_model(args, split):

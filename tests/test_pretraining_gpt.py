@@ -265,6 +265,24 @@ def test_bf16_and_tensorboard(corpus, tmp_path):
     assert events and events[0].stat().st_size > 0
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bfloat16_warns(native, monkeypatch, caplog):
+    """`--bf16` adds `--use_cpu true` without an accelerator, and says so when the CPU would emulate bfloat16
+    (a BERT4Rec epoch took 6.6 times as long as in float32 on such a CPU)."""
+    from hf_bigmodel.training.common import _implied_flags
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    if hasattr(torch, "xpu"):
+        monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    monkeypatch.setattr("hf_bigmodel.demo.native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="hf_bigmodel"):
+        assert _implied_flags(["--bf16", "true"]) == ["--bf16", "true", "--use_cpu", "true"]
+    warned = [r.getMessage() for r in caplog.records if "no AVX-512 BF16 or AMX" in r.getMessage()]
+    assert len(warned) == (0 if native else 1) and all("leave --bf16 out" in message for message in warned)
+    assert _implied_flags(["--max_steps", "2"]) == ["--max_steps", "2"]  # no --bf16: nothing implied
+
+
 def test_evaluation_runs_without_kv_cache_and_the_saved_model_keeps_it(corpus, tmp_path, monkeypatch):
     """The final evaluation needs no KV cache (at an evaluation batch it only costs memory); the saved config keeps
     `use_cache` on for generation."""

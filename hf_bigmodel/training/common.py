@@ -181,9 +181,16 @@ def _implied_flags(argv: list[str]) -> list[str]:
     ):
         import torch
 
+        from ..demo import native_bf16
+
         accelerators = (torch.cuda, getattr(torch, "xpu", None), getattr(torch.backends, "mps", None))
         if not any(device is not None and device.is_available() for device in accelerators):
             logger.info("--bf16 without an accelerator: training on the CPU (--use_cpu true).")
+            if not native_bf16():
+                logger.warning(
+                    "--bf16: this CPU has no AVX-512 BF16 or AMX, so bfloat16 products are emulated and can train "
+                    "several times slower than float32; leave --bf16 out here."
+                )
             return [*argv, "--use_cpu", "true"]
     return argv
 
