@@ -88,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--validation_protocol", choices=PROTOCOLS, default="sampled-uniform")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast (default: where the CPU computes bfloat16 natively, AVX-512 BF16 or AMX; "
-                        "emulated, it made an epoch 6.6 times slower than fp32 on an AMD EPYC without them)")  # fmt: skip
+                        "emulated, it made training several times slower than fp32 on an AMD EPYC without them)")  # fmt: skip
     parser.add_argument("--group_by_length", action=argparse.BooleanOptionalAction, default=False,
                         help="batch users of similar history lengths: less padding, but lower scores (Video: test "
                         "NDCG@10 0.5204 grouped, 0.5506 at random; benchmarks/README.md)")  # fmt: skip

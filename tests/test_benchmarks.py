@@ -139,7 +139,7 @@ def test_seqrec_benchmark_quick_mode_runs(tmp_path):
 
 
 def test_seqrec_benchmark_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
-    """Emulated bfloat16 made a BERT4Rec epoch 6.6 times slower than fp32 on a CPU without AVX-512 BF16 or AMX."""
+    """Emulated bfloat16 made a BERT4Rec epoch several times slower than fp32 on a CPU without AVX-512 BF16 or AMX."""
     bench = load_benchmark("bench_seqrec")
     for native in (True, False):
         monkeypatch.setattr(bench, "native_bf16", lambda native=native: native)

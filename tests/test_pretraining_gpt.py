@@ -268,7 +268,7 @@ def test_bf16_and_tensorboard(corpus, tmp_path):
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_native_bfloat16_warns(native, monkeypatch, caplog):
     """`--bf16` adds `--use_cpu true` without an accelerator, and says so when the CPU would emulate bfloat16
-    (a BERT4Rec epoch took 6.6 times as long as in float32 on such a CPU)."""
+    (a BERT4Rec epoch took several times as long as in float32 on such a CPU)."""
     from hf_bigmodel.training.common import _implied_flags
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
