@@ -80,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dropout", type=float, default=None, help="default: the preset's")
     parser.add_argument("--hidden_size", type=int, default=None,
                         help="default: the preset's; the feed-forward width follows it (SASRec: equal, BERT4Rec: 4x)")  # fmt: skip
+    parser.add_argument("--mask_probability", type=float, default=None,
+                        help="BERT4Rec: share of the items masked in training (default: the preset's, 0.2; the "
+                        "BERT4Rec paper's best for Amazon Beauty was 0.6)")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--time_budget", type=float, default=None, help="stop training after this many seconds")
@@ -99,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="print the most-popular ranker's validation and test scores, train nothing")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.mask_probability is not None and args.model != "bert4rec":
+        parser.error("--mask_probability is BERT4Rec's (the share of items it masks); SASRec masks nothing.")
     if args.bf16 is None:
         args.bf16 = native_bf16()
     return args
@@ -110,6 +115,8 @@ def build_model(args, split):
     if args.dropout is not None:
         keys = ("embedding_dropout", "hidden_dropout") if args.model == "sasrec" else ("hidden_dropout_prob",)
         overrides.update(dict.fromkeys(keys, args.dropout))
+    if args.mask_probability is not None:
+        overrides["mask_probability"] = args.mask_probability
     if args.hidden_size is not None:
         widening = 1 if args.model == "sasrec" else 4
         overrides.update(hidden_size=args.hidden_size, intermediate_size=widening * args.hidden_size)

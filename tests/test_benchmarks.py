@@ -147,6 +147,19 @@ def test_seqrec_benchmark_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
         assert bench.parse_args(["--bf16"]).bf16 is True and bench.parse_args(["--no-bf16"]).bf16 is False
 
 
+def test_seqrec_benchmark_mask_probability_is_bert4recs(capsys):
+    from types import SimpleNamespace
+
+    bench = load_benchmark("bench_seqrec")
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--model", "sasrec", "--mask_probability", "0.6"])
+    assert exit_info.value.code == 2 and "--mask_probability is BERT4Rec's" in capsys.readouterr().err
+    args = bench.parse_args(["--model", "bert4rec", "--mask_probability", "0.6", "--no-bf16"])
+    split = SimpleNamespace(num_items=30, item_map=SimpleNamespace(item_ids=[str(i) for i in range(1, 31)]))
+    assert bench.build_model(args, split).config.mask_probability == 0.6
+    assert bench.build_model(bench.parse_args(["--model", "bert4rec"]), split).config.mask_probability == 0.2
+
+
 def test_heading_retrieval_keeps_a_training_pair_out_of_its_own_article():
     """bench_summarization_headings --retrieve: a test section retrieves from every training article, a training pair
     only from the others (a test section's article is never in training), and the candidates lead the document."""
