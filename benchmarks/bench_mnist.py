@@ -6,7 +6,8 @@ Recipe (chosen for CPU wall time): resnet-20 (He et al. 2015, section 4.2: 3x3 s
 per image); shift augmentation (pad 2, random 28x28 crop; no flips, a flipped digit is another shape); label
 smoothing 0.1; SGD with Nesterov momentum 0.9, batch 128, peak learning rate 0.1 after a 10% linear warmup, cosine
 decay to 0, weight decay 5e-4; blocks start as the identity (zero_init_residual); bf16 autocast where the CPU computes
-bfloat16 natively (about 1.8x faster than fp32 with AVX-512 BF16 / AMX; fp32 elsewhere, where it is emulated); evaluation on the 10,000 test images at the end.
+bfloat16 natively (about 1.8x faster than fp32 with AVX-512 BF16 / AMX; fp32 elsewhere, where it is emulated);
+evaluation on the 10,000 test images at the end.
 Target: >= 99.5% test accuracy. Measured on the busy 2-core VM of the issue (1 thread, bf16, seed 0): 6 epochs give
 99.56% (1291 s wall, 210 s per epoch at load average ~3-5); 5 epochs gave 99.51% (334 s per epoch at load ~6), too
 close to the target to be the default.

@@ -13,10 +13,10 @@ data and its checkpoint; nothing of nanoGPT is copied into this repository. Its 
 prints at the last iteration (20 random batches of 12, its own estimate).
 
 Our side: `python -m hf_bigmodel.cli pretrain gpt` with the same recipe (`--validation_split_percentage 10` cuts the
-character stream where nanoGPT's prepare.py does), bf16 autocast by default where the CPU computes bfloat16 natively, fp32
-elsewhere (`--precision bf16|fp32` to choose); its validation loss is the mean over every 64-character block of the held-out 10%. The command trains the
-character tokenizer, trains, evaluates, saves the model folder with its card and prints a sample: all inside the
-wall time.
+character stream where nanoGPT's prepare.py does), bf16 autocast by default where the CPU computes bfloat16
+natively, fp32 elsewhere (`--precision bf16|fp32` to choose); its validation loss is the mean over every
+64-character block of the held-out 10%. The command trains the character tokenizer, trains, evaluates, saves the
+model folder with its card and prints a sample: all inside the wall time.
 
 Each run times both sides (nanoGPT first in odd runs, ours first in even ones, so that a burst of load from other
 processes hits both), each as a fresh process, from start to exit. Peak RSS is that of the whole process tree:

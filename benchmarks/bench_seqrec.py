@@ -12,10 +12,10 @@ by our evaluator on the same candidates, so both columns are comparable.
     python benchmarks/bench_seqrec.py --data Video.txt --quick                          # smoke test, ~1 min
 
 Recipe: full softmax cross-entropy (`--loss ce`, Klenitskiy & Vasilev 2023: it converges in far fewer epochs than
-SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU computes bfloat16 natively (`--bf16` / `--no-bf16` to choose),
-batches drawn at random (`--group_by_length` batches users of similar history lengths: faster epochs, worse
-models), validation every epoch on every user, early stopping after `--patience` epochs, test at the best epoch. On
-a 2-core CPU the softmax over every item is most of an epoch; `--loss sampled_ce:2000` (2,000 shared negatives) is
+SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU computes bfloat16 natively
+(`--bf16` / `--no-bf16` to choose), batches drawn at random (`--group_by_length` batches users of similar history
+lengths: faster epochs, worse models), validation every epoch on every user, early stopping after `--patience`
+epochs, test at the best epoch. On a 2-core CPU the softmax over every item is most of an epoch; `--loss sampled_ce:2000` (2,000 shared negatives) is
 the loss of most Video figures in benchmarks/README.md, which names each run's flags.
 
 Targets (issue 16): Video sampled-uniform NDCG@10 >= 0.55 and HR@10 >= 0.76; beauty full ranking SASRec NDCG@10
