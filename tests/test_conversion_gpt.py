@@ -74,7 +74,10 @@ def logits_and_greedy(model: nn.Module, ids: torch.Tensor) -> tuple[torch.Tensor
 
 
 def assert_same_outputs(reference: tuple, converted: tuple, prompt_len: int = 8) -> None:
-    torch.testing.assert_close(converted[0], reference[0], atol=1e-5, rtol=1e-5)
+    # Logits of O(1) after two layers of random weights: float32 rounding depends on the CPU's kernels (an AMD EPYC
+    # with AVX2 only differed by 1.3e-5 in one of 3,104 logits), so 1e-4 as transformers' own tests use; the greedy
+    # tokens below must still be identical.
+    torch.testing.assert_close(converted[0], reference[0], atol=1e-4, rtol=1e-5)
     assert torch.equal(converted[1], reference[1])
     # The comparison is only meaningful if the continuation is not one repeated token.
     new = reference[1][:, prompt_len:]
