@@ -209,6 +209,8 @@ def test_save_load_through_registry_and_pipeline(name, tmp_path):
     model = make(name)
     model.save_pretrained(tmp_path)
     add_sequential_recommendation_pipeline(tmp_path)
+    declared = json.loads((tmp_path / "config.json").read_text())["custom_pipelines"]["next-item-recommendation"]
+    assert declared["pt"] == ["AutoModelForMaskedLM" if name == "bert4rec" else "AutoModelForCausalLM"]
     config = AutoConfig.from_pretrained(tmp_path)
     assert type(config) is MODELS[name][0] and config.item_ids == ITEMS
     loaded = MODELS[name][2].from_pretrained(tmp_path)

@@ -21,6 +21,7 @@ even where hf_bigmodel is installed, since a task named in `custom_pipelines` al
 """
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForQuestionAnswering
@@ -66,44 +67,42 @@ _pipelines.PIPELINE_REGISTRY.register_pipeline(
 HUB_SEQUENTIAL_RECOMMENDATION = "next-item-recommendation"
 
 
-def _declare_pipeline(folder: Path, pipeline_class: type, task: str, entry: dict, missing: str) -> Path:
+def _declare_pipeline(folder: str | Path, pipeline_class: type, task: str,
+                      models: Callable[[dict], list[str]], type_: str, missing: str) -> Path:  # fmt: skip
     """Copy `pipeline_class`'s module into `folder` and declare it as `task` in config.json's `custom_pipelines`,
-    next to any pipelines the folder already declares (a fine-tuned model may carry several)."""
-    config_file = folder / "config.json"
+    next to any pipelines the folder already declares (a fine-tuned model may carry several). `models(config)`
+    names the Auto classes the pipeline loads the folder with, from its config.json."""
+    config_file = Path(folder) / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{folder} has no config.json: {missing}")
     custom_object_save(pipeline_class, folder)
     config = json.loads(config_file.read_text(encoding="utf-8"))
+    module = pipeline_class.__module__.rsplit(".", 1)[-1]
+    entry = {"impl": f"{module}.{pipeline_class.__name__}", "pt": models(config), "type": type_}
     config["custom_pipelines"] = {**(config.get("custom_pipelines") or {}), task: entry}
     atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return folder
+    return Path(folder)
 
 
 def add_question_answering_pipeline(folder: str | Path) -> Path:
     """Copy the question-answering pipeline code into a saved model folder and declare it in its config.json, so
     that `pipeline(model=folder_or_repo, trust_remote_code=True)` works with plain transformers."""
-    entry = {
-        "impl": f"{QuestionAnsweringPipeline.__module__.rsplit('.', 1)[-1]}.{QuestionAnsweringPipeline.__name__}",
-        "pt": ["AutoModelForQuestionAnswering"],
-        "type": "text",
-    }
-    return _declare_pipeline(Path(folder), QuestionAnsweringPipeline, HUB_QUESTION_ANSWERING, entry,
+    return _declare_pipeline(folder, QuestionAnsweringPipeline, HUB_QUESTION_ANSWERING,
+                             lambda config: ["AutoModelForQuestionAnswering"], "text",
                              "save the question-answering model there first.")  # fmt: skip
+
+
+def _recommender_auto_class(config: dict) -> list[str]:
+    """BERT4Rec loads as a masked LM, SASRec as a causal LM (their config.json's auto_map says which)."""
+    masked = "AutoModelForMaskedLM" in (config.get("auto_map") or {})
+    return ["AutoModelForMaskedLM" if masked else "AutoModelForCausalLM"]
 
 
 def add_sequential_recommendation_pipeline(folder: str | Path) -> Path:
     """Copy the sequential-recommendation pipeline code into a saved recommender folder and declare it in its
     config.json, so that `pipeline(model=folder_or_repo, trust_remote_code=True)` works with plain transformers."""
-    folder = Path(folder)
-    config_file = folder / "config.json"
-    auto_map = json.loads(config_file.read_text(encoding="utf-8")).get("auto_map", {}) if config_file.is_file() else {}
-    entry = {
-        "impl": "sequential_recommendation.SequentialRecommendationPipeline",
-        "pt": ["AutoModelForMaskedLM" if "AutoModelForMaskedLM" in auto_map else "AutoModelForCausalLM"],
-        "type": "multimodal",
-    }
-    return _declare_pipeline(folder, SequentialRecommendationPipeline, HUB_SEQUENTIAL_RECOMMENDATION, entry,
-                             "save the recommender there first.")  # fmt: skip
+    return _declare_pipeline(folder, SequentialRecommendationPipeline, HUB_SEQUENTIAL_RECOMMENDATION,
+                             _recommender_auto_class, "multimodal", "save the recommender there first.")  # fmt: skip
 
 
 __all__ = [
