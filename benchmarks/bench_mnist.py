@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 training / 1,000 test images, 1 epoch")
     args = parser.parse_args()
     if args.bf16 is None:
-        from hf_bigmodel.demo import native_bf16
+        from hf_bigmodel.hardware import native_bf16
 
         args.bf16 = native_bf16()
     if not args.mnist_dir.is_dir():

@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke test: 20 iterations, targets not judged")
     args = parser.parse_args(argv)
     if args.precision == "auto":
-        from hf_bigmodel.demo import native_bf16  # torch only, not the models
+        from hf_bigmodel.hardware import native_bf16  # torch only, not the models
 
         args.precision = "bf16" if native_bf16() else "fp32"
     if args.max_steps is None:

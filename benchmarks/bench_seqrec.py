@@ -54,7 +54,7 @@ from hf_bigmodel.data.seqrec import (
     left_pad,
     read_interactions,
 )
-from hf_bigmodel.demo import native_bf16
+from hf_bigmodel.hardware import native_bf16
 from hf_bigmodel.recommendation import PROTOCOLS, evaluate_recommender, evaluate_scores, sample_candidates
 
 TARGETS = {

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ._cli import command
 from .corpus import write_builtin_corpus, write_text_corpus
+from .hardware import native_bf16
 
 # Inside the run folder, so one folder holds the whole run, under a name `hf-bigmodel push` never uploads ("_*"
 # folders): the training text is not part of the model.
@@ -70,14 +71,6 @@ def write_corpus(args: argparse.Namespace) -> tuple[Path, Path]:
 
         return write_text_corpus(peoples_daily_text(), Path(args.output_dir) / CORPUS_DIR)
     return write_builtin_corpus(Path(args.output_dir) / CORPUS_DIR)
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), which is when bf16 autocast pays."""
-    import torch
-
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def pretrain_arguments(args: argparse.Namespace, train_file: Path, validation_file: Path) -> list[str]:

@@ -45,7 +45,7 @@ import torch
 
 import hf_bigmodel
 from hf_bigmodel.cli import main as hf_bigmodel_cli
-from hf_bigmodel.demo import native_bf16
+from hf_bigmodel.hardware import native_bf16
 
 QUICK = os.environ.get("HF_BIGMODEL_QUICK") == "1"
 # The project's datasets sit in shared/data beside the checkout (../shared/data from its root).

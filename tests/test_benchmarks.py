@@ -60,7 +60,7 @@ def test_nanogpt_recipe_commands_run_the_same_recipe(tmp_path, monkeypatch):
     assert options["--block_size"] == "64" and options["--validation_split_percentage"] == "10"
     assert options["--bf16"] == "false"
     for native, bf16 in ((True, "true"), (False, "false")):  # bf16 autocast by default where the CPU has it
-        monkeypatch.setattr("hf_bigmodel.demo.native_bf16", lambda native=native: native)
+        monkeypatch.setattr("hf_bigmodel.hardware.native_bf16", lambda native=native: native)
         default = bench.ours_command(bench.parse_args([]), tmp_path)
         assert dict(zip(default[5::2], default[6::2]))["--bf16"] == bf16
     assert bench.parse_args(["--precision", "bf16"]).precision == "bf16"

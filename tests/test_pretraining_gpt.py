@@ -275,7 +275,7 @@ def test_bf16_on_a_cpu_without_native_bfloat16_warns(native, monkeypatch, caplog
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     if hasattr(torch, "xpu"):
         monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
-    monkeypatch.setattr("hf_bigmodel.demo.native_bf16", lambda: native)
+    monkeypatch.setattr("hf_bigmodel.hardware.native_bf16", lambda: native)
     with caplog.at_level("WARNING", logger="hf_bigmodel"):
         assert _implied_flags(["--bf16", "true"]) == ["--bf16", "true", "--use_cpu", "true"]
     warned = [r.getMessage() for r in caplog.records if "no AVX-512 BF16 or AMX" in r.getMessage()]

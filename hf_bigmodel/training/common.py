@@ -181,7 +181,7 @@ def _implied_flags(argv: list[str]) -> list[str]:
     ):
         import torch
 
-        from ..demo import native_bf16
+        from ..hardware import native_bf16
 
         accelerators = (torch.cuda, getattr(torch, "xpu", None), getattr(torch.backends, "mps", None))
         if not any(device is not None and device.is_available() for device in accelerators):
