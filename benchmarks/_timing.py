@@ -226,3 +226,25 @@ def build_gpt_pair_model(name: str, settings: dict[str, Any], dropout: float = 0
         eos_token_id=eos_token_id,
     )
     return BigModelGPTForCausalLM(config)
+
+
+def marian_config(settings: dict[str, Any], **overrides):
+    """The MarianConfig both Transformer benchmarks compare ours with (`settings`: vocab, max_positions, hidden,
+    layers, heads, ffn): post-norm, ReLU, scaled embeddings, the same sizes on both sides of the encoder-decoder.
+    `overrides`: each benchmark's tokens, dropout and tying."""
+    from transformers import MarianConfig
+
+    sizes = dict(
+        vocab_size=settings["vocab"],
+        max_position_embeddings=settings["max_positions"],
+        d_model=settings["hidden"],
+        encoder_layers=settings["layers"],
+        decoder_layers=settings["layers"],
+        encoder_attention_heads=settings["heads"],
+        decoder_attention_heads=settings["heads"],
+        encoder_ffn_dim=settings["ffn"],
+        decoder_ffn_dim=settings["ffn"],
+        activation_function="relu",
+        scale_embedding=True,
+    )
+    return MarianConfig(**{**sizes, **overrides})

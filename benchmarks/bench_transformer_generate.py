@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare_in_workers, environment_line, verdict  # noqa: E402
+from _timing import compare_in_workers, environment_line, marian_config, verdict  # noqa: E402
 
 TARGET = 1.5
 MODELS = {"reference": "MarianMT", "ours": "ours"}
@@ -33,24 +33,14 @@ PAD, START = 0, 1
 
 def write_checkpoints(settings: dict[str, Any], folder: Path) -> dict[str, str]:
     """A seeded random MarianMTModel saved under `folder`, and its conversion to ours: {name: saved folder}."""
-    from transformers import MarianConfig, MarianMTModel
+    from transformers import MarianMTModel
 
     from hf_bigmodel.conversion.convert_transformer import convert_marian_to_bigmodel
 
     torch.manual_seed(0)
-    config = MarianConfig(
-        vocab_size=settings["vocab"],
+    config = marian_config(
+        settings,
         decoder_vocab_size=settings["vocab"],
-        max_position_embeddings=settings["max_positions"],
-        d_model=settings["hidden"],
-        encoder_layers=settings["layers"],
-        decoder_layers=settings["layers"],
-        encoder_attention_heads=settings["heads"],
-        decoder_attention_heads=settings["heads"],
-        encoder_ffn_dim=settings["ffn"],
-        decoder_ffn_dim=settings["ffn"],
-        activation_function="relu",
-        scale_embedding=True,
         # Untied output projection: a random model with tied embeddings repeats one token (its start token), which
         # would make the identical-output check say little. It does not change the work of a step.
         tie_word_embeddings=False,

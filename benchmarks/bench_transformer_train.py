@@ -27,6 +27,7 @@ from _timing import (  # noqa: E402
     add_run_args,
     compare_training_steps,
     environment_line,
+    marian_config,
     training_step,
 )
 
@@ -41,20 +42,11 @@ def build_model(name: str, settings: dict[str, Any]) -> torch.nn.Module:
     sizes = dict(vocab_size=settings["vocab"], max_position_embeddings=settings["max_positions"])
     tokens = dict(pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=START)
     if name == "reference":
-        from transformers import MarianConfig, MarianMTModel
+        from transformers import MarianMTModel
 
-        config = MarianConfig(
-            **sizes,
+        config = marian_config(
+            settings,
             **tokens,
-            d_model=settings["hidden"],
-            encoder_layers=settings["layers"],
-            decoder_layers=settings["layers"],
-            encoder_attention_heads=settings["heads"],
-            decoder_attention_heads=settings["heads"],
-            encoder_ffn_dim=settings["ffn"],
-            decoder_ffn_dim=settings["ffn"],
-            activation_function="relu",
-            scale_embedding=True,
             dropout=settings["dropout"],
             attention_dropout=0.0,
             activation_dropout=0.0,
