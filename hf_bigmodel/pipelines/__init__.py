@@ -72,7 +72,8 @@ def _declare_pipeline(folder: str | Path, pipeline_class: type, task: str,
     """Copy `pipeline_class`'s module into `folder` and declare it as `task` in config.json's `custom_pipelines`,
     next to any pipelines the folder already declares (a fine-tuned model may carry several). `models(config)`
     names the Auto classes the pipeline loads the folder with, from its config.json."""
-    config_file = Path(folder) / "config.json"
+    folder = Path(folder)
+    config_file = folder / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{folder} has no config.json: {missing}")
     custom_object_save(pipeline_class, folder)
@@ -81,7 +82,7 @@ def _declare_pipeline(folder: str | Path, pipeline_class: type, task: str,
     entry = {"impl": f"{module}.{pipeline_class.__name__}", "pt": models(config), "type": type_}
     config["custom_pipelines"] = {**(config.get("custom_pipelines") or {}), task: entry}
     atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return Path(folder)
+    return folder
 
 
 def add_question_answering_pipeline(folder: str | Path) -> Path:
