@@ -11,6 +11,11 @@ by our evaluator on the same candidates, so both columns are comparable.
     python benchmarks/bench_seqrec.py --data beauty.txt --model bert4rec --validation_protocol full
     python benchmarks/bench_seqrec.py --data Video.txt --quick                          # smoke test, ~1 min
 
+A beauty BERT4Rec run takes hours on 2 cores. With `--checkpoint_dir DIR` every epoch leaves its whole training state
+in `DIR/epoch-N` (safetensors and JSON, renamed into place only once complete); the same command with `--resume`
+continues from the last one, epoch for epoch as if it had never stopped (`--epochs`, `--patience`, `--time_budget`
+and `--threads` may change, the rest must not).
+
 Recipe: full softmax cross-entropy (`--loss ce`, Klenitskiy & Vasilev 2023: it converges in far fewer epochs than
 SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU computes bfloat16 natively
 (`--bf16` / `--no-bf16` to choose), batches drawn at random (`--group_by_length` batches users of similar history
@@ -26,17 +31,21 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hf_bigmodel import (
@@ -45,6 +54,7 @@ from hf_bigmodel import (
     BigModelSASRecConfig,
     BigModelSASRecForCausalLM,
 )
+from hf_bigmodel._io import default_mode
 from hf_bigmodel.data.seqrec import (
     CausalItemDataset,
     MaskedItemCollator,
@@ -85,7 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "BERT4Rec paper's best for Amazon Beauty was 0.6)")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--time_budget", type=float, default=None, help="stop training after this many seconds")
+    parser.add_argument("--time_budget", type=float, default=None,
+                        help="stop training after this many seconds (counted across --resume)")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--validation_protocol", choices=PROTOCOLS, default="sampled-uniform")
@@ -101,7 +112,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--popularity_only", action="store_true",
                         help="print the most-popular ranker's validation and test scores, train nothing")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint_dir", type=Path, default=None,
+                        help="save the whole training state here after every epoch (DIR/epoch-N)")  # fmt: skip
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last epoch saved in --checkpoint_dir, with the same flags")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.resume and args.checkpoint_dir is None:
+        parser.error("--resume continues from a --checkpoint_dir: name the folder of the run to continue.")
     if args.mask_probability is not None and args.model != "bert4rec":
         parser.error("--mask_probability is BERT4Rec's (the share of items it masks); SASRec masks nothing.")
     if args.bf16 is None:
@@ -128,7 +145,78 @@ def build_model(args, split):
     return model_class(config)
 
 
-def train(args, split, candidates):
+# The flags that shape the model and its training: a resumed run must keep them. The others (--epochs, --patience,
+# --time_budget, --threads) only say for how long and on how many threads to go on.
+RESUME_FLAGS = ("model", "loss", "max_length", "dropout", "hidden_size", "mask_probability", "batch_size", "lr",
+                "validation_protocol", "bf16", "group_by_length", "seed", "quick")  # fmt: skip
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input from the command line: one line on stderr and exit code 2, as argparse does."""
+    print(f"bench_seqrec.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def save_checkpoint(folder: Path, model, best_state: dict, optimizer, collate, progress: dict) -> Path:
+    """The whole training state after an epoch, as `folder/epoch-N`: written into a hidden temporary folder and renamed
+    into place, so an `epoch-*` folder is always complete; the older ones are removed after the rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".epoch-"))
+    optimizer_state = optimizer.state_dict()
+    tensors = {f"optimizer.{index}.{name}": value.clone() for index, state in optimizer_state["state"].items()
+               for name, value in state.items()}  # fmt: skip
+    tensors["torch_rng_state"] = torch.get_rng_state()
+    # clone(): the tied item embeddings appear twice in a state dict, and safetensors refuses shared storage.
+    save_file({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_file({k: v.clone() for k, v in best_state.items()}, tmp / "best_model.safetensors")
+    save_file(tensors, tmp / "training_state.safetensors")
+    state = {**progress, "optimizer_param_groups": optimizer_state["param_groups"],
+             "collator_rng_state": collate.rng.getstate() if hasattr(collate, "rng") else None}  # fmt: skip
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    for path in [tmp, *tmp.iterdir()]:
+        default_mode(path)  # mkdtemp's (and safetensors' own temporary files') owner-only mode
+    target = folder / f"epoch-{progress['epoch']}"
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    for old in [*folder.glob("epoch-*"), *folder.glob(".epoch-*")]:
+        if old != target:
+            shutil.rmtree(old)
+    return target
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete `epoch-N` folder in `folder`, or None."""
+    saved = [(int(path.name[6:]), path) for path in folder.glob("epoch-*")
+             if path.name[6:].isdigit() and (path / "state.json").is_file()]  # fmt: skip
+    return max(saved)[1] if saved else None
+
+
+def load_checkpoint(path: Path, model, optimizer, collate, flags: dict) -> tuple[dict, dict]:
+    """Restore what `save_checkpoint` wrote into `model`, `optimizer`, the collator's and torch's random generators;
+    returns (progress, the best epoch's state dict). Refuses a checkpoint of another recipe or data file."""
+    state = json.loads((path / "state.json").read_text())
+    changed = [f"{name} (saved {state['flags'].get(name)!r}, now {value!r})" for name, value in flags.items()
+               if state["flags"].get(name) != value]  # fmt: skip
+    if changed:
+        fail(f"{path} was trained with other settings: {', '.join(changed)}. Resume with the saved settings, "
+             "or start afresh in another --checkpoint_dir.")  # fmt: skip
+    model.load_state_dict(load_file(path / "model.safetensors"))
+    tensors = load_file(path / "training_state.safetensors")
+    optimizer_state = {"state": {}, "param_groups": state["optimizer_param_groups"]}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            optimizer_state["state"].setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(optimizer_state)
+    torch.set_rng_state(tensors["torch_rng_state"])
+    if state["collator_rng_state"] is not None:
+        version, internal, gauss = state["collator_rng_state"]
+        collate.rng.setstate((version, tuple(internal), gauss))
+    return state, load_file(path / "best_model.safetensors")
+
+
+def train(args, split, candidates, flags: dict):
     """Train with validation each epoch; returns (best model, time to best epoch, total time, sequences/s)."""
     torch.manual_seed(args.seed)
     model = build_model(args, split)
@@ -147,10 +235,25 @@ def train(args, split, candidates):
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None,
                                          sampler=sampler, collate_fn=collate)  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98))
-    best, best_state, best_time, bad, sequences = -1.0, None, 0.0, 0, 0
-    started = time.perf_counter()
-    train_seconds = 0.0
-    for epoch in range(1, args.epochs + 1):
+    progress = {"epoch": 0, "best": -1.0, "best_epoch": 0, "best_time": 0.0, "bad": 0, "sequences": 0,
+                "train_seconds": 0.0, "elapsed": 0.0, "log": [], "flags": flags}  # fmt: skip
+    best_state = None
+    if args.resume:
+        checkpoint = latest_checkpoint(args.checkpoint_dir)
+        if checkpoint is None:
+            fail(f"--resume: no saved epoch in {args.checkpoint_dir}. Drop --resume to start afresh.")
+        progress, best_state = load_checkpoint(checkpoint, model, optimizer, collate, flags)
+        print(f"resumed from {checkpoint}: epoch {progress['epoch']}, best validation NDCG@10 {progress['best']:.4f} "
+              f"at epoch {progress['best_epoch']}; the epochs so far:", flush=True)  # fmt: skip
+        print("\n".join(progress["log"]), flush=True)
+    started = time.perf_counter() - progress["elapsed"]
+
+    def stop() -> bool:
+        out_of_time = args.time_budget and progress["elapsed"] > args.time_budget
+        return progress["epoch"] >= args.epochs or progress["bad"] >= args.patience or bool(out_of_time)
+
+    while not stop():
+        epoch = progress["epoch"] + 1
         model.train()
         epoch_start = time.perf_counter()
         losses = []
@@ -161,22 +264,26 @@ def train(args, split, candidates):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
-            sequences += batch["input_ids"].shape[0]
-        train_seconds += time.perf_counter() - epoch_start
+            progress["sequences"] += batch["input_ids"].shape[0]
+        progress["train_seconds"] += time.perf_counter() - epoch_start
         report = evaluate_recommender(model, split, "valid", protocols=[args.validation_protocol],
                                       candidates=candidates["valid"], seed=args.seed)  # fmt: skip
         value = report.metrics[args.validation_protocol]["NDCG@10"]
         elapsed = time.perf_counter() - started
-        print(f"epoch {epoch}: loss {np.mean(losses):.4f}, valid {args.validation_protocol} NDCG@10 {value:.4f} "
-              f"HR@10 {report.metrics[args.validation_protocol]['HR@10']:.4f}, {elapsed:.0f} s", flush=True)  # fmt: skip
-        if value > best:
-            best, best_state, best_time, bad = value, copy.deepcopy(model.state_dict()), elapsed, 0
+        line = (f"epoch {epoch}: loss {np.mean(losses):.4f}, valid {args.validation_protocol} NDCG@10 {value:.4f} "
+                f"HR@10 {report.metrics[args.validation_protocol]['HR@10']:.4f}, {elapsed:.0f} s")  # fmt: skip
+        print(line, flush=True)
+        progress.update(epoch=epoch, elapsed=elapsed, log=[*progress["log"], line])
+        if value > progress["best"]:
+            best_state = copy.deepcopy(model.state_dict())
+            progress.update(best=value, best_epoch=epoch, best_time=elapsed, bad=0)
         else:
-            bad += 1
-        if bad >= args.patience or (args.time_budget and elapsed > args.time_budget):
-            break
+            progress["bad"] += 1
+        if args.checkpoint_dir is not None:
+            save_checkpoint(args.checkpoint_dir, model, best_state, optimizer, collate, progress)
     model.load_state_dict(best_state)
-    return model.eval(), best_time, time.perf_counter() - started, sequences / max(train_seconds, 1e-9)
+    rate = progress["sequences"] / max(progress["train_seconds"], 1e-9)
+    return model.eval(), progress["best_time"], time.perf_counter() - started, rate
 
 
 def _anchor_command(args, name: str, epochs: int) -> list[str]:
@@ -294,9 +401,13 @@ def main(argv=None) -> int:
     if args.popularity_only:
         print(popularity_reference(split, args.seed))
         return 0
+    if args.checkpoint_dir is not None and not args.resume and latest_checkpoint(args.checkpoint_dir) is not None:
+        fail(f"{args.checkpoint_dir} already holds a saved epoch ({latest_checkpoint(args.checkpoint_dir).name}). "
+             "Add --resume to continue it, or name another --checkpoint_dir.")  # fmt: skip
     candidates = {stage: {p: sample_candidates(split, stage, p, seed=args.seed) for p in PROTOCOLS if p != "full"}
                   for stage in ("valid", "test")}  # fmt: skip
-    model, best_time, total, rate = train(args, split, candidates)
+    flags = {"data_sha256": interactions.sha256, **{name: getattr(args, name) for name in RESUME_FLAGS}}
+    model, best_time, total, rate = train(args, split, candidates, flags)
     report = evaluate_recommender(model, split, "test", candidates=candidates["test"], seed=args.seed)
     print(f"\n{args.model} ({args.loss}): time to best validation epoch {best_time:.0f} s, wall time {total:.0f} s, "
           f"{rate:.0f} training sequences/s")  # fmt: skip

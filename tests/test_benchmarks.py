@@ -194,3 +194,79 @@ def test_heading_classifier_learns_headings_across_articles():
     assert predicted == ["Reception", "Early life"] and c in (1.0, 10.0, 100.0)
     one_article = [pair for pair in train if pair["article"] == "a"]
     assert bench.classified_headings(one_article, queries) is None  # no article left out to choose C on
+
+
+def _toy_seqrec_file(tmp_path: Path) -> Path:
+    lines = [f"{user} {(user * 7 + step) % 300 + 1}" for user in range(1, 151) for step in range(6)]
+    data = tmp_path / "toy.txt"
+    data.write_text("\n".join(lines) + "\n")
+    return data
+
+
+def _run_seqrec(bench, argv: list[str], capsys) -> str:
+    """bench_seqrec.main in this process (it sets torch's thread count; the test's is put back)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return capsys.readouterr().out
+
+
+def test_seqrec_benchmark_resumes_epoch_for_epoch(tmp_path, capsys):
+    """Stopped after epoch 1 and resumed, BERT4Rec (dropout, random masking, random batches) ends epoch 2 with the
+    same weights, validation scores and test report as a run that never stopped."""
+    import torch
+    from safetensors.torch import load_file
+
+    bench = load_benchmark("bench_seqrec")
+    common = ["--data", str(_toy_seqrec_file(tmp_path)), "--model", "bert4rec", "--no-bf16", "--patience", "5",
+              "--validation_protocol", "full", "--hidden_size", "16"]  # fmt: skip
+    straight = _run_seqrec(bench, [*common, "--epochs", "2", "--checkpoint_dir", str(tmp_path / "a")], capsys)
+    _run_seqrec(bench, [*common, "--epochs", "1", "--checkpoint_dir", str(tmp_path / "b")], capsys)
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["epoch-1"]
+    resumed = _run_seqrec(bench, [*common, "--epochs", "2", "--checkpoint_dir", str(tmp_path / "b"), "--resume"],
+                          capsys)  # fmt: skip
+    assert "resumed from" in resumed and "epoch-1: epoch 1" in resumed
+    # Only the newest epoch is kept, and no half-written temporary folder is left behind.
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["epoch-2"]
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["epoch-2"]
+    weights = [load_file(tmp_path / run / "epoch-2" / "model.safetensors") for run in ("a", "b")]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+    def scores(out: str) -> list[str]:  # every line but the timings
+        return [re.sub(r", \d+ s$", "", line) for line in out.splitlines()
+                if line.startswith(("epoch ", "  HR@", "  NDCG@", "  MRR@"))]  # fmt: skip
+
+    assert scores(straight) == scores(resumed)
+    assert len([line for line in scores(resumed) if line.startswith("epoch ")]) == 2
+
+
+def test_seqrec_benchmark_refuses_to_resume_the_wrong_run(tmp_path, capsys):
+    bench = load_benchmark("bench_seqrec")
+    folder = tmp_path / "run"
+    common = ["--data", str(_toy_seqrec_file(tmp_path)), "--model", "sasrec", "--no-bf16", "--epochs", "1",
+              "--hidden_size", "16", "--checkpoint_dir", str(folder)]  # fmt: skip
+
+    def error(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(argv)
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err
+
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--resume"])
+    assert "--resume continues from a --checkpoint_dir" in capsys.readouterr().err
+    assert f"--resume: no saved epoch in {folder}. Drop --resume to start afresh." in error([*common, "--resume"])
+    _run_seqrec(bench, common, capsys)
+    assert "already holds a saved epoch (epoch-1). Add --resume to continue it" in error(common)
+    message = error([*common, "--resume", "--lr", "0.002"])
+    assert "was trained with other settings: lr (saved 0.001, now 0.002)" in message
+    # --patience may change. The saved epoch already reaches --epochs 1, so the resumed run trains no further and
+    # tests the saved model: epoch 1's line is the one reprinted from the checkpoint.
+    out = _run_seqrec(bench, [*common, "--resume", "--patience", "3"], capsys)
+    assert "resumed from" in out and out.count("epoch 1: ") == 1 and "epoch 2: " not in out and "  NDCG@10" in out
