@@ -13,8 +13,8 @@ by our evaluator on the same candidates, so both columns are comparable.
 
 A beauty BERT4Rec run takes hours on 2 cores. With `--checkpoint_dir DIR` every epoch leaves its whole training state
 in `DIR/epoch-N` (safetensors and JSON, renamed into place only once complete); the same command with `--resume`
-continues from the last one, epoch for epoch as if it had never stopped (`--epochs`, `--patience`, `--time_budget`
-and `--threads` may change, the rest must not).
+continues from the last one, on the same `--threads` epoch for epoch as if it had never stopped (`--epochs`,
+`--patience`, `--time_budget` and `--threads` may change, the rest must not).
 
 Recipe: full softmax cross-entropy (`--loss ce`, Klenitskiy & Vasilev 2023: it converges in far fewer epochs than
 SASRec's one-negative BCE), Adam at 1e-3, batch 128, bf16 autocast where the CPU computes bfloat16 natively
