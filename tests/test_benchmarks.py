@@ -203,25 +203,30 @@ def _toy_seqrec_file(tmp_path: Path) -> Path:
     return data
 
 
-def _run_seqrec(bench, argv: list[str], capsys) -> str:
-    """bench_seqrec.main in this process (it sets torch's thread count; the test's is put back)."""
+@pytest.fixture
+def seqrec_bench():
+    """bench_seqrec as a module. Its main() sets torch's thread count (to --threads, 1), also when it then exits on an
+    error; the count is put back afterwards, or every later test in this process would compute on one thread and
+    differ in the last bits from the subprocesses that tests compare it with."""
     import torch
 
     threads = torch.get_num_threads()
-    try:
-        assert bench.main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    yield load_benchmark("bench_seqrec")
+    torch.set_num_threads(threads)
+
+
+def _run_seqrec(bench, argv: list[str], capsys) -> str:
+    assert bench.main(argv) == 0
     return capsys.readouterr().out
 
 
-def test_seqrec_benchmark_resumes_epoch_for_epoch(tmp_path, capsys):
+def test_seqrec_benchmark_resumes_epoch_for_epoch(tmp_path, capsys, seqrec_bench):
     """Stopped after epoch 1 and resumed, BERT4Rec (dropout, random masking, random batches) ends epoch 2 with the
     same weights, validation scores and test report as a run that never stopped."""
     import torch
     from safetensors.torch import load_file
 
-    bench = load_benchmark("bench_seqrec")
+    bench = seqrec_bench
     common = ["--data", str(_toy_seqrec_file(tmp_path)), "--model", "bert4rec", "--no-bf16", "--patience", "5",
               "--validation_protocol", "full", "--hidden_size", "16"]  # fmt: skip
     straight = _run_seqrec(bench, [*common, "--epochs", "2", "--checkpoint_dir", str(tmp_path / "a")], capsys)
@@ -246,8 +251,8 @@ def test_seqrec_benchmark_resumes_epoch_for_epoch(tmp_path, capsys):
     assert len([line for line in scores(resumed) if line.startswith("epoch ")]) == 2
 
 
-def test_seqrec_benchmark_refuses_to_resume_the_wrong_run(tmp_path, capsys):
-    bench = load_benchmark("bench_seqrec")
+def test_seqrec_benchmark_refuses_to_resume_the_wrong_run(tmp_path, capsys, seqrec_bench):
+    bench = seqrec_bench
     folder = tmp_path / "run"
     common = ["--data", str(_toy_seqrec_file(tmp_path)), "--model", "sasrec", "--no-bf16", "--epochs", "1",
               "--hidden_size", "16", "--checkpoint_dir", str(folder)]  # fmt: skip
