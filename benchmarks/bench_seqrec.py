@@ -119,6 +119,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.resume and args.checkpoint_dir is None:
         parser.error("--resume continues from a --checkpoint_dir: name the folder of the run to continue.")
+    if args.checkpoint_dir is not None and args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
+        parser.error(f"--checkpoint_dir {args.checkpoint_dir} is a file: name a folder (it is created if missing).")
     if args.mask_probability is not None and args.model != "bert4rec":
         parser.error("--mask_probability is BERT4Rec's (the share of items it masks); SASRec masks nothing.")
     if args.bf16 is None:
@@ -401,8 +403,9 @@ def main(argv=None) -> int:
     if args.popularity_only:
         print(popularity_reference(split, args.seed))
         return 0
-    if args.checkpoint_dir is not None and not args.resume and latest_checkpoint(args.checkpoint_dir) is not None:
-        fail(f"{args.checkpoint_dir} already holds a saved epoch ({latest_checkpoint(args.checkpoint_dir).name}). "
+    saved = latest_checkpoint(args.checkpoint_dir) if args.checkpoint_dir is not None else None
+    if saved is not None and not args.resume:
+        fail(f"{args.checkpoint_dir} already holds a saved epoch ({saved.name}). "
              "Add --resume to continue it, or name another --checkpoint_dir.")  # fmt: skip
     candidates = {stage: {p: sample_candidates(split, stage, p, seed=args.seed) for p in PROTOCOLS if p != "full"}
                   for stage in ("valid", "test")}  # fmt: skip

@@ -266,6 +266,10 @@ def test_seqrec_benchmark_refuses_to_resume_the_wrong_run(tmp_path, capsys, seqr
     with pytest.raises(SystemExit):
         bench.parse_args(["--resume"])
     assert "--resume continues from a --checkpoint_dir" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--checkpoint_dir", str(tmp_path / "a_file")])
+    assert "a_file is a file: name a folder" in capsys.readouterr().err
     assert f"--resume: no saved epoch in {folder}. Drop --resume to start afresh." in error([*common, "--resume"])
     _run_seqrec(bench, common, capsys)
     assert "already holds a saved epoch (epoch-1). Add --resume to continue it" in error(common)
