@@ -99,6 +99,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="stop training after this many seconds (counted across --resume)")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--adam_beta2", type=float, default=0.98, help="Adam's beta2 (SASRec's code: 0.98)")
+    parser.add_argument("--lr_decay", type=float, default=1.0,
+                        help="multiply the learning rate by this after every epoch that does not improve validation "
+                        "NDCG@10 (1: constant, as both papers train)")  # fmt: skip
     parser.add_argument("--validation_protocol", choices=PROTOCOLS, default="sampled-uniform")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast (default: where the CPU computes bfloat16 natively, AVX-512 BF16 or AMX; "
@@ -121,6 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--resume continues from a --checkpoint_dir: name the folder of the run to continue.")
     if args.checkpoint_dir is not None and args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
         parser.error(f"--checkpoint_dir {args.checkpoint_dir} is a file: name a folder (it is created if missing).")
+    if not 0.0 < args.lr_decay <= 1.0:
+        parser.error(f"--lr_decay {args.lr_decay} is not in (0, 1]: 0.5 halves the learning rate, 1 keeps it.")
     if args.mask_probability is not None and args.model != "bert4rec":
         parser.error("--mask_probability is BERT4Rec's (the share of items it masks); SASRec masks nothing.")
     if args.bf16 is None:
@@ -150,7 +156,9 @@ def build_model(args, split):
 # The flags that shape the model and its training: a resumed run must keep them. The others (--epochs, --patience,
 # --time_budget, --threads) only say for how long and on how many threads to go on.
 RESUME_FLAGS = ("model", "loss", "max_length", "dropout", "hidden_size", "mask_probability", "batch_size", "lr",
-                "validation_protocol", "bf16", "group_by_length", "seed", "quick")  # fmt: skip
+                "adam_beta2", "lr_decay", "validation_protocol", "bf16", "group_by_length", "seed", "quick")  # fmt: skip
+# Flags added after checkpoints were first written: a checkpoint without one was trained with this value.
+FLAGS_BEFORE_THEY_EXISTED = {"adam_beta2": 0.98, "lr_decay": 1.0}
 
 
 def fail(message: str) -> NoReturn:
@@ -198,8 +206,9 @@ def load_checkpoint(path: Path, model, optimizer, collate, flags: dict) -> tuple
     """Restore what `save_checkpoint` wrote into `model`, `optimizer`, the collator's and torch's random generators;
     returns (progress, the best epoch's state dict). Refuses a checkpoint of another recipe or data file."""
     state = json.loads((path / "state.json").read_text())
-    changed = [f"{name} (saved {state['flags'].get(name)!r}, now {value!r})" for name, value in flags.items()
-               if state["flags"].get(name) != value]  # fmt: skip
+    saved = {**FLAGS_BEFORE_THEY_EXISTED, **state["flags"]}
+    changed = [f"{name} (saved {saved.get(name)!r}, now {value!r})" for name, value in flags.items()
+               if saved.get(name) != value]  # fmt: skip
     if changed:
         fail(f"{path} was trained with other settings: {', '.join(changed)}. Resume with the saved settings, "
              "or start afresh in another --checkpoint_dir.")  # fmt: skip
@@ -236,7 +245,7 @@ def train(args, split, candidates, flags: dict):
     sampler = LengthGroupedSampler(args.batch_size, lengths=dataset.lengths) if args.group_by_length else None
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None,
                                          sampler=sampler, collate_fn=collate)  # fmt: skip
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, args.adam_beta2))
     progress = {"epoch": 0, "best": -1.0, "best_epoch": 0, "best_time": 0.0, "bad": 0, "sequences": 0,
                 "train_seconds": 0.0, "elapsed": 0.0, "log": [], "flags": flags}  # fmt: skip
     best_state = None
@@ -281,6 +290,8 @@ def train(args, split, candidates, flags: dict):
             progress.update(best=value, best_epoch=epoch, best_time=elapsed, bad=0)
         else:
             progress["bad"] += 1
+            for group in optimizer.param_groups:  # saved with the optimizer's state, so --resume keeps it
+                group["lr"] *= args.lr_decay
         if args.checkpoint_dir is not None:
             save_checkpoint(args.checkpoint_dir, model, best_state, optimizer, collate, progress)
     model.load_state_dict(best_state)

@@ -279,3 +279,48 @@ def test_seqrec_benchmark_refuses_to_resume_the_wrong_run(tmp_path, capsys, seqr
     # tests the saved model: epoch 1's line is the one reprinted from the checkpoint.
     out = _run_seqrec(bench, [*common, "--resume", "--patience", "3"], capsys)
     assert "resumed from" in out and out.count("epoch 1: ") == 1 and "epoch 2: " not in out and "  NDCG@10" in out
+
+
+def test_seqrec_benchmark_lr_decay_follows_validation(tmp_path, capsys, seqrec_bench, monkeypatch):
+    """--lr_decay multiplies the learning rate after each epoch that does not improve validation NDCG@10, and only
+    then; the decayed rate is saved with the optimizer. A checkpoint written before --lr_decay and --adam_beta2
+    existed resumes as trained with the values that were fixed then."""
+    import json
+
+    bench = seqrec_bench
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--lr_decay", "0"])
+    assert "--lr_decay 0.0 is not in (0, 1]" in capsys.readouterr().err
+    real_evaluate = bench.evaluate_recommender
+    validation_scores = iter([0.5, 0.4, 0.6, 0.3])  # epochs 2 and 4 do not improve
+
+    def evaluate(model, split, which, **kwargs):
+        report = real_evaluate(model, split, which, **kwargs)
+        if which == "valid":
+            report.metrics["full"]["NDCG@10"] = next(validation_scores)
+        return report
+
+    monkeypatch.setattr(bench, "evaluate_recommender", evaluate)
+    folder = tmp_path / "run"
+    common = ["--data", str(_toy_seqrec_file(tmp_path)), "--model", "sasrec", "--no-bf16", "--hidden_size", "16",
+              "--validation_protocol", "full", "--lr_decay", "0.5", "--checkpoint_dir", str(folder)]  # fmt: skip
+    rates = []
+    for epochs in (1, 2, 3, 4):
+        _run_seqrec(bench, [*common, "--epochs", str(epochs), *(["--resume"] if epochs > 1 else [])], capsys)
+        state = json.loads((folder / f"epoch-{epochs}" / "state.json").read_text())
+        rates.append(state["optimizer_param_groups"][0]["lr"])
+    assert rates == pytest.approx([1e-3, 5e-4, 5e-4, 2.5e-4], rel=1e-12)
+    assert state["best_epoch"] == 3 and state["flags"]["lr_decay"] == 0.5
+
+    old = tmp_path / "old"
+    plain = [*common[: common.index("--lr_decay")], "--checkpoint_dir", str(old), "--epochs", "1"]
+    monkeypatch.setattr(bench, "evaluate_recommender", real_evaluate)
+    _run_seqrec(bench, plain, capsys)
+    state_file = old / "epoch-1" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["flags"]["lr_decay"], state["flags"]["adam_beta2"]
+    state_file.write_text(json.dumps(state))
+    assert "resumed from" in _run_seqrec(bench, [*plain, "--resume"], capsys)
+    with pytest.raises(SystemExit):
+        bench.main([*plain, "--resume", "--adam_beta2", "0.999"])
+    assert "adam_beta2 (saved 0.98, now 0.999)" in capsys.readouterr().err
