@@ -125,6 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--resume continues from a --checkpoint_dir: name the folder of the run to continue.")
     if args.checkpoint_dir is not None and args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
         parser.error(f"--checkpoint_dir {args.checkpoint_dir} is a file: name a folder (it is created if missing).")
+    if not 0.0 <= args.adam_beta2 < 1.0:
+        parser.error(f"--adam_beta2 {args.adam_beta2} is not in [0, 1): Adam's default is 0.999, SASRec's 0.98.")
     if not 0.0 < args.lr_decay <= 1.0:
         parser.error(f"--lr_decay {args.lr_decay} is not in (0, 1]: 0.5 halves the learning rate, 1 keeps it.")
     if args.mask_probability is not None and args.model != "bert4rec":

@@ -291,6 +291,9 @@ def test_seqrec_benchmark_lr_decay_follows_validation(tmp_path, capsys, seqrec_b
     with pytest.raises(SystemExit):
         bench.parse_args(["--lr_decay", "0"])
     assert "--lr_decay 0.0 is not in (0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--adam_beta2", "1"])
+    assert "--adam_beta2 1.0 is not in [0, 1)" in capsys.readouterr().err
     real_evaluate = bench.evaluate_recommender
     validation_scores = iter([0.5, 0.4, 0.6, 0.3])  # epochs 2 and 4 do not improve
 
